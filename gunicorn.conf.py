@@ -1,0 +1,252 @@
+"""Gunicorn settings, read by plain ``gunicorn wsgi:app`` from the repository root.
+
+Every value that differs between a laptop and production comes from an environment
+variable, so the same file serves ``make run`` and the EC2 fleet behind the ALB
+(deploy/cloudformation.yaml writes those variables to /etc/ecommerce/ecommerce.env).
+
+    GUNICORN_BIND             127.0.0.1:8000   the deploy sets 0.0.0.0:8000
+    GUNICORN_WORKERS          1 with SimpleCache (or FLASK_CACHE_TYPE unset),
+                              otherwise CPUs + 1, at most 8
+    GUNICORN_THREADS          4
+    FORWARDED_ALLOW_IPS       127.0.0.1,::1    the deploy sets the VPC CIDR
+    PROMETHEUS_MULTIPROC_DIR  a fresh temporary directory created here
+
+Anything else can still be overridden per run with gunicorn's own GUNICORN_CMD_ARGS,
+which takes precedence over this file.
+"""
+
+from __future__ import annotations
+
+import atexit
+import datetime
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from gunicorn.glogging import Logger
+
+# --- Prometheus multiprocess directory -------------------------------------------------
+# This block must run before anything imports prometheus_client: the library picks its
+# value class (in-memory or mmap files) once, at import time, from PROMETHEUS_MULTIPROC_DIR.
+# If the variable appeared later, each worker would count into its own memory and
+# /metrics would show whichever worker happened to answer the scrape. That is also why
+# prometheus_client is imported only inside the hooks below, never at the top of this file.
+_PROMETHEUS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def _remove_directory_we_created(path: str, creator_pid: int) -> None:
+    # Workers are forked from the master and inherit this atexit handler; only the
+    # process that created the directory may delete it, or the first worker to exit
+    # would pull the metric files from under its siblings.
+    if os.getpid() == creator_pid:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+if not os.environ.get(_PROMETHEUS_DIR_VARIABLE):
+    # A fresh directory per master: files from an earlier run would add old counts to
+    # the new run's totals. Set in os.environ so the workers, forked later, inherit it.
+    # On a HUP reload this file runs again, finds the variable set and keeps the
+    # directory, so the running workers' counts survive the reload.
+    _created_directory = tempfile.mkdtemp(prefix="ecommerce-prometheus-")
+    os.environ[_PROMETHEUS_DIR_VARIABLE] = _created_directory
+    atexit.register(_remove_directory_we_created, _created_directory, os.getpid())
+
+
+# --- Environment helpers --------------------------------------------------------------
+def _positive_int_from_env(name: str, default: int) -> int:
+    raw_value = os.environ.get(name, "").strip()
+    if not raw_value:
+        return default
+    try:
+        value = int(raw_value)
+    except ValueError:
+        value = 0
+    if value < 1:
+        # Stop start-up with the variable's name: a typo silently falling back to the
+        # default would leave a fleet running with a worker count nobody chose.
+        raise SystemExit(f"{name} must be a positive integer, got {raw_value!r}")
+    return value
+
+
+def _available_cpus() -> int:
+    # sched_getaffinity honours CPU pinning (containers, taskset); cpu_count does not.
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not available on macOS
+        return os.cpu_count() or 1
+
+
+# Flask-Caching accepts the short name, its legacy alias and the full import paths.
+_IN_PROCESS_CACHE_NAMES = {"simplecache", "simple"}
+
+
+def _cache_lives_in_one_process() -> bool:
+    # The app's default (FLASK_CACHE_TYPE unset) is SimpleCache, as in `make run`.
+    cache_type = os.environ.get("FLASK_CACHE_TYPE", "").strip() or "SimpleCache"
+    return cache_type.rsplit(".", 1)[-1].lower() in _IN_PROCESS_CACHE_NAMES
+
+
+# Workers give CPU parallelism (one GIL each); threads give I/O concurrency. The work
+# is I/O-bound (a DynamoDB round trip, a small SQL query), so CPUs + 1 workers keep
+# every core busy, the +1 covering a worker that is restarting (max_requests) or
+# importing the app. The sync-worker rule 2 * CPUs + 1 would only add processes whose
+# threads already cover the waiting. The cap of 8 bounds database connections: every
+# worker has its own SQLAlchemy pool, and instances x workers x pool must stay below
+# the RDS instance's max_connections.
+MAX_COMPUTED_WORKERS = 8
+
+# SimpleCache is a dict inside one worker process. With several workers a POST handled
+# by one worker would leave the others serving their own stale copy until the TTL, so
+# an in-process cache gets exactly one worker (and threads for concurrency). Several
+# workers or instances need the shared DynamoDB backend.
+if _cache_lives_in_one_process():
+    _default_workers = 1
+else:
+    _default_workers = min(_available_cpus() + 1, MAX_COMPUTED_WORKERS)
+
+# --- Server socket ----------------------------------------------------------------------
+# Loopback by default so a developer's `make run` is not reachable from the network; the
+# EC2 deploy binds 0.0.0.0:8000 and the security group admits only the ALB.
+bind = [os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")]
+
+# --- Workers ----------------------------------------------------------------------------
+worker_class = "gthread"
+workers = _positive_int_from_env("GUNICORN_WORKERS", _default_workers)
+# 4 threads keep a worker busy while requests wait on DynamoDB or the database, and stay
+# below SQLAlchemy's default pool of 5, so a thread never queues for a connection. The
+# DynamoDB backend's connection pool must be at least this large too. More threads
+# mostly add GIL contention to each request's latency.
+threads = _positive_int_from_env("GUNICORN_THREADS", 4)
+
+# Not preloaded: botocore clients (under PynamoDB) and SQLAlchemy pools do not survive
+# fork; sockets opened in the master would be shared by every worker. Loading the app in
+# each worker creates them after the fork. The cost is a slower start, paid once.
+preload_app = False
+
+# Recycle each worker after this many requests to bound slow memory growth (C extension
+# caches, fragmentation). The jitter spreads restarts so workers started together do not
+# all restart at the same moment. Kept high because every recycled worker leaves its
+# counter and histogram files in PROMETHEUS_MULTIPROC_DIR, and /metrics reads them all.
+max_requests = 10_000
+max_requests_jitter = 1_000
+
+# --- Timeouts ---------------------------------------------------------------------------
+# The ALB keeps idle connections to targets for 60 s (its idle timeout). If gunicorn
+# closed an idle connection first, the ALB could send a request down a socket being
+# closed and answer the client 502. Keep-alive must therefore outlast the ALB's 60 s.
+keepalive = 75
+# A worker silent this long is killed and replaced. With gthread the heartbeat comes
+# from the worker's main loop, not from request threads, so this catches a wedged
+# process rather than one slow request. Requests here take milliseconds.
+timeout = 30
+# On SIGTERM (systemd stop, instance refresh) in-flight requests get this long to finish.
+# The ALB has already stopped routing to the instance (deregistration delay), so 30 s is
+# ample; systemd's TimeoutStopSec in deploy/ecommerce.service is longer so it never
+# SIGKILLs a shutdown that is still within this window.
+graceful_timeout = 30
+
+# --- Proxies ----------------------------------------------------------------------------
+# Addresses allowed to set X-Forwarded-Proto (the request scheme). Gunicorn itself reads
+# the same variable; it is repeated here so the default is visible. Locally only nginx on
+# loopback is trusted; the deploy sets the VPC CIDR because ALB nodes take addresses
+# from the VPC's subnets. Client addresses (X-Forwarded-For) are handled by Werkzeug's
+# ProxyFix in the app (FLASK_PROXY_FIX_X_FOR), not here.
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+
+# --- Control socket ---------------------------------------------------------------------
+# Gunicorn >= 25 opens a control socket for `gunicornc` in $XDG_RUNTIME_DIR or
+# ~/.gunicorn by default. Nothing here uses it (systemd manages the process), the home
+# directory is read-only under the systemd unit's hardening, and two instances on one
+# host (the load-balancer test, `make cluster`) would replace each other's socket.
+control_socket_disable = True
+
+# --- Logging ----------------------------------------------------------------------------
+# Containers, systemd and CloudWatch all collect stdout/stderr; files would need rotation.
+accesslog = "-"  # "-" is stdout for the access log
+errorlog = "-"  # "-" is stderr for the error log
+loglevel = "info"
+proc_name = "ecommerce"
+
+# One JSON object per line. Strings are quoted here and escaped by JsonAccessLogger
+# below; status, duration_ms and bytes are bare JSON numbers (bytes may be null). The
+# query string and Referer are left out on purpose: they can carry tokens, and tokens
+# must never reach the logs. request_id and cache come from the app's response headers;
+# remote_addr is the client's address once the app's ProxyFix has rewritten the environ.
+access_log_format = (
+    '{"time": "%(t)s", "level": "INFO", "logger": "gunicorn.access", '
+    '"request_id": "%({x-request-id}o)s", "method": "%(m)s", "path": "%(U)s", '
+    '"status": %(s)s, "duration_ms": %(M)s, "bytes": %(B)s, "cache": "%({x-cache}o)s", '
+    '"remote_addr": "%(h)s", "forwarded_for": "%({x-forwarded-for}i)s", '
+    '"user_agent": "%(a)s"}'
+)
+
+
+def _json_fragment(value: Any) -> str:
+    """Render one log atom so that it is valid JSON inside the template above."""
+    if value is None:
+        return "null"  # only a bare field (bytes) can be None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    # json.dumps escapes quotes, backslashes and control characters; the template
+    # supplies the surrounding quotes, so strip the ones json.dumps adds.
+    return json.dumps(str(value))[1:-1]
+
+
+class JsonEscapedAtoms(dict):
+    """Gunicorn's SafeAtoms escapes only double quotes: a backslash or a tab in a path
+    or User-Agent would break the JSON line. This escapes every atom for JSON and keeps
+    SafeAtoms' lookup rules (header atoms case-insensitive, missing atoms as "-")."""
+
+    def __init__(self, atoms: dict[str, Any]) -> None:
+        super().__init__((key, _json_fragment(value)) for key, value in atoms.items())
+
+    def __getitem__(self, key: str) -> str:
+        if key.startswith("{"):
+            key = key.lower()
+        return super().get(key, "-")
+
+
+class JsonAccessLogger(Logger):
+    atoms_wrapper_class = JsonEscapedAtoms
+
+    def now(self) -> str:
+        # ISO 8601 in UTC, as log pipelines parse it, instead of Apache's [26/Nov/...].
+        now_utc = datetime.datetime.now(datetime.UTC)
+        return now_utc.isoformat(timespec="milliseconds")
+
+
+logger_class = JsonAccessLogger
+
+
+# --- Hooks ------------------------------------------------------------------------------
+def on_starting(server: Any) -> None:
+    # Runs once in the master before the first worker is forked (not on HUP reloads).
+    # A directory given by the operator may hold files from a previous run, whose
+    # counters would be added to this run's: prometheus_client requires an empty
+    # directory at start. Only *.db metric files are removed, never anything else.
+    metrics_directory = Path(os.environ[_PROMETHEUS_DIR_VARIABLE])
+    metrics_directory.mkdir(parents=True, exist_ok=True)
+    for stale_file in metrics_directory.glob("*.db"):
+        stale_file.unlink(missing_ok=True)
+    server.log.info("Prometheus multiprocess directory: %s", metrics_directory)
+
+    if server.cfg.workers > 1 and _cache_lives_in_one_process():
+        server.log.warning(
+            "%d workers with an in-process cache (SimpleCache): each worker keeps its own "
+            "copy, so a write through one worker leaves the others stale until the TTL. "
+            "Use GUNICORN_WORKERS=1 or the DynamoDB cache backend.",
+            server.cfg.workers,
+        )
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    # Runs in the master after a worker exits (recycled, crashed or stopped): removes the
+    # dead worker's live-gauge files so gauges stop reporting a process that is gone.
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
