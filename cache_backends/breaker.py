@@ -1,0 +1,94 @@
+"""A circuit breaker that never holds a lock while DynamoDB is being called.
+
+Why not pybreaker: its ``CircuitBreaker.call`` holds one ``RLock`` for the whole
+guarded call, so in a gthread worker every cache request would queue behind
+the one in flight. Here the lock only guards the few fields below.
+
+States: *closed* (calls pass; ``failure_threshold`` consecutive failures open
+it), *open* (calls are refused at once for ``cooldown`` seconds), then
+*half-open* (exactly one caller is let through as a probe; its success closes
+the circuit, its failure opens it for another cool-down).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from enum import Enum
+
+logger = logging.getLogger(__name__)
+
+
+class BreakerState(str, Enum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half-open"
+
+
+class CircuitBreaker:
+    """Count consecutive failures; stop calling a dependency that keeps failing.
+
+    :param name: names the dependency in log lines.
+    :param failure_threshold: consecutive failures that open the circuit;
+        0 disables the breaker.
+    :param cooldown: seconds to stay open before one probe call is allowed.
+    """
+
+    def __init__(self, name: str, failure_threshold: int = 5, cooldown: float = 10.0) -> None:
+        self.name = name
+        self.failure_threshold = failure_threshold
+        self.cooldown = cooldown
+        self._lock = threading.Lock()
+        self._failures = 0
+        self._opened_at: float | None = None
+        self._probe_in_flight = False
+
+    @property
+    def state(self) -> BreakerState:
+        with self._lock:
+            if self._opened_at is None:
+                return BreakerState.CLOSED
+            if self._probe_in_flight or time.monotonic() - self._opened_at >= self.cooldown:
+                return BreakerState.HALF_OPEN
+            return BreakerState.OPEN
+
+    def allow(self) -> bool:
+        """Whether the caller may call the dependency now (and then must report)."""
+        if self.failure_threshold <= 0:
+            return True
+        with self._lock:
+            if self._opened_at is None:
+                return True
+            if self._probe_in_flight or time.monotonic() - self._opened_at < self.cooldown:
+                return False
+            self._probe_in_flight = True
+            return True
+
+    def record_success(self) -> None:
+        with self._lock:
+            was_open = self._opened_at is not None
+            self._failures = 0
+            self._opened_at = None
+            self._probe_in_flight = False
+        if was_open:
+            logger.warning("%s: circuit closed, calls resume", self.name)
+
+    def record_failure(self) -> None:
+        if self.failure_threshold <= 0:
+            return
+        with self._lock:
+            self._failures += 1
+            probe_failed = self._probe_in_flight
+            self._probe_in_flight = False
+            if not probe_failed and (
+                self._opened_at is not None or self._failures < self.failure_threshold
+            ):
+                return
+            self._opened_at = time.monotonic()
+        logger.warning(
+            "%s: circuit open after %d consecutive failures; calls skipped for %.1fs",
+            self.name,
+            self._failures,
+            self.cooldown,
+        )

@@ -1,0 +1,686 @@
+"""A Flask-Caching backend that keeps entries in one DynamoDB table.
+
+Select it with ``CACHE_TYPE = "cache_backends.dynamodb.DynamoDBCache"``; the
+class docstring below is the manual. The table layout is in ``models.py``, the
+entry format (signature, compression) in ``codec.py``, the key mapping in
+``keys.py``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from botocore.exceptions import BotoCoreError, ClientError
+from cachelib.serializers import BaseSerializer
+from flask_caching.backends.base import BaseCache
+from pynamodb.exceptions import DoesNotExist, PynamoDBException
+
+from cache_backends.breaker import CircuitBreaker
+from cache_backends.codec import DEFAULT_COMPRESS_THRESHOLD, EntryCodec, InvalidEntry
+from cache_backends.keys import storage_key, validate_key_prefix
+from cache_backends.models import (
+    EXPIRY_ATTRIBUTE,
+    KEY_ATTRIBUTE,
+    CacheEntry,
+    ConnectionSettings,
+    entry_model_for,
+)
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TABLE_NAME = "ecommerce-cache"
+#: DynamoDB limits, in items per request.
+MAX_BATCH_GET = 100
+MAX_BATCH_WRITE = 25
+#: DynamoDB's item size limit. Attribute names count towards it too.
+MAX_ITEM_BYTES = 400 * 1024
+#: Room for attribute names, the expiry number and DynamoDB's per-item overhead.
+ITEM_OVERHEAD_BYTES = 100
+#: Unprocessed batch keys/items are retried this many times, with exponential
+#: backoff and full jitter starting at BATCH_BACKOFF_BASE seconds, capped at
+#: BATCH_BACKOFF_CAP; what is still unprocessed then counts as a failure.
+BATCH_RETRY_ATTEMPTS = 5
+BATCH_BACKOFF_BASE = 0.025
+BATCH_BACKOFF_CAP = 0.5
+#: inc() on a key holding a set() value converts it with a conditional write;
+#: a concurrent writer can win that race, so the whole step is retried.
+COUNTER_ATTEMPTS = 5
+CONDITION_FAILED = "ConditionalCheckFailedException"
+
+#: ``observer(operation, seconds, error)`` hears about every DynamoDB call.
+Observer = Callable[[str, float, BaseException | None], None]
+T = TypeVar("T")
+
+
+class CacheUnavailable(Exception):
+    """A DynamoDB call failed, or was skipped because the circuit is open."""
+
+
+def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _backoff(attempt: int) -> None:
+    time.sleep(random.uniform(0, min(BATCH_BACKOFF_CAP, BATCH_BACKOFF_BASE * 2**attempt)))
+
+
+def _is_expected_outcome(error: Exception) -> bool:
+    """A miss or a failed condition is an answer from DynamoDB, not an outage."""
+    return isinstance(error, DoesNotExist) or (
+        isinstance(error, PynamoDBException) and error.cause_response_code == CONDITION_FAILED
+    )
+
+
+def _degrades_to(fallback: Callable[..., Any]) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    """Turn a :class:`CacheUnavailable` into ``fallback(*args)``: the cache never raises."""
+
+    def decorate(method: Callable[..., T]) -> Callable[..., T]:
+        @functools.wraps(method)
+        def wrapper(self: DynamoDBCache, *args: Any, **kwargs: Any) -> T:
+            try:
+                return method(self, *args, **kwargs)
+            except CacheUnavailable:
+                return fallback(*args)
+
+        return wrapper
+
+    return decorate
+
+
+_miss = _degrades_to(lambda *args: None)
+_failed = _degrades_to(lambda *args: False)
+
+
+class DynamoDBCache(BaseCache):
+    """Flask-Caching backend storing each entry as one item of a DynamoDB table.
+
+    Drop-in for ``cachelib.dynamodb.DynamoDbCache`` where the arguments overlap;
+    it differs where that one falls short: batched ``get_many``/``set_many``/
+    ``delete_many``, atomic ``inc``/``dec``, a conditional ``add``, ``clear``
+    limited to ``key_prefix``, keys of any length, compressed and signed values,
+    short timeouts with a circuit breaker, and no exception ever escaping.
+
+    Flask configuration (read by :meth:`factory`):
+
+    ====================================  ==========================================
+    ``CACHE_DYNAMODB_TABLE``              table name (``ecommerce-cache``)
+    ``CACHE_DYNAMODB_REGION``             region; default: the AWS chain
+    ``CACHE_DYNAMODB_ENDPOINT_URL``       e.g. DynamoDB Local's URL; default: AWS
+    ``CACHE_DYNAMODB_CREATE_TABLE``       create the table at start-up (local runs)
+    ``CACHE_DYNAMODB_SIGNING_KEY``        HMAC key; falls back to ``SECRET_KEY``
+    ``CACHE_DYNAMODB_OLD_SIGNING_KEYS``   list of keys still accepted on reads
+    ``CACHE_DYNAMODB_CONSISTENT_READ``    strongly consistent reads (``True``)
+    ``CACHE_DYNAMODB_CONNECT_TIMEOUT``    seconds (``1.0``)
+    ``CACHE_DYNAMODB_READ_TIMEOUT``       seconds (``1.0``)
+    ``CACHE_DYNAMODB_MAX_RETRIES``        botocore retries per call (``1``)
+    ``CACHE_DYNAMODB_MAX_POOL``           HTTP connections per process (``32``)
+    ``CACHE_DYNAMODB_BREAKER_FAILURES``   failures that open the circuit (``5``)
+    ``CACHE_DYNAMODB_BREAKER_COOLDOWN``   seconds the circuit stays open (``10``)
+    ``CACHE_DYNAMODB_OBSERVER``           callable for metrics (set in code)
+    ``CACHE_DEFAULT_TIMEOUT``             default TTL in seconds (``300``)
+    ``CACHE_KEY_PREFIX``                  prefix of every key
+    ====================================  ==========================================
+
+    Credentials and, unless given, the region come from the standard AWS chain
+    (environment, shared profile, EC2 instance role); nothing here takes keys.
+
+    :param table_name: the cache table (layout in ``cache_backends/models.py``).
+    :param default_timeout: seconds an entry lives when ``set`` gets
+        ``timeout=None``; ``0`` means never expire.
+    :param key_prefix: prepended to every key; ``clear()`` removes only items
+        with this prefix.
+    :param endpoint_url: talk to this endpoint instead of AWS (DynamoDB Local).
+    :param region_name: AWS region; default from the AWS chain.
+    :param create_table: create the table (on-demand, TTL on ``expires_at``) if
+        it does not exist. For local runs: production tables come from
+        CloudFormation (``deploy/cloudformation.yaml``).
+    :param signing_key: HMAC-SHA256 key; required, and the same on every
+        instance (a per-process key would make each reject the others' entries).
+    :param old_signing_keys: keys still accepted when reading. To rotate: deploy
+        with the new ``signing_key`` and the old one here; remove it once the
+        longest TTL has passed.
+    :param consistent_read: strongly consistent reads (2x the read cost) so that
+        a write on one instance is what the next read anywhere sees.
+    :param connect_timeout: seconds to open a connection.
+    :param read_timeout: seconds to wait for a response.
+    :param max_retries: botocore retries per call (standard mode; DynamoDB's
+        backoff starts at 25 ms). A call costs at most about
+        ``(1 + max_retries) * (connect_timeout or read_timeout)`` when DynamoDB
+        hangs, and nothing once the circuit is open.
+    :param max_pool_connections: HTTP connections kept per process; at least the
+        worker's thread count.
+    :param breaker_failures: consecutive failed calls that open the circuit;
+        while open, calls are skipped (a miss / ``False``) for
+        ``breaker_cooldown`` seconds, then one probe call tries again. ``0``
+        disables the breaker.
+    :param breaker_cooldown: seconds the circuit stays open.
+    :param compress_threshold: serialized values at least this many bytes are
+        zlib-compressed when that makes them smaller.
+    :param observer: ``observer(operation, seconds, error)`` is called after
+        each DynamoDB call (``error`` is ``None`` on success), for metrics.
+
+    IAM permissions on the table's ARN: ``dynamodb:GetItem``, ``PutItem``,
+    ``UpdateItem``, ``DeleteItem``, ``BatchGetItem``, ``BatchWriteItem``,
+    ``DescribeTable`` (start-up check and ``health()``), ``Scan`` (only for
+    ``clear()``); ``CreateTable``, ``UpdateTimeToLive`` and
+    ``DescribeTimeToLive`` only where ``create_table()`` runs.
+
+    Cost and limits:
+
+    - a hit is one ``GetItem``: 1 read unit per 4 KB strongly consistent, half
+      that eventually consistent; ``get_many`` reads 100 keys per
+      ``BatchGetItem``, ``set_many``/``delete_many`` write 25 per
+      ``BatchWriteItem``; writes cost 1 unit per 1 KB, which compression helps;
+    - an item holds at most 400 KB: a value still larger after compression is
+      refused (``set`` returns ``False`` and logs a warning);
+    - keys over DynamoDB's 2048-byte key limit are stored under a SHA-256
+      digest (``keys.py``);
+    - DynamoDB deletes expired items lazily (hours to days later); every read
+      treats an item past ``expires_at`` as absent;
+    - ``clear()`` scans the whole table (billed for every item scanned, not
+      only those deleted) and deletes the prefix's items 25 at a time: an
+      administrative operation, not one for the request path;
+    - ``inc``/``dec`` counters are stored as plain DynamoDB numbers so that
+      ``UpdateItem ADD`` can change them atomically; they cannot be signed,
+      so a reader only accepts an integer from them;
+    - ``delete_many`` reports every key as deleted once the batch succeeds
+      (``BatchWriteItem`` does not say which keys existed).
+    """
+
+    serializer = BaseSerializer()  # pickle; any cachelib serializer can replace it
+
+    def __init__(
+        self,
+        table_name: str = DEFAULT_TABLE_NAME,
+        default_timeout: int = 300,
+        key_prefix: str | None = None,
+        endpoint_url: str | None = None,
+        region_name: str | None = None,
+        create_table: bool = False,
+        *,
+        signing_key: str | bytes | None = None,
+        old_signing_keys: Iterable[str | bytes] = (),
+        consistent_read: bool = True,
+        connect_timeout: float = 1.0,
+        read_timeout: float = 1.0,
+        max_retries: int = 1,
+        max_pool_connections: int = 32,
+        breaker_failures: int = 5,
+        breaker_cooldown: float = 10.0,
+        compress_threshold: int = DEFAULT_COMPRESS_THRESHOLD,
+        observer: Observer | None = None,
+        ignore_delete_many_errors: bool = True,
+    ) -> None:
+        super().__init__(default_timeout, ignore_delete_many_errors=ignore_delete_many_errors)
+        if not signing_key:
+            raise ValueError(
+                "DynamoDBCache needs a signing_key (Flask: CACHE_DYNAMODB_SIGNING_KEY), the same "
+                "on every instance, so that entries can be verified before they are loaded"
+            )
+        self.table_name = table_name
+        self.key_prefix = validate_key_prefix(key_prefix or "")
+        self.consistent_read = consistent_read
+        self.observer = observer
+        self._codec = EntryCodec(signing_key, old_signing_keys, compress_threshold)
+        self._breaker = CircuitBreaker(
+            f"DynamoDB table {table_name}", breaker_failures, breaker_cooldown
+        )
+        self._model = entry_model_for(
+            ConnectionSettings(
+                table_name=table_name,
+                endpoint_url=endpoint_url,
+                region_name=region_name,
+                connect_timeout=connect_timeout,
+                read_timeout=read_timeout,
+                max_retries=max_retries,
+                max_pool_connections=max_pool_connections,
+            )
+        )
+        if create_table:
+            self.create_table()
+
+    @classmethod
+    def factory(
+        cls,
+        app: Any,
+        config: Mapping[str, Any],
+        args: list[Any],
+        kwargs: dict[str, Any],
+    ) -> DynamoDBCache:
+        """Build the backend from Flask config (Flask-Caching calls this at init_app)."""
+        signing_key = config.get("CACHE_DYNAMODB_SIGNING_KEY") or config.get("SECRET_KEY")
+        if not signing_key:
+            raise ValueError(
+                "CACHE_DYNAMODB_SIGNING_KEY is not set (nor SECRET_KEY): set the same secret on "
+                "every instance, e.g. FLASK_CACHE_DYNAMODB_SIGNING_KEY=<random 32+ bytes>"
+            )
+        kwargs.update(
+            table_name=config.get("CACHE_DYNAMODB_TABLE", DEFAULT_TABLE_NAME),
+            key_prefix=config.get("CACHE_KEY_PREFIX"),
+            endpoint_url=config.get("CACHE_DYNAMODB_ENDPOINT_URL"),
+            region_name=config.get("CACHE_DYNAMODB_REGION"),
+            create_table=bool(config.get("CACHE_DYNAMODB_CREATE_TABLE", False)),
+            signing_key=signing_key,
+            old_signing_keys=config.get("CACHE_DYNAMODB_OLD_SIGNING_KEYS") or (),
+            consistent_read=bool(config.get("CACHE_DYNAMODB_CONSISTENT_READ", True)),
+            connect_timeout=float(config.get("CACHE_DYNAMODB_CONNECT_TIMEOUT", 1.0)),
+            read_timeout=float(config.get("CACHE_DYNAMODB_READ_TIMEOUT", 1.0)),
+            max_retries=int(config.get("CACHE_DYNAMODB_MAX_RETRIES", 1)),
+            max_pool_connections=int(config.get("CACHE_DYNAMODB_MAX_POOL", 32)),
+            breaker_failures=int(config.get("CACHE_DYNAMODB_BREAKER_FAILURES", 5)),
+            breaker_cooldown=float(config.get("CACHE_DYNAMODB_BREAKER_COOLDOWN", 10.0)),
+            observer=config.get("CACHE_DYNAMODB_OBSERVER"),
+        )
+        cache = cls(*args, **kwargs)
+        if not kwargs["create_table"]:
+            cache.check_table()
+        return cache
+
+    # -- the BaseCache API -------------------------------------------------
+
+    @_miss
+    def get(self, key: str) -> Any:
+        skey = self._storage_key(key)
+        try:
+            entry = self._call(
+                "GetItem", skey, self._model.get, skey, consistent_read=self.consistent_read
+            )
+        except DoesNotExist:
+            return None
+        return self._value_of(entry)
+
+    @_degrades_to(lambda *keys: [None] * len(keys))
+    def get_many(self, *keys: str) -> list[Any]:
+        skeys = [self._storage_key(key) for key in keys]
+        found = self._batch_get(list(dict.fromkeys(skeys)))
+        return [self._value_of(found[skey]) if skey in found else None for skey in skeys]
+
+    @_failed
+    def has(self, key: str) -> bool:
+        skey = self._storage_key(key)
+        try:
+            entry = self._call(
+                "GetItem",
+                skey,
+                self._model.get,
+                skey,
+                consistent_read=self.consistent_read,
+                attributes_to_get=[KEY_ATTRIBUTE, EXPIRY_ATTRIBUTE],
+            )
+        except DoesNotExist:
+            return False
+        return not self._is_expired(entry)
+
+    @_failed
+    def set(self, key: str, value: Any, timeout: int | None = None) -> bool:
+        entry = self._new_entry(key, value, timeout)
+        if entry is None:
+            return False
+        self._call("PutItem", entry.cache_key, entry.save)
+        return True
+
+    @_failed
+    def add(self, key: str, value: Any, timeout: int | None = None) -> bool:
+        entry = self._new_entry(key, value, timeout)
+        if entry is None:
+            return False
+        model = self._model
+        absent_or_expired = model.cache_key.does_not_exist() | (model.expires_at <= _utcnow())
+        try:
+            self._call("PutItem", entry.cache_key, entry.save, condition=absent_or_expired)
+        except PynamoDBException:  # the condition failed: a live entry is there
+            return False
+        return True
+
+    @_failed
+    def set_many(self, mapping: Mapping[str, Any], timeout: int | None = None) -> list[Any]:
+        entries = {key: self._new_entry(key, value, timeout) for key, value in mapping.items()}
+        stored = [key for key, entry in entries.items() if entry is not None]
+        self._batch_write(put=[entries[key] for key in stored])
+        return stored
+
+    @_failed
+    def delete(self, key: str) -> bool:
+        skey = self._storage_key(key)
+        try:
+            self._call(
+                "DeleteItem",
+                skey,
+                self._model(skey).delete,
+                condition=self._model.cache_key.exists(),
+            )
+        except PynamoDBException:  # the condition failed: there was nothing to delete
+            return False
+        return True
+
+    @_degrades_to(lambda *keys: [])
+    def delete_many(self, *keys: str) -> list[Any]:
+        self._batch_write(delete=list(dict.fromkeys(self._storage_key(key) for key in keys)))
+        return list(keys)
+
+    @_failed
+    def clear(self) -> bool:
+        model = self._model
+        prefix_filter = model.cache_key.startswith(self.key_prefix) if self.key_prefix else None
+
+        def scan_keys() -> list[str]:
+            return [
+                entry.cache_key
+                for entry in model.scan(prefix_filter, attributes_to_get=[KEY_ATTRIBUTE])
+            ]
+
+        self._batch_write(delete=self._call("Scan", self.key_prefix or "*", scan_keys))
+        return True
+
+    @_miss
+    def inc(self, key: str, delta: int = 1) -> int | None:
+        """Add ``delta`` atomically; an absent or expired counter starts from 0.
+
+        A live counter is changed by one ``UpdateItem ADD`` (exact under any
+        concurrency). A key holding a ``set()`` integer is first converted to a
+        counter by a write conditioned on what was read, so a concurrent change
+        makes it retry rather than lose an update. A new counter expires after
+        ``default_timeout``; ``ADD`` keeps an existing expiry.
+        """
+        skey = self._storage_key(key)
+        model = self._model
+        for _ in range(COUNTER_ATTEMPTS):
+            live_counter = model.counter.exists() & (
+                model.expires_at.does_not_exist() | (model.expires_at > _utcnow())
+            )
+            entry = model(skey)
+            try:
+                self._call(
+                    "UpdateItem",
+                    skey,
+                    entry.update,
+                    actions=[model.counter.add(delta)],
+                    condition=live_counter,
+                )
+                return self._counter_value(entry)
+            except PynamoDBException:  # not a live counter (yet)
+                pass
+            started = self._start_counter(skey, delta)
+            if started is not None:
+                return started
+        logger.warning("cache inc(%r) lost %d races in a row; giving up", key, COUNTER_ATTEMPTS)
+        return None
+
+    def dec(self, key: str, delta: int = 1) -> int | None:
+        return self.inc(key, -delta)
+
+    # -- administration ----------------------------------------------------
+
+    def create_table(self) -> list[str]:
+        """Create the table (on-demand) and enable TTL if needed; say what was done.
+
+        Idempotent. ``UpdateTimeToLive`` may take up to an hour on AWS and is
+        refused while in progress or once enabled: both count as success.
+        """
+        model = self._model
+        done = []
+        if model.exists():
+            done.append(f"table {self.table_name} already exists")
+        else:
+            model.create_table(billing_mode="PAY_PER_REQUEST", wait=False)
+            self._client().get_waiter("table_exists").wait(
+                TableName=self.table_name, WaiterConfig={"Delay": 1, "MaxAttempts": 120}
+            )
+            done.append(f"created table {self.table_name} (on-demand)")
+        ttl = self._client().describe_time_to_live(TableName=self.table_name)
+        status = ttl["TimeToLiveDescription"].get("TimeToLiveStatus", "DISABLED")
+        if status in ("ENABLED", "ENABLING"):
+            done.append(f"TTL already {status.lower()} on {EXPIRY_ATTRIBUTE}")
+        else:
+            try:
+                model._get_connection().update_time_to_live(EXPIRY_ATTRIBUTE)
+                done.append(f"enabled TTL on {EXPIRY_ATTRIBUTE}")
+            except PynamoDBException as error:
+                if "already enabled" not in str(error.cause_response_message or ""):
+                    raise
+                done.append(f"TTL already enabled on {EXPIRY_ATTRIBUTE}")
+        for line in done:
+            logger.info("cache table: %s", line)
+        return done
+
+    def check_table(self) -> bool:
+        """Start-up check: log loudly if the table is missing or unreachable."""
+        try:
+            exists = self._model.exists()
+        except (PynamoDBException, BotoCoreError, ClientError) as error:
+            logger.warning("cache table %s unreachable at start-up: %s", self.table_name, error)
+            return False
+        if not exists:
+            logger.error(
+                "cache table %s does not exist: every read will miss; create it with "
+                "`flask --app wsgi cache create-table` or deploy/cloudformation.yaml",
+                self.table_name,
+            )
+        return exists
+
+    def health(self) -> dict[str, Any]:
+        """The cache's state for readiness reports: one DescribeTable, or none if open."""
+        report: dict[str, Any] = {"backend": "dynamodb", "table": self.table_name}
+        try:
+            description = self._call("DescribeTable", "-", self._model.describe_table)
+            report.update(ok=True, table_status=description.get("TableStatus"))
+        except CacheUnavailable as error:
+            report.update(ok=False, error=str(error))
+        report["circuit"] = self._breaker.state.value
+        return report
+
+    # -- internals ---------------------------------------------------------
+
+    def _client(self) -> Any:
+        """The model's botocore client, for the admin calls PynamoDB does not wrap."""
+        return self._model._get_connection().connection.client
+
+    def _storage_key(self, key: str) -> str:
+        return storage_key(self.key_prefix, key)
+
+    def _call(
+        self, operation: str, key: str, func: Callable[..., T], *args: Any, **kwargs: Any
+    ) -> T:
+        """Call DynamoDB through the circuit breaker, timing it for the observer.
+
+        A miss or a failed condition passes through as PynamoDB raised it; any
+        other error is logged once and becomes :class:`CacheUnavailable`.
+        """
+        if not self._breaker.allow():
+            skipped = CacheUnavailable(f"{operation} skipped: circuit open")
+            self._observe(operation, 0.0, skipped)
+            raise skipped
+        started = time.perf_counter()
+        try:
+            result = func(*args, **kwargs)
+        except (PynamoDBException, BotoCoreError, ClientError) as error:
+            elapsed = time.perf_counter() - started
+            if _is_expected_outcome(error):
+                self._breaker.record_success()
+                self._observe(operation, elapsed, None)
+                raise
+            self._breaker.record_failure()
+            self._observe(operation, elapsed, error)
+            logger.warning(
+                "DynamoDB %s on %s (key %r) failed: %s", operation, self.table_name, key, error
+            )
+            raise CacheUnavailable(f"{operation} failed: {error}") from error
+        self._breaker.record_success()
+        self._observe(operation, time.perf_counter() - started, None)
+        return result
+
+    def _observe(self, operation: str, seconds: float, error: BaseException | None) -> None:
+        if self.observer is None:
+            return
+        try:
+            self.observer(operation, seconds, error)
+        except Exception:  # metrics must never break the cache
+            logger.exception("cache observer failed")
+
+    def _expires_at(self, timeout: int | None) -> int | None:
+        """Epoch seconds, rounded down: an entry never outlives its timeout."""
+        seconds = self._normalize_timeout(timeout)
+        return int(time.time() + seconds) if seconds > 0 else None
+
+    @staticmethod
+    def _is_expired(entry: CacheEntry) -> bool:
+        return entry.expires_at is not None and entry.expires_at <= _utcnow()
+
+    def _new_entry(self, key: str, value: Any, timeout: int | None) -> CacheEntry | None:
+        """A signed item for ``value``, or None (logged) if it cannot be stored."""
+        skey = self._storage_key(key)
+        expires_at = self._expires_at(timeout)
+        try:
+            body = self.serializer.dumps(value)
+        except Exception as error:  # pickle raises many types for unpicklable values
+            logger.warning("cache set(%r): value not serializable: %s", key, error)
+            return None
+        if body is None:  # cachelib's serializers log and return None on pickling errors
+            logger.warning("cache set(%r): value not serializable", key)
+            return None
+        blob = self._codec.seal(skey, body, expires_at)
+        if len(blob) + len(skey.encode()) + ITEM_OVERHEAD_BYTES > MAX_ITEM_BYTES:
+            logger.warning(
+                "cache set(%r) refused: %d bytes after compression exceed DynamoDB's 400 KB item "
+                "limit",
+                key,
+                len(blob),
+            )
+            return None
+        return self._model(
+            skey, value=blob, expires_at=None if expires_at is None else _from_epoch(expires_at)
+        )
+
+    def _value_of(self, entry: CacheEntry) -> Any:
+        """The verified value of an item, or None for an expired or untrusted one."""
+        if self._is_expired(entry):
+            return None
+        if entry.counter is not None:
+            return self._counter_value(entry)
+        if entry.value is None:
+            return None
+        try:
+            body = self._codec.unseal(entry.cache_key, entry.value, _epoch(entry.expires_at))
+        except InvalidEntry as error:
+            logger.warning("cache entry %r rejected, not loaded: %s", entry.cache_key, error)
+            return None
+        try:
+            return self.serializer.loads(body)
+        except Exception as error:  # ours, but unloadable here (e.g. a class since renamed)
+            logger.warning("cache entry %r could not be loaded: %s", entry.cache_key, error)
+            return None
+
+    @staticmethod
+    def _counter_value(entry: CacheEntry) -> int | None:
+        counter = entry.counter
+        if isinstance(counter, int) and not isinstance(counter, bool):
+            return counter
+        logger.warning("cache counter %r holds %r, not an integer", entry.cache_key, counter)
+        return None
+
+    def _start_counter(self, skey: str, delta: int) -> int | None:
+        """Create the counter from what the key holds now; None if someone raced us."""
+        model = self._model
+        try:
+            current = self._call("GetItem", skey, model.get, skey, consistent_read=True)
+        except DoesNotExist:
+            current = None
+        base, expires_at, unchanged = 0, self._expires_at(None), model.cache_key.does_not_exist()
+        if current is not None:
+            unchanged = (
+                model.value == current.value
+                if current.value is not None
+                else model.counter == current.counter
+            )
+            if not self._is_expired(current):
+                value = self._value_of(current)
+                if not isinstance(value, int):
+                    logger.warning("cache inc(%r): the key holds a non-integer value", skey)
+                    return None
+                base, expires_at = value, _epoch(current.expires_at)
+        counter = model(
+            skey,
+            counter=base + delta,
+            expires_at=None if expires_at is None else _from_epoch(expires_at),
+        )
+        try:
+            self._call("PutItem", skey, counter.save, condition=unchanged)
+        except PynamoDBException:
+            return None
+        return base + delta
+
+    def _batch_get(self, skeys: list[str]) -> dict[str, CacheEntry]:
+        """BatchGetItem in pages of 100, retrying unprocessed keys with backoff."""
+        connection = self._model._get_connection()
+        found: dict[str, CacheEntry] = {}
+        for page in _chunks(skeys, MAX_BATCH_GET):
+            pending = list(page)
+            for attempt in range(BATCH_RETRY_ATTEMPTS + 1):
+                if attempt:
+                    _backoff(attempt)
+                response = self._call(
+                    "BatchGetItem",
+                    f"{len(pending)} keys",
+                    connection.batch_get_item,
+                    [{KEY_ATTRIBUTE: skey} for skey in pending],
+                    consistent_read=self.consistent_read,
+                )
+                for raw in response.get("Responses", {}).get(self.table_name, []):
+                    entry = self._model.from_raw_data(raw)
+                    found[entry.cache_key] = entry
+                unprocessed = response.get("UnprocessedKeys", {}).get(self.table_name)
+                if not unprocessed:
+                    break
+                pending = [key[KEY_ATTRIBUTE]["S"] for key in unprocessed["Keys"]]
+            else:
+                raise CacheUnavailable(f"BatchGetItem left {len(pending)} keys unprocessed")
+        return found
+
+    def _batch_write(self, put: Sequence[CacheEntry] = (), delete: Sequence[str] = ()) -> None:
+        """BatchWriteItem in requests of 25, retrying unprocessed items with backoff."""
+        connection = self._model._get_connection()
+        requests = [("put", entry.serialize()) for entry in put] + [
+            ("delete", {KEY_ATTRIBUTE: {"S": skey}}) for skey in delete
+        ]
+        for page in _chunks(requests, MAX_BATCH_WRITE):
+            pending = list(page)
+            for attempt in range(BATCH_RETRY_ATTEMPTS + 1):
+                if attempt:
+                    _backoff(attempt)
+                response = self._call(
+                    "BatchWriteItem",
+                    f"{len(pending)} items",
+                    connection.batch_write_item,
+                    put_items=[item for kind, item in pending if kind == "put"],
+                    delete_items=[item for kind, item in pending if kind == "delete"],
+                )
+                unprocessed = response.get("UnprocessedItems", {}).get(self.table_name)
+                if not unprocessed:
+                    break
+                pending = [
+                    ("put", request["PutRequest"]["Item"])
+                    if "PutRequest" in request
+                    else ("delete", request["DeleteRequest"]["Key"])
+                    for request in unprocessed
+                ]
+            else:
+                raise CacheUnavailable(f"BatchWriteItem left {len(pending)} items unprocessed")
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _from_epoch(seconds: int) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def _epoch(moment: datetime | None) -> int | None:
+    return None if moment is None else int(moment.timestamp())

@@ -1,0 +1,81 @@
+"""The cache table's schema, as a PynamoDB model.
+
+One item per cache key; compare with ``deploy/cloudformation.yaml``::
+
+    cache_key   S  partition key (see keys.py for long keys)
+    value       B  signed, maybe compressed, serialized value (codec.py)
+    counter     N  the value of an inc()/dec() counter, kept as a number so
+                   DynamoDB can add to it atomically (UpdateItem ADD)
+    expires_at  N  epoch seconds; the table's TTL attribute; absent = never
+
+An item holds either ``value`` or ``counter``, never both.
+"""
+
+from __future__ import annotations
+
+import os
+import weakref
+from dataclasses import dataclass
+
+from pynamodb.attributes import BinaryAttribute, NumberAttribute, TTLAttribute, UnicodeAttribute
+from pynamodb.models import Model
+
+KEY_ATTRIBUTE = "cache_key"
+EXPIRY_ATTRIBUTE = "expires_at"
+
+
+class CacheEntry(Model):
+    """Attributes shared by every cache table; :func:`entry_model_for` binds a table."""
+
+    cache_key = UnicodeAttribute(hash_key=True, attr_name=KEY_ATTRIBUTE)
+    value = BinaryAttribute(null=True, legacy_encoding=False)
+    counter = NumberAttribute(null=True)
+    expires_at = TTLAttribute(null=True, attr_name=EXPIRY_ATTRIBUTE)
+
+
+@dataclass(frozen=True)
+class ConnectionSettings:
+    """Where the table lives and how patiently to talk to it."""
+
+    table_name: str
+    endpoint_url: str | None = None
+    region_name: str | None = None
+    connect_timeout: float = 1.0
+    read_timeout: float = 1.0
+    max_retries: int = 1
+    max_pool_connections: int = 32
+
+
+#: Every model class made here, so their connections can be dropped after fork().
+_live_models: weakref.WeakSet[type[CacheEntry]] = weakref.WeakSet()
+
+
+def entry_model_for(settings: ConnectionSettings) -> type[CacheEntry]:
+    """A CacheEntry subclass bound to one table and endpoint.
+
+    PynamoDB caches its connection on the model class, so two caches sharing
+    one class would share a table and an endpoint. A class per backend
+    instance keeps them apart.
+    """
+
+    class Meta:
+        table_name = settings.table_name
+        host = settings.endpoint_url
+        region = settings.region_name
+        connect_timeout_seconds = settings.connect_timeout
+        read_timeout_seconds = settings.read_timeout
+        max_retry_attempts = settings.max_retries
+        max_pool_connections = settings.max_pool_connections
+
+    model = type(f"CacheEntry_{settings.table_name}", (CacheEntry,), {"Meta": Meta})
+    _live_models.add(model)
+    return model
+
+
+def _drop_connections_after_fork() -> None:
+    """botocore clients and their sockets do not survive fork(): reconnect lazily."""
+    for model in list(_live_models):
+        model._connection = None
+
+
+os.register_at_fork(after_in_child=_drop_connections_after_fork)
