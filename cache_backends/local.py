@@ -13,6 +13,7 @@ Command line::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import os
 import shutil
@@ -146,10 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"DynamoDB Local listening on {ddb.endpoint_url}", file=sys.stderr, flush=True)
         if command:
             return subprocess.call(command)
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             ddb.process.wait()
-        except KeyboardInterrupt:
-            pass
     return 0
 
 
