@@ -1,0 +1,16 @@
+"""Side-by-side benchmark: our DynamoDB cache vs cachelib's vs a bare GetItem.
+
+Run it with ``make bench`` or ``python -m benchmarks --help``. It starts one
+DynamoDB Local (unless ``--endpoint-url`` names one), times every contender on
+the same server in interleaved rounds, prints a table with the issue's targets
+and writes ``docs/benchmarks.{json,md,png}``.
+
+Modules, in the order a reader needs them:
+
+- ``contenders``: one small adapter per cache, all with the same interface.
+- ``operations``: what is timed (get, set, get_many(100), set_many(100), inc).
+- ``timing``: the one timing helper and the latency statistics.
+- ``runner``: warm-up, interleaved rounds, medians, ratios and targets.
+- ``report``: the printed table, the JSON, the Markdown page and the chart.
+- ``cli``: the command line behind ``python -m benchmarks``.
+"""

@@ -1,0 +1,89 @@
+"""What the numbers were measured on: machine, library versions, DynamoDB Local release.
+
+Latencies on DynamoDB Local say little without this: the server is a JVM on the
+same cores as the client, so core count and Java version shape every number.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+import zipfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+#: Where Maven metadata puts the release number inside DynamoDBLocal.jar.
+DYNAMODB_LOCAL_POM = "META-INF/maven/software/amazon/dynamodb/DynamoDBLocal/pom.properties"
+#: The libraries whose speed is being measured, directly or underneath a cache.
+MEASURED_PACKAGES = ("botocore", "boto3", "pynamodb", "cachelib", "Flask-Caching")
+#: ``java -version`` answers in well under a second; never let it hang a benchmark.
+JAVA_VERSION_TIMEOUT_SECONDS = 10
+
+
+def package_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {}
+    for package in MEASURED_PACKAGES:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return versions
+
+
+def dynamodb_local_version(jar: Path) -> str | None:
+    """The release number Amazon stamps into the jar (e.g. "3.3.1"), if it is there."""
+    try:
+        with zipfile.ZipFile(jar) as archive:
+            properties = archive.read(DYNAMODB_LOCAL_POM).decode()
+    except (OSError, KeyError, zipfile.BadZipFile):
+        return None
+    for line in properties.splitlines():
+        name, _, value = line.partition("=")
+        if name.strip() == "version":
+            return value.strip()
+    return None
+
+
+def java_version() -> str | None:
+    java = shutil.which("java")
+    if java is None:
+        return None
+    try:
+        completed = subprocess.run(
+            [java, "-version"],
+            capture_output=True,
+            text=True,
+            timeout=JAVA_VERSION_TIMEOUT_SECONDS,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    # The JVM prints its version to stderr; the first line names the release.
+    lines = completed.stderr.strip().splitlines()
+    return lines[0] if lines else None
+
+
+def describe_machine() -> dict[str, Any]:
+    return {
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "python_implementation": platform.python_implementation(),
+    }
+
+
+def describe_server(jar: Path | None) -> dict[str, Any]:
+    """DynamoDB Local as run by this benchmark, or an external endpoint we know nothing of."""
+    if jar is None:
+        return {"started_by_benchmark": False, "dynamodb_local_version": None, "java": None}
+    return {
+        "started_by_benchmark": True,
+        "dynamodb_local_version": dynamodb_local_version(jar),
+        "jar": jar.parent.name,
+        "java": java_version(),
+        "mode": "-inMemory -sharedDb",
+    }
