@@ -8,9 +8,16 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from flask_caching.backends.base import BaseCache
+from sqlalchemy import event
 
 from cache_backends.local import DynamoDBLocal
 
@@ -37,3 +44,112 @@ def dynamodb_local() -> Iterator[DynamoDBLocal]:
 def table_name() -> str:
     """A table name no other test uses, so tests never see each other's items."""
     return f"test-cache-{uuid.uuid4().hex[:12]}"
+
+
+# --- The ecommerce app (fixtures for tests/test_config.py, test_categories.py, ...) ---
+
+
+@pytest.fixture
+def clean_flask_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Drop FLASK_* variables so a developer's shell cannot change what a test configures."""
+    for name in [name for name in os.environ if name.startswith("FLASK_")]:
+        monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def database_uri(tmp_path: Path) -> str:
+    """A SQLite file of this test's own; apps built in one test share it."""
+    return f"sqlite:///{tmp_path / 'categories.sqlite'}"
+
+
+@pytest.fixture
+def make_app(clean_flask_env: None, database_uri: str) -> Callable[..., Flask]:
+    """Build an app on the test's SQLite file, by default with schema and seed data."""
+    from ecommerce import create_app
+
+    def build(*, init_db: bool = True, **overrides: Any) -> Flask:
+        app = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": database_uri, **overrides})
+        if init_db:
+            result = app.test_cli_runner().invoke(args=["init-db"])
+            assert result.exit_code == 0, result.output
+        return app
+
+    return build
+
+
+@pytest.fixture
+def app(make_app: Callable[..., Flask]) -> Flask:
+    """The default app: SimpleCache, invalidate strategy, seeded database."""
+    return make_app()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def dynamodb_cache_config(dynamodb_local: DynamoDBLocal, table_name: str) -> dict[str, Any]:
+    """Settings selecting the DynamoDB backend on this test's own table in DynamoDB Local."""
+    return {
+        "CACHE_TYPE": "cache_backends.dynamodb.DynamoDBCache",
+        "CACHE_DYNAMODB_ENDPOINT_URL": dynamodb_local.endpoint_url,
+        "CACHE_DYNAMODB_REGION": "us-east-1",
+        "CACHE_DYNAMODB_TABLE": table_name,
+        "CACHE_DYNAMODB_CREATE_TABLE": True,
+        "CACHE_DYNAMODB_SIGNING_KEY": TEST_SIGNING_KEY,
+    }
+
+
+@contextmanager
+def recorded_sql(app: Flask) -> Iterator[list[str]]:
+    """Collect every SQL statement ``app`` sends while the block runs.
+
+    A real SQLAlchemy event on the real engine: proof that a cache hit, or
+    /healthz, never reached the database.
+    """
+    from ecommerce.extensions import db
+
+    with app.app_context():
+        engine = db.engine
+    statements: list[str] = []
+
+    def record(connection: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield statements
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+class RaisingCache(BaseCache):
+    """A cache backend whose every call raises, as a misbehaving future backend might.
+
+    Selected with CACHE_TYPE="tests.conftest.RaisingCache"; proves the app treats any
+    backend exception as a miss rather than a 500.
+    """
+
+    def _unreachable(self, *args: Any, **kwargs: Any) -> Any:
+        raise ConnectionError("cache backend unreachable")
+
+    get = set = add = delete = has = clear = _unreachable
+    get_many = set_many = delete_many = inc = dec = _unreachable
+
+
+def cached_categories(app: Flask) -> Any:
+    """What the app's cache holds under the categories key right now (None: nothing)."""
+    from ecommerce.categories.cache_policy import CATEGORIES_CACHE_KEY
+    from ecommerce.extensions import cache
+
+    with app.app_context():
+        return cache.get(CATEGORIES_CACHE_KEY)
+
+
+def categories_in_db(app: Flask) -> list[dict[str, Any]]:
+    """The categories table read straight from the database, bypassing any cache."""
+    from ecommerce.categories.cache_policy import load_categories_from_db
+
+    with app.app_context():
+        return [dict(category) for category in load_categories_from_db()]

@@ -1,0 +1,40 @@
+"""The categories API: ``create_app`` builds a configured Flask app; nothing runs at import."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+
+from cache_backends.cli import cache_cli
+from ecommerce import categories, health
+from ecommerce.config import DEFAULTS, validate_config
+from ecommerce.database import init_db_command
+from ecommerce.errors import register_error_handlers
+from ecommerce.extensions import cache, db
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the app: defaults, then FLASK_* environment, then ``config``, then validation.
+
+    ``config`` wins over the environment so tests stay independent of the shell.
+    A bad setting raises ``ecommerce.config.ConfigError`` naming it, before any
+    extension connects anywhere.
+    """
+    app = Flask(__name__, instance_relative_config=True)
+    app.config.from_mapping(DEFAULTS)
+    app.config.from_prefixed_env()
+    if config is not None:
+        app.config.update(config)
+    validate_config(app.config)
+
+    db.init_app(app)
+    cache.init_app(app)
+
+    app.register_blueprint(health.bp)
+    app.register_blueprint(categories.bp)
+    register_error_handlers(app)
+    app.cli.add_command(init_db_command)
+    app.cli.add_command(cache_cli)  # flask cache create-table | status | clear
+    return app

@@ -1,0 +1,78 @@
+"""HTTP for categories: parse the request, call the cache policy or repository, shape the reply."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app, jsonify, request, url_for
+from werkzeug.exceptions import (
+    BadRequest,
+    Conflict,
+    NotFound,
+    RequestEntityTooLarge,
+    UnsupportedMediaType,
+)
+
+from ecommerce.auth import admin_token_required
+from ecommerce.categories import repository
+from ecommerce.categories.cache_policy import after_categories_changed, read_categories
+from ecommerce.categories.models import NAME_MAX_LENGTH
+
+bp = Blueprint("categories", __name__)
+
+#: Tells clients (and the curl walk-through in the README) where an answer came from.
+CACHE_STATUS_HEADER = "X-Cache"
+
+
+def _category_name_from_request() -> str:
+    """The trimmed name from a ``{"name": "..."}`` JSON body, or a 400/413/415."""
+    if not request.is_json:
+        raise UnsupportedMediaType("send the category as JSON (Content-Type: application/json)")
+    try:
+        payload = request.get_json()
+    except BadRequest:
+        raise BadRequest("the request body is not valid JSON") from None
+    except RequestEntityTooLarge:
+        limit = current_app.config["MAX_CONTENT_LENGTH"]
+        raise RequestEntityTooLarge(f"the request body is larger than {limit} bytes") from None
+    if not isinstance(payload, dict):
+        raise BadRequest('the request body must be a JSON object such as {"name": "Toys"}')
+    if "name" not in payload:
+        raise BadRequest('"name" is required')
+    name = payload["name"]
+    if not isinstance(name, str):
+        raise BadRequest('"name" must be a string')
+    name = name.strip()
+    if not name:
+        raise BadRequest('"name" must not be blank')
+    if len(name) > NAME_MAX_LENGTH:
+        raise BadRequest(f'"name" must be at most {NAME_MAX_LENGTH} characters')
+    return name
+
+
+@bp.get("/categories")
+def list_categories() -> Response:
+    categories, cache_status = read_categories()
+    response = jsonify(categories)
+    response.headers[CACHE_STATUS_HEADER] = cache_status.value
+    return response
+
+
+@bp.get("/categories/<int:category_id>")
+def get_category(category_id: int) -> Response:
+    """One category straight from the database: the target of POST's Location header."""
+    category = repository.get_category(category_id)
+    if category is None:
+        raise NotFound(f"no category with id {category_id}")
+    return jsonify(category.to_dict())
+
+
+@bp.post("/categories")
+@admin_token_required
+def create_category() -> tuple[Response, int, dict[str, str]]:
+    name = _category_name_from_request()
+    try:
+        category = repository.create_category(name)
+    except repository.DuplicateCategoryNameError:
+        raise Conflict(f"a category named {name!r} already exists (names ignore case)") from None
+    after_categories_changed()
+    location = url_for(".get_category", category_id=category.id)
+    return jsonify(category.to_dict()), 201, {"Location": location}

@@ -1,0 +1,171 @@
+"""Every setting the app reads: its default and the check it must pass.
+
+Settings arrive in three layers, later ones winning: ``DEFAULTS`` below, then
+``FLASK_*`` environment variables (``app.config.from_prefixed_env()``, which
+parses values as JSON: ``FLASK_CATEGORIES_CACHE_TTL=4`` is the int 4), then the
+mapping given to ``create_app`` (tests). ``validate_config`` then checks the
+result, so a typo stops start-up with the setting's name instead of surfacing
+as a strange 500 under load.
+
+The ``CACHE_DYNAMODB_*`` keys belong to ``cache_backends.dynamodb``, whose
+factory reads them; here they are only type-checked when present.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+from werkzeug.utils import ImportStringError, import_string
+
+
+class CacheStrategy(StrEnum):
+    """What ``POST /categories`` does to the cached list after the commit."""
+
+    #: Delete the entry: the next GET anywhere is a miss that reloads from the DB.
+    INVALIDATE = "invalidate"
+    #: Put the fresh list: the next GET anywhere is already a hit.
+    WRITE_THROUGH = "write-through"
+
+
+#: Small enough to refuse junk early: a category body is a few dozen bytes.
+MAX_REQUEST_BODY_BYTES = 16 * 1024
+
+DEFAULTS: dict[str, Any] = {
+    "CACHE_TYPE": "SimpleCache",
+    "CACHE_DEFAULT_TIMEOUT": 300,
+    "CACHE_KEY_PREFIX": "ecommerce:",
+    "CATEGORIES_CACHE_TTL": 300,
+    "CATEGORIES_CACHE_STRATEGY": CacheStrategy.INVALIDATE.value,
+    "DB_LATENCY_MS": 0,
+    # Flask-SQLAlchemy resolves a relative SQLite path inside the instance
+    # folder and creates that folder, so a fresh clone needs no set-up.
+    "SQLALCHEMY_DATABASE_URI": "sqlite:///ecommerce.sqlite",
+    "MAX_CONTENT_LENGTH": MAX_REQUEST_BODY_BYTES,
+    "ADMIN_TOKEN": None,
+}
+
+#: Where Flask-Caching looks for a CACHE_TYPE without a dot ("SimpleCache").
+FLASK_CACHING_BACKENDS_MODULE = "flask_caching.backends"
+
+
+class ConfigError(ValueError):
+    """A setting has a value the app cannot run with; the message names it."""
+
+
+def _is_int(value: Any) -> bool:
+    # bool is an int subclass, but FLASK_X=true meaning 1 would be a surprise.
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return _is_int(value) or isinstance(value, float)
+
+
+def _non_negative_int(value: Any) -> str | None:
+    return None if _is_int(value) and value >= 0 else "must be an integer >= 0"
+
+
+def _positive_int(value: Any) -> str | None:
+    return None if _is_int(value) and value > 0 else "must be an integer > 0"
+
+
+def _non_negative_number(value: Any) -> str | None:
+    return None if _is_number(value) and value >= 0 else "must be a number >= 0"
+
+
+def _string(value: Any) -> str | None:
+    if isinstance(value, str):
+        return None
+    if _is_number(value):
+        # from_prefixed_env parses FLASK_X=0123 as JSON, giving the int 123.
+        return "must be a string (in the environment, quote digits as JSON: '\"0123\"')"
+    return "must be a string"
+
+
+def _non_empty_string(value: Any) -> str | None:
+    return _string(value) or (None if value.strip() else "must not be empty")
+
+
+def _optional_string(value: Any) -> str | None:
+    return None if value is None else _non_empty_string(value)
+
+
+def _boolean(value: Any) -> str | None:
+    return None if isinstance(value, bool) else "must be true or false"
+
+
+def _cache_strategy(value: Any) -> str | None:
+    allowed = [strategy.value for strategy in CacheStrategy]
+    return None if value in allowed else f"must be one of {allowed}"
+
+
+def _database_uri(value: Any) -> str | None:
+    problem = _non_empty_string(value)
+    if problem:
+        return problem
+    try:
+        make_url(value)
+    except ArgumentError:
+        return "is not a database URL (e.g. sqlite:///ecommerce.sqlite)"
+    return None
+
+
+def _cache_type(value: Any) -> str | None:
+    """Resolve the backend the way Flask-Caching will, but fail with the setting's name."""
+    problem = _non_empty_string(value)
+    if problem:
+        return problem
+    import_path = value if "." in value else f"{FLASK_CACHING_BACKENDS_MODULE}.{value}"
+    try:
+        import_string(import_path)
+    except ImportStringError as error:
+        return f"names no importable cache backend ({error.exception})"
+    return None
+
+
+#: Checked always: DEFAULTS guarantees a value.
+REQUIRED_SETTINGS: dict[str, Callable[[Any], str | None]] = {
+    "CACHE_TYPE": _cache_type,
+    "CACHE_DEFAULT_TIMEOUT": _non_negative_int,
+    "CACHE_KEY_PREFIX": _string,
+    "CATEGORIES_CACHE_TTL": _non_negative_int,
+    "CATEGORIES_CACHE_STRATEGY": _cache_strategy,
+    "DB_LATENCY_MS": _non_negative_number,
+    "SQLALCHEMY_DATABASE_URI": _database_uri,
+    "MAX_CONTENT_LENGTH": _positive_int,
+    # An empty token would silently turn auth off: unset it to mean "no auth".
+    "ADMIN_TOKEN": _optional_string,
+}
+
+#: Checked only when set: the DynamoDB backend's factory owns their defaults.
+OPTIONAL_SETTINGS: dict[str, Callable[[Any], str | None]] = {
+    "CACHE_DYNAMODB_TABLE": _non_empty_string,
+    "CACHE_DYNAMODB_ENDPOINT_URL": _optional_string,
+    "CACHE_DYNAMODB_REGION": _optional_string,
+    "CACHE_DYNAMODB_CREATE_TABLE": _boolean,
+    "CACHE_DYNAMODB_SIGNING_KEY": _optional_string,
+}
+
+
+#: Never echoed in an error message: start-up errors end up in shared logs.
+SECRET_SETTINGS = frozenset({"ADMIN_TOKEN", "CACHE_DYNAMODB_SIGNING_KEY"})
+
+
+def _shown(name: str, value: Any) -> str:
+    return f"<{type(value).__name__} hidden>" if name in SECRET_SETTINGS else repr(value)
+
+
+def validate_config(config: Mapping[str, Any]) -> None:
+    """Raise ``ConfigError`` listing every bad setting at once, each by name."""
+    checks = {**REQUIRED_SETTINGS, **{k: v for k, v in OPTIONAL_SETTINGS.items() if k in config}}
+    problems = [
+        f"{name}={_shown(name, config.get(name))} {problem}"
+        for name, check in checks.items()
+        if (problem := check(config.get(name)))
+    ]
+    if problems:
+        raise ConfigError("invalid configuration: " + "; ".join(problems))

@@ -1,0 +1,55 @@
+"""``flask init-db``: schema and seed data, idempotent."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from flask import Flask
+
+from ecommerce.categories.cache_policy import CATEGORIES_CACHE_KEY
+from ecommerce.extensions import cache
+from tests.conftest import cached_categories, categories_in_db
+
+SEED = [
+    {"id": 1, "name": "Electronics"},
+    {"id": 2, "name": "Clothing"},
+    {"id": 3, "name": "Books"},
+]
+
+
+def test_init_db_creates_the_schema_and_seeds_the_categories(
+    make_app: Callable[..., Flask],
+) -> None:
+    app = make_app(init_db=False)
+
+    result = app.test_cli_runner().invoke(args=["init-db"])
+
+    assert result.exit_code == 0, result.output
+    assert "Created tables: categories" in result.output
+    assert "Seeded categories: Electronics, Clothing, Books" in result.output
+    assert categories_in_db(app) == SEED
+
+
+def test_init_db_again_changes_nothing(make_app: Callable[..., Flask]) -> None:
+    app = make_app()  # init-db ran once
+    app.test_client().post("/categories", json={"name": "Toys"})
+
+    result = app.test_cli_runner().invoke(args=["init-db"])
+
+    assert result.exit_code == 0, result.output
+    assert "nothing created" in result.output
+    assert "nothing added" in result.output
+    assert categories_in_db(app) == [*SEED, {"id": 4, "name": "Toys"}]
+
+
+def test_seeding_invalidates_a_list_cached_from_another_database(
+    make_app: Callable[..., Flask],
+) -> None:
+    """A shared cache may still hold the list of a database that was replaced."""
+    app = make_app(init_db=False)
+    with app.app_context():
+        cache.set(CATEGORIES_CACHE_KEY, [{"id": 1, "name": "Stale"}])
+
+    app.test_cli_runner().invoke(args=["init-db"])
+
+    assert cached_categories(app) is None

@@ -1,0 +1,153 @@
+"""Every error is problem+json, and bad input changes nothing in the database or cache."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import create_engine, event, text
+from werkzeug.test import TestResponse
+
+from ecommerce.config import MAX_REQUEST_BODY_BYTES
+from ecommerce.extensions import db
+from tests.conftest import cached_categories, categories_in_db
+
+PROBLEM_JSON = "application/problem+json"
+JSON = "application/json"
+#: Valid JSON with a fine name, only too big: the size limit alone must refuse it.
+OVERSIZED_BODY = b'{"name": "' + b"x" * MAX_REQUEST_BODY_BYTES + b'"}'
+
+
+def assert_problem(response: TestResponse, status: int) -> dict[str, Any]:
+    """The response is an RFC 9457 problem for ``status``; returns its body."""
+    assert response.status_code == status
+    assert response.mimetype == PROBLEM_JSON
+    problem = response.get_json(force=True)
+    assert problem["status"] == status
+    assert problem["type"] == "about:blank"
+    assert problem["title"]
+    assert problem["detail"]
+    return problem
+
+
+@pytest.fixture
+def warm_app(app: Flask) -> Flask:
+    """An app whose cache holds the seed list, so a stray invalidation would show."""
+    assert app.test_client().get("/categories").headers["X-Cache"] == "MISS"
+    return app
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "detail_mentions"),
+    [
+        (b'{"name": "Toys"', JSON, 400, "not valid JSON"),
+        (b"", JSON, 400, "not valid JSON"),
+        (b'["Toys"]', JSON, 400, "JSON object"),
+        (b'"Toys"', JSON, 400, "JSON object"),
+        (b"null", JSON, 400, "JSON object"),
+        (b"{}", JSON, 400, "required"),
+        (b'{"title": "Toys"}', JSON, 400, "required"),
+        (b'{"name": 42}', JSON, 400, "string"),
+        (b'{"name": null}', JSON, 400, "string"),
+        (b'{"name": ["Toys"]}', JSON, 400, "string"),
+        (b'{"name": ""}', JSON, 400, "blank"),
+        (b'{"name": "   \\t "}', JSON, 400, "blank"),
+        (b'{"name": "' + b"x" * 101 + b'"}', JSON, 400, "100"),
+        (b'{"name": "Books"}', JSON, 409, "already exists"),
+        (b'{"name": "  bOOks "}', JSON, 409, "already exists"),
+        (b'{"name": "Toys"}', "text/plain", 415, "application/json"),
+        (b"name=Toys", "application/x-www-form-urlencoded", 415, "application/json"),
+        (b'{"name": "Toys"}', None, 415, "application/json"),
+        (OVERSIZED_BODY, JSON, 413, "larger than"),
+    ],
+)
+def test_bad_post_is_refused_and_changes_nothing(
+    warm_app: Flask,
+    body: bytes,
+    content_type: str | None,
+    status: int,
+    detail_mentions: str,
+) -> None:
+    database_before = categories_in_db(warm_app)
+    cache_before = cached_categories(warm_app)
+
+    response = warm_app.test_client().post("/categories", data=body, content_type=content_type)
+
+    assert detail_mentions in assert_problem(response, status)["detail"]
+    assert categories_in_db(warm_app) == database_before
+    assert cached_categories(warm_app) == cache_before
+
+
+def test_a_duplicate_inserted_concurrently_is_refused_by_the_unique_index_as_409(
+    warm_app: Flask, database_uri: str
+) -> None:
+    """The race the existence check cannot see: another writer commits "toys" after it ran.
+
+    A second real connection inserts the row between the app's existence check
+    and its insert, as a concurrent request would; the unique index on
+    lower(name) must refuse the app's insert, and the API must answer 409.
+    """
+    concurrent_writer = create_engine(database_uri)
+    cache_before = cached_categories(warm_app)
+    fired: list[str] = []
+
+    def insert_concurrently(connection: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if not fired and statement.startswith("INSERT INTO categories"):
+            fired.append(statement)
+            with concurrent_writer.begin() as other:
+                other.execute(text("INSERT INTO categories (name) VALUES ('toys')"))
+
+    with warm_app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", insert_concurrently)
+    try:
+        response = warm_app.test_client().post("/categories", json={"name": "Toys"})
+    finally:
+        event.remove(engine, "before_cursor_execute", insert_concurrently)
+        concurrent_writer.dispose()
+
+    assert fired, "the app never tried to insert"
+    assert_problem(response, 409)
+    assert [c["name"] for c in categories_in_db(warm_app)] == [
+        "Electronics",
+        "Clothing",
+        "Books",
+        "toys",
+    ]
+    assert cached_categories(warm_app) == cache_before
+
+
+def test_unknown_route_is_a_404_problem(client: FlaskClient) -> None:
+    assert_problem(client.get("/no-such-page"), 404)
+
+
+def test_unknown_category_is_a_404_problem(client: FlaskClient) -> None:
+    problem = assert_problem(client.get("/categories/999"), 404)
+
+    assert "999" in problem["detail"]
+
+
+@pytest.mark.parametrize("method", ["put", "delete", "patch"])
+def test_wrong_method_is_a_405_problem_listing_the_allowed_ones(
+    client: FlaskClient, method: str
+) -> None:
+    response = getattr(client, method)("/categories")
+
+    assert_problem(response, 405)
+    assert {"GET", "POST"} <= set(response.headers["Allow"].split(", "))
+
+
+def test_an_unhandled_error_is_a_500_problem_without_internals(
+    make_app: Callable[..., Flask],
+) -> None:
+    """No schema (init-db never ran): the query fails inside SQLAlchemy."""
+    app = make_app(init_db=False, TESTING=False)
+
+    response = app.test_client().get("/categories")
+
+    problem = assert_problem(response, 500)
+    for internal in ("Traceback", "sqlite", "categories", "OperationalError", "SELECT"):
+        assert internal not in problem["detail"]
