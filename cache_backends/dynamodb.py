@@ -73,9 +73,12 @@ def _backoff(attempt: int) -> None:
 
 def _is_expected_outcome(error: Exception) -> bool:
     """A miss or a failed condition is an answer from DynamoDB, not an outage."""
-    return isinstance(error, DoesNotExist) or (
-        isinstance(error, PynamoDBException) and error.cause_response_code == CONDITION_FAILED
-    )
+    if isinstance(error, DoesNotExist):
+        return True
+    # Not PynamoDB's cause_response_code: it raises when the cause is a read
+    # timeout, whose ``response`` attribute is None.
+    response = getattr(getattr(error, "cause", None), "response", None) or {}
+    return response.get("Error", {}).get("Code") == CONDITION_FAILED
 
 
 def _degrades_to(fallback: Callable[..., Any]) -> Callable[[Callable[..., T]], Callable[..., T]]:
@@ -437,7 +440,7 @@ class DynamoDBCache(BaseCache):
         ttl = self._client().describe_time_to_live(TableName=self.table_name)
         status = ttl["TimeToLiveDescription"].get("TimeToLiveStatus", "DISABLED")
         if status in ("ENABLED", "ENABLING"):
-            done.append(f"TTL already {status.lower()} on {EXPIRY_ATTRIBUTE}")
+            done.append(f"TTL is {status.lower()} on {EXPIRY_ATTRIBUTE}")
         else:
             try:
                 model._get_connection().update_time_to_live(EXPIRY_ATTRIBUTE)
@@ -445,7 +448,7 @@ class DynamoDBCache(BaseCache):
             except PynamoDBException as error:
                 if "already enabled" not in str(error.cause_response_message or ""):
                     raise
-                done.append(f"TTL already enabled on {EXPIRY_ATTRIBUTE}")
+                done.append(f"TTL is enabled on {EXPIRY_ATTRIBUTE}")
         for line in done:
             logger.info("cache table: %s", line)
         return done
