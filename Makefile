@@ -48,9 +48,10 @@ run-dynamodb: $(BIN)/activate $(DDB_LOCAL)  ## Serve with the DynamoDB backend o
 test: $(BIN)/activate $(DDB_LOCAL)  ## Install everything, then run the test suite against DynamoDB Local
 	$(BIN)/pytest
 
-lint: $(BIN)/activate  ## ruff on the code
+lint: $(BIN)/activate  ## ruff on the code, cfn-lint on the CloudFormation template
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/cfn-lint deploy/cloudformation.yaml
 
 bench: $(BIN)/activate $(DDB_LOCAL)  ## Benchmark ours vs cachelib's DynamoDbCache vs bare GetItem
 	$(BIN)/python -m benchmarks
