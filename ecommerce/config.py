@@ -81,8 +81,8 @@ def _string(value: Any) -> str | None:
     if isinstance(value, str):
         return None
     if _is_number(value):
-        # from_prefixed_env parses FLASK_X=0123 as JSON, giving the int 123.
-        return "must be a string (in the environment, quote digits as JSON: '\"0123\"')"
+        # from_prefixed_env parses FLASK_X=12345 as JSON, giving the int 12345.
+        return "must be a string (in the environment, quote digits as JSON: '\"12345\"')"
     return "must be a string"
 
 

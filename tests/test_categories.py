@@ -33,7 +33,9 @@ POLL_INTERVAL_SECONDS = 0.05
 
 
 @pytest.fixture(params=["SimpleCache", "DynamoDBCache"])
-def make_story_app(request: pytest.FixtureRequest, make_app: Callable[..., Flask]) -> Callable:
+def make_story_app(
+    request: pytest.FixtureRequest, make_app: Callable[..., Flask]
+) -> Callable[..., Flask]:
     """Build seeded apps on one backend; DynamoDB gets a fresh table in DynamoDB Local."""
     backend_settings: dict[str, Any] = {}
     if request.param == "DynamoDBCache":
