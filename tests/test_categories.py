@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from flask_caching.backends.simplecache import SimpleCache
 
 from ecommerce.categories.cache_policy import categories_ttl
 from ecommerce.categories.models import NAME_MAX_LENGTH
@@ -45,6 +46,15 @@ def make_story_app(
         return make_app(**backend_settings, **overrides)
 
     return build
+
+
+class SizeLimitedCache(SimpleCache):
+    """Refuses lists longer than the seed list, as DynamoDB refuses items over 400 KB."""
+
+    def set(self, key: str, value: Any, timeout: int | None = None) -> bool:
+        if isinstance(value, list) and len(value) > len(SEED_CATEGORIES):
+            return False
+        return super().set(key, value, timeout)
 
 
 def get_categories(client: FlaskClient) -> tuple[list[dict[str, Any]], str]:
@@ -204,3 +214,17 @@ def test_ttl_jitter_stays_within_ten_percent_below_the_setting(
     assert min(ttls) >= 270
     assert max(ttls) <= 300
     assert len(ttls) > 1, "no jitter: entries written together would expire together"
+
+
+def test_a_refused_write_through_falls_back_to_invalidation(
+    make_app: Callable[..., Flask],
+) -> None:
+    """Otherwise every instance would serve the list without Toys until the TTL."""
+    app = make_app(
+        CACHE_TYPE="tests.test_categories.SizeLimitedCache",
+        CATEGORIES_CACHE_STRATEGY="write-through",
+    )
+    post_toys_to_a_warm_cache(app)
+
+    assert cached_categories(app) is None
+    assert get_categories(app.test_client()) == ([*SEED_CATEGORIES, TOYS], "MISS")

@@ -77,14 +77,9 @@ def load_categories_from_db() -> list[CategoryDict]:
     return [category.to_dict() for category in repository.list_categories()]
 
 
-def _store(categories: list[CategoryDict]) -> None:
-    stored = _call_cache(cache.set, categories, timeout=categories_ttl())
-    if stored is False:
-        # The backend logged why; this line says what it costs.
-        logger.warning(
-            "categories list not stored in the cache; other instances keep their "
-            "cached list for up to CATEGORIES_CACHE_TTL seconds"
-        )
+def _store(categories: list[CategoryDict]) -> bool:
+    """Put the list under the key; False if the backend refused or failed (it logs why)."""
+    return _call_cache(cache.set, categories, timeout=categories_ttl()) is True
 
 
 def read_categories() -> tuple[list[CategoryDict], CacheStatus]:
@@ -98,8 +93,15 @@ def read_categories() -> tuple[list[CategoryDict], CacheStatus]:
 
 
 def after_categories_changed() -> None:
-    """Bring the cache in line with a committed write, per CATEGORIES_CACHE_STRATEGY."""
-    if current_app.config["CATEGORIES_CACHE_STRATEGY"] == CacheStrategy.WRITE_THROUGH:
-        _store(load_categories_from_db())
-    else:
-        _call_cache(cache.delete)
+    """Bring the cache in line with a committed write, per CATEGORIES_CACHE_STRATEGY.
+
+    A write-through the backend refuses (DynamoDB's 400 KB item limit, an
+    outage) falls back to invalidation: leaving the old entry would serve the
+    list without the new category on every instance until the TTL.
+    """
+    strategy = current_app.config["CATEGORIES_CACHE_STRATEGY"]
+    if strategy == CacheStrategy.WRITE_THROUGH:
+        if _store(load_categories_from_db()):
+            return
+        logger.warning("write-through of %r not stored; deleting it instead", CATEGORIES_CACHE_KEY)
+    _call_cache(cache.delete)
