@@ -53,6 +53,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _port_in_use(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
 def wait_for_port(port: int, timeout: float, process: subprocess.Popen | None = None) -> None:
     """Block until something accepts connections on 127.0.0.1:port."""
     deadline = time.monotonic() + timeout
@@ -84,6 +89,9 @@ class DynamoDBLocal:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> DynamoDBLocal:
+        if _port_in_use(self.port):
+            # Waiting for the port would then "succeed" against somebody else's server.
+            raise RuntimeError(f"127.0.0.1:{self.port} is already in use")
         java = shutil.which("java")
         if java is None:
             raise FileNotFoundError("java not found: DynamoDB Local needs Java 17 or newer")
