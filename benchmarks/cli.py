@@ -94,6 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         document.update(
             run_benchmark(endpoint_url, settings, drop_tables=args.endpoint_url is not None)
         )
+    document["machine"]["load_average_at_end"] = environment.load_average()
     document["runtime_seconds"] = round(time.perf_counter() - started, 1)
 
     print(report.text_report(document))

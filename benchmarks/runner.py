@@ -34,8 +34,9 @@ from benchmarks.timing import LatencyStats, time_calls, to_ms
 DEFAULT_ITERATIONS = 200
 #: A batch call moves 100 keys, so it runs this many times fewer calls per round.
 BATCH_ITERATION_DIVISOR = 10
-#: Measured rounds; with the warm-up round the default run takes about two minutes.
-DEFAULT_ROUNDS = 5
+#: Measured rounds: enough per-round ratios to see the spread; with the warm-up
+#: round and DynamoDB Local's start the default run takes about 1.5 minutes here.
+DEFAULT_ROUNDS = 10
 #: Untimed rounds first: they fill connection pools and warm DynamoDB Local's JIT.
 WARMUP_ROUNDS = 1
 #: Bumped whenever the JSON document changes shape.
