@@ -165,16 +165,24 @@ control_socket_disable = True
 
 # --- Logging ----------------------------------------------------------------------------
 # Containers, systemd and CloudWatch all collect stdout/stderr; files would need rotation.
-accesslog = "-"  # "-" is stdout for the access log
+# No access log by default: the app writes one JSON line per request itself
+# (ecommerce/observability.py, logger "ecommerce.access") with the same fields plus what
+# only the app knows (the cache result even when DynamoDB failed, the request id it
+# generated), so this one would double the log volume (and the CloudWatch bill) for no
+# new information. What only gunicorn sees is a request it refused before the app ran
+# (e.g. a malformed request line): those appear in the error log. To get this line too:
+# GUNICORN_CMD_ARGS="--access-logfile -", which uses the JSON format below.
+accesslog = None
 errorlog = "-"  # "-" is stderr for the error log
 loglevel = "info"
 proc_name = "ecommerce"
 
-# One JSON object per line. Strings are quoted here and escaped by JsonAccessLogger
-# below; status, duration_ms and bytes are bare JSON numbers (bytes may be null). The
-# query string and Referer are left out on purpose: they can carry tokens, and tokens
-# must never reach the logs. request_id and cache come from the app's response headers;
-# remote_addr is the client's address once the app's ProxyFix has rewritten the environ.
+# When the access log is switched on: one JSON object per line. Strings are quoted
+# here and escaped by JsonAccessLogger below; status, duration_ms and bytes are bare JSON
+# numbers (bytes may be null). The query string and Referer are left out on purpose:
+# they can carry tokens, and tokens must never reach the logs. request_id and cache come
+# from the app's response headers; remote_addr is the client's address once the app's
+# ProxyFix has rewritten the environ.
 access_log_format = (
     '{"time": "%(t)s", "level": "INFO", "logger": "gunicorn.access", '
     '"request_id": "%({x-request-id}o)s", "method": "%(m)s", "path": "%(U)s", '

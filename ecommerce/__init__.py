@@ -6,9 +6,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from cache_backends.cli import cache_cli
-from ecommerce import categories, health
+from ecommerce import categories, health, observability
 from ecommerce.config import DEFAULTS, validate_config
 from ecommerce.database import init_db_command
 from ecommerce.errors import register_error_handlers
@@ -28,6 +29,16 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     if config is not None:
         app.config.update(config)
     validate_config(app.config)
+    # Hop counts, not a trusted-address list: each proxy appends one X-Forwarded-For
+    # entry, so the app takes the entry written by the last trusted hop and anything a
+    # client put before it is ignored. 0 (the default) leaves the headers unused.
+    app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+        app.wsgi_app,
+        x_for=app.config["PROXY_FIX_X_FOR"],
+        x_proto=app.config["PROXY_FIX_X_PROTO"],
+        x_host=app.config["PROXY_FIX_X_HOST"],
+    )
+    observability.init_app(app)  # before cache.init_app: it sets the backend's observer
 
     db.init_app(app)
     cache.init_app(app)

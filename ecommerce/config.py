@@ -46,6 +46,17 @@ DEFAULTS: dict[str, Any] = {
     "SQLALCHEMY_DATABASE_URI": "sqlite:///ecommerce.sqlite",
     "MAX_CONTENT_LENGTH": MAX_REQUEST_BODY_BYTES,
     "ADMIN_TOKEN": None,
+    # Trusted proxy hops per X-Forwarded-* header (Werkzeug's ProxyFix). 0 ignores the
+    # header: without a proxy in front, any client could claim any address. The deploy
+    # sets 1 (the ALB, or nginx on a single host).
+    "PROXY_FIX_X_FOR": 0,
+    "PROXY_FIX_X_PROTO": 0,
+    "PROXY_FIX_X_HOST": 0,
+    # Applies to the app's own loggers (ecommerce.*, cache_backends.*); libraries log
+    # warnings and above only. "json": one object per line for CloudWatch and friends;
+    # "text": for a person reading a terminal.
+    "LOG_LEVEL": "INFO",
+    "LOG_FORMAT": "json",
 }
 
 #: Where Flask-Caching looks for a CACHE_TYPE without a dot ("SimpleCache").
@@ -98,9 +109,16 @@ def _boolean(value: Any) -> str | None:
     return None if isinstance(value, bool) else "must be true or false"
 
 
-def _cache_strategy(value: Any) -> str | None:
-    allowed = [strategy.value for strategy in CacheStrategy]
-    return None if value in allowed else f"must be one of {allowed}"
+def _one_of(*allowed: str) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        return None if value in allowed else f"must be one of {list(allowed)}"
+
+    return check
+
+
+#: Exact names: logging.setLevel("info") would raise, so lower case is refused here.
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS = ("json", "text")
 
 
 def _database_uri(value: Any) -> str | None:
@@ -133,12 +151,17 @@ REQUIRED_SETTINGS: dict[str, Callable[[Any], str | None]] = {
     "CACHE_DEFAULT_TIMEOUT": _non_negative_int,
     "CACHE_KEY_PREFIX": _string,
     "CATEGORIES_CACHE_TTL": _non_negative_int,
-    "CATEGORIES_CACHE_STRATEGY": _cache_strategy,
+    "CATEGORIES_CACHE_STRATEGY": _one_of(*(strategy.value for strategy in CacheStrategy)),
     "DB_LATENCY_MS": _non_negative_number,
     "SQLALCHEMY_DATABASE_URI": _database_uri,
     "MAX_CONTENT_LENGTH": _positive_int,
     # An empty token would silently turn auth off: unset it to mean "no auth".
     "ADMIN_TOKEN": _optional_string,
+    "PROXY_FIX_X_FOR": _non_negative_int,
+    "PROXY_FIX_X_PROTO": _non_negative_int,
+    "PROXY_FIX_X_HOST": _non_negative_int,
+    "LOG_LEVEL": _one_of(*LOG_LEVELS),
+    "LOG_FORMAT": _one_of(*LOG_FORMATS),
 }
 
 #: Checked only when set: the DynamoDB backend's factory owns their defaults.

@@ -27,6 +27,8 @@ def test_defaults(clean_flask_env: None, config: dict[str, Any]) -> None:
     assert app.config["DB_LATENCY_MS"] == 0
     assert app.config["MAX_CONTENT_LENGTH"] == MAX_REQUEST_BODY_BYTES
     assert app.config["ADMIN_TOKEN"] is None
+    assert app.config["PROXY_FIX_X_FOR"] == 0  # no proxy is trusted unless the deploy says so
+    assert (app.config["LOG_LEVEL"], app.config["LOG_FORMAT"]) == ("INFO", "json")
 
 
 def test_default_database_is_a_sqlite_file_in_the_instance_folder(clean_flask_env: None) -> None:
@@ -83,6 +85,12 @@ def test_mapping_overrides_environment(
         ("CACHE_DYNAMODB_CREATE_TABLE", "yes"),
         ("CACHE_DYNAMODB_TABLE", ""),
         ("CACHE_DYNAMODB_ENDPOINT_URL", 8001),
+        ("PROXY_FIX_X_FOR", -1),
+        ("PROXY_FIX_X_PROTO", "1"),
+        ("PROXY_FIX_X_HOST", True),
+        ("LOG_LEVEL", "info"),
+        ("LOG_LEVEL", "VERBOSE"),
+        ("LOG_FORMAT", "xml"),
     ],
 )
 def test_bad_value_stops_start_up_naming_the_setting(
@@ -133,6 +141,9 @@ def test_valid_values_start(clean_flask_env: None, config: dict[str, Any]) -> No
             "DB_LATENCY_MS": 0.5,
             "CACHE_TYPE": "flask_caching.backends.SimpleCache",
             "ADMIN_TOKEN": "s3cret",
+            "PROXY_FIX_X_FOR": 2,
+            "LOG_LEVEL": "DEBUG",
+            "LOG_FORMAT": "text",
         }
     )
 

@@ -1,0 +1,98 @@
+"""Every Prometheus metric the app exports, defined once, and the ``/metrics`` rendering.
+
+Metrics live at module level because prometheus_client registers each name once
+per process: defining them inside ``create_app`` would raise "Duplicated
+timeseries" the second time a test process builds an app.
+
+Under gunicorn, ``gunicorn.conf.py`` sets ``PROMETHEUS_MULTIPROC_DIR`` before
+anything imports prometheus_client. The library then keeps every value in an
+mmap file per worker process, and a scrape, answered by whichever worker, adds
+up the files of all workers (dead ones included, so counters survive worker
+recycling). Without the variable (tests, ``flask run``) values stay in memory.
+
+Label values are bounded on purpose: ``route`` is the URL rule
+(``/categories/<int:category_id>``), never the raw path, and ``method`` folds
+unknown verbs into ``OTHER``, so no client can create series at will.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+#: Read right after importing prometheus_client, which chose its storage (memory or
+#: mmap files) from the same variable at its own import.
+MULTIPROCESS_DIRECTORY = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+
+#: The route label of a request no URL rule matched (404, and 405 for a wrong verb).
+UNMATCHED_ROUTE = "unmatched"
+#: Method label values; any other verb is counted as OTHER.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER_METHOD = "OTHER"
+
+#: Requests take milliseconds (a cache hit) to a few hundred (a slow database load).
+HTTP_DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+#: A DynamoDB call takes a few milliseconds inside a region; the backend's timeouts
+#: (1 s connect, 1 s read, one retry) put the worst case near 2-4 s.
+DYNAMODB_DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+HTTP_REQUESTS = Counter(
+    "ecommerce_http_requests_total",
+    "HTTP requests answered, by method, URL rule and status code.",
+    ["method", "route", "status"],
+)
+HTTP_REQUEST_DURATION = Histogram(
+    "ecommerce_http_request_duration_seconds",
+    "Time from the start of the request to the response, by method and URL rule.",
+    ["method", "route"],
+    buckets=HTTP_DURATION_BUCKETS,
+)
+CACHE_REQUESTS = Counter(
+    "ecommerce_cache_requests_total",
+    "Cached reads by cache name and result: hit, miss, or error (the backend failed; "
+    "the database answered).",
+    ["cache", "result"],
+)
+DB_LOADS = Counter(
+    "ecommerce_db_loads_total",
+    "Loads of the category list from the database (cache misses and write-throughs).",
+)
+DYNAMODB_CALL_DURATION = Histogram(
+    "ecommerce_dynamodb_call_duration_seconds",
+    "Duration of DynamoDB calls made by the cache backend, by operation.",
+    ["operation"],
+    buckets=DYNAMODB_DURATION_BUCKETS,
+)
+DYNAMODB_CALL_ERRORS = Counter(
+    "ecommerce_dynamodb_call_errors_total",
+    "DynamoDB calls that failed or were skipped by the open circuit breaker, by operation.",
+    ["operation"],
+)
+
+
+def method_label(method: str) -> str:
+    return method if method in KNOWN_METHODS else OTHER_METHOD
+
+
+def render_latest() -> tuple[bytes, str]:
+    """The exposition text and its content type, covering every worker when multiprocess.
+
+    A fresh registry per scrape is prometheus_client's documented multiprocess
+    pattern: the collector reads the directory each time. The default registry is
+    not used then, because its process collectors would describe only the worker
+    that happens to answer.
+    """
+    if MULTIPROCESS_DIRECTORY:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=MULTIPROCESS_DIRECTORY)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

@@ -1,0 +1,228 @@
+"""Request ids, the per-request log line, JSON logging and metrics: one ``init_app(app)``.
+
+What each request gets, in one place so views stay HTTP-only:
+
+- a request id: the client's (or the proxy's) ``X-Request-ID`` when it is sane,
+  otherwise a fresh uuid4; returned in the response header and carried by every
+  log line written while the request runs, so one id finds all of them;
+- one log line when it ends (logger ``ecommerce.access``): method, path,
+  status, duration_ms, remote_addr (the client, once ProxyFix has run) and the
+  cache result (HIT/MISS from the view's ``X-Cache`` header, ERROR when the
+  DynamoDB backend reported a failed call during the request, ``-`` otherwise);
+- request count and latency metrics by URL rule, and the cache result counter.
+
+Never logged: request headers (Authorization carries the admin token), the query
+string and the body. gunicorn's own access log repeats this line without the
+cache result, so gunicorn.conf.py leaves it off.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import TextIO
+
+from flask import Flask, Response, g, has_request_context, request
+from flask.logging import default_handler
+from pythonjsonlogger.json import JsonFormatter
+
+from cache_backends.dynamodb import CacheUnavailable
+from ecommerce import metrics
+from ecommerce.categories.views import CACHE_STATUS_HEADER
+
+REQUEST_ID_HEADER = "X-Request-ID"
+#: Longer ids are replaced: an id is for grepping, not a place to store data in logs.
+MAX_REQUEST_ID_LENGTH = 200
+#: Written where no request is running (start-up, CLI commands) or none was assigned.
+NO_REQUEST_ID = "-"
+#: The cache field of a request that did not read a cache (a POST, /healthz).
+NO_CACHE_RESULT = "-"
+CACHE_ERROR_RESULT = "ERROR"
+
+#: The app's own loggers, set to LOG_LEVEL. Libraries keep the root logger's level
+#: (WARNING): botocore's DEBUG lines would carry signed request headers.
+APP_LOGGER_NAMES = ("ecommerce", "cache_backends")
+ACCESS_LOGGER = logging.getLogger("ecommerce.access")
+
+JSON_LOG_FIELDS = "%(asctime)s %(levelname)s %(name)s %(request_id)s %(message)s"
+JSON_FIELD_NAMES = {"asctime": "time", "levelname": "level", "name": "logger"}
+TEXT_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
+
+MILLISECONDS_PER_SECOND = 1000
+_STARTED_AT = "observability_started_at"
+_REQUEST_ID = "request_id"
+_CACHE_ERROR = "observability_cache_error"
+
+
+# --- logging ------------------------------------------------------------------------
+
+
+class _UtcIsoTime(logging.Formatter):
+    """ISO 8601 in UTC with milliseconds: what log pipelines parse without a pattern."""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
+
+
+class _JsonLogFormatter(_UtcIsoTime, JsonFormatter):
+    """One JSON object per line; ``extra={...}`` fields become top-level keys."""
+
+
+class _RequestIdFilter(logging.Filter):
+    """Stamps every record with the running request's id (a handler filter, so it also
+    sees records propagated from child loggers, which logger filters never do)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = (
+            g.get(_REQUEST_ID, NO_REQUEST_ID) if has_request_context() else NO_REQUEST_ID
+        )
+        return True
+
+
+class _StdoutHandler(logging.StreamHandler):
+    """Writes to ``sys.stdout`` as it is at each call, not as it was at set-up.
+
+    pytest swaps sys.stdout per test; a handler holding the first test's stream
+    would write into a closed file later. Under gunicorn stdout never changes.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(sys.stdout)
+
+    @property
+    def stream(self) -> TextIO:  # type: ignore[override]
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, value: object) -> None:
+        """Ignored: the stream is always the current sys.stdout."""
+
+
+def configure_logging(level: str, log_format: str) -> None:
+    """Send every log record to stdout in ``log_format``, the app's loggers at ``level``.
+
+    Logging is per process, not per app: a second ``create_app`` (tests) replaces
+    the handler installed by the first instead of adding another, so no line is
+    written twice. The handler sits on the root logger so that library warnings
+    come out in the same shape; gunicorn's loggers do not propagate to it.
+    """
+    handler = _StdoutHandler()
+    if log_format == "json":
+        handler.setFormatter(_JsonLogFormatter(JSON_LOG_FIELDS, rename_fields=JSON_FIELD_NAMES))
+    else:
+        handler.setFormatter(_UtcIsoTime(TEXT_LOG_FORMAT))
+    handler.addFilter(_RequestIdFilter())
+
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _StdoutHandler)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    for name in APP_LOGGER_NAMES:
+        logging.getLogger(name).setLevel(level)
+
+
+# --- request hooks ------------------------------------------------------------------
+
+
+def _request_id_from(header_value: str | None) -> str:
+    """The incoming id if it is printable ASCII of sane length, else a new uuid4 hex.
+
+    Checked because it is echoed into a response header and every log line: a
+    newline or a megabyte from a client must not reach either.
+    """
+    if (
+        header_value
+        and len(header_value) <= MAX_REQUEST_ID_LENGTH
+        and header_value.isascii()
+        and header_value.isprintable()
+    ):
+        return header_value
+    return uuid.uuid4().hex
+
+
+def _start_request() -> None:
+    g.setdefault(_STARTED_AT, time.perf_counter())
+    g.setdefault(_REQUEST_ID, _request_id_from(request.headers.get(REQUEST_ID_HEADER)))
+
+
+def _finish_request(response: Response) -> Response:
+    """Add the id header, count the request and write its one log line."""
+    _start_request()  # a no-op unless an earlier before_request hook failed
+    request_id = g.get(_REQUEST_ID)
+    response.headers[REQUEST_ID_HEADER] = request_id
+    seconds = time.perf_counter() - g.get(_STARTED_AT)
+    method = metrics.method_label(request.method)
+    route = request.url_rule.rule if request.url_rule else metrics.UNMATCHED_ROUTE
+    # Only a view that read a cache sets X-Cache; any request can hit a failing
+    # DynamoDB call (a POST's invalidation, /readyz), which its log line reports.
+    cache_header = response.headers.get(CACHE_STATUS_HEADER)
+    cache_result = CACHE_ERROR_RESULT if g.get(_CACHE_ERROR) else cache_header or NO_CACHE_RESULT
+
+    metrics.HTTP_REQUESTS.labels(method, route, str(response.status_code)).inc()
+    metrics.HTTP_REQUEST_DURATION.labels(method, route).observe(seconds)
+    if cache_header is not None:
+        # The cache is named after the blueprint whose view read it ("categories").
+        metrics.CACHE_REQUESTS.labels(request.blueprint, cache_result.lower()).inc()
+
+    duration_ms = round(seconds * MILLISECONDS_PER_SECOND, 2)
+    ACCESS_LOGGER.info(
+        "%s %s %d %.1fms cache=%s",
+        request.method,
+        request.path,
+        response.status_code,
+        duration_ms,
+        cache_result,
+        extra={
+            "method": request.method,
+            "path": request.path,  # never the query string: it can carry tokens
+            "status": response.status_code,
+            "duration_ms": duration_ms,
+            "remote_addr": request.remote_addr,
+            "cache": cache_result,
+        },
+    )
+    return response
+
+
+# --- the cache backend's observer ---------------------------------------------------
+
+
+def record_cache_error() -> None:
+    """Mark the running request's cache result as ERROR (no-op outside a request)."""
+    if has_request_context():
+        g.setdefault(_CACHE_ERROR, True)
+
+
+def observe_dynamodb_call(operation: str, seconds: float, error: BaseException | None) -> None:
+    """DynamoDBCache's observer: latency and errors per operation, and the ERROR flag.
+
+    A call the open circuit skipped never reached DynamoDB: it counts as an error
+    but not as a latency, which would drag the histogram towards zero in an outage.
+    """
+    if not isinstance(error, CacheUnavailable):
+        metrics.DYNAMODB_CALL_DURATION.labels(operation).observe(seconds)
+    if error is not None:
+        metrics.DYNAMODB_CALL_ERRORS.labels(operation).inc()
+        record_cache_error()
+
+
+def metrics_view() -> Response:
+    body, content_type = metrics.render_latest()
+    return Response(body, content_type=content_type)
+
+
+def init_app(app: Flask) -> None:
+    """Install logging, the request hooks, ``GET /metrics`` and the cache observer.
+
+    Call before ``cache.init_app``: the DynamoDB backend reads its observer from
+    the config when Flask-Caching builds it.
+    """
+    configure_logging(app.config["LOG_LEVEL"], app.config["LOG_FORMAT"])
+    app.logger.removeHandler(default_handler)  # the root handler already writes them
+    app.config["CACHE_DYNAMODB_OBSERVER"] = observe_dynamodb_call
+    app.before_request(_start_request)
+    app.after_request(_finish_request)
+    app.add_url_rule("/metrics", "metrics", metrics_view, methods=["GET"])

@@ -1,0 +1,105 @@
+"""GET /readyz: ready when the database answers; the cache is reported, never required.
+
+(/healthz, the liveness check, is covered by tests/test_app_health.py.)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from cache_backends.local import free_port
+from tests.conftest import recorded_sql
+from tests.test_observability import json_log_lines
+
+#: Connection refused is immediate; one botocore retry must keep /readyz well under
+#: a load balancer's health-check timeout (5 s by default on an ALB).
+UNREACHABLE_CACHE_BUDGET_SECONDS = 3.0
+
+
+def test_ready_with_simplecache_names_the_backend(make_app: Callable[..., Flask]) -> None:
+    app = make_app()
+
+    with recorded_sql(app) as statements:
+        response = app.test_client().get("/readyz")
+
+    assert response.status_code == 200
+    assert response.get_json() == {
+        "status": "ready",
+        "database": "ok",
+        "cache": {"backend": "SimpleCache"},
+    }
+    assert statements == ["SELECT 1"]  # the database really was asked
+
+
+def test_ready_with_dynamodb_reports_the_table(
+    make_app: Callable[..., Flask], dynamodb_cache_config: dict[str, Any], table_name: str
+) -> None:
+    response = make_app(**dynamodb_cache_config).test_client().get("/readyz")
+
+    assert response.status_code == 200
+    assert response.get_json()["cache"] == {
+        "backend": "dynamodb",
+        "table": table_name,
+        "ok": True,
+        "table_status": "ACTIVE",
+        "circuit": "closed",
+    }
+
+
+def test_a_dynamodb_outage_does_not_fail_readiness(
+    make_app: Callable[..., Flask], dynamodb_cache_config: dict[str, Any]
+) -> None:
+    """Every instance shares the table: failing here would empty the target group at once."""
+    app = make_app(
+        **{
+            **dynamodb_cache_config,
+            "CACHE_DYNAMODB_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}",
+            "CACHE_DYNAMODB_CREATE_TABLE": False,
+        }
+    )
+    started = time.monotonic()
+
+    response = app.test_client().get("/readyz")
+
+    assert time.monotonic() - started < UNREACHABLE_CACHE_BUDGET_SECONDS
+    assert response.status_code == 200
+    body = response.get_json()
+    assert (body["status"], body["database"]) == ("ready", "ok")
+    assert body["cache"]["ok"] is False
+    assert body["cache"]["backend"] == "dynamodb"
+    assert "DescribeTable" in body["cache"]["error"]
+
+
+def test_an_unreachable_database_is_503_naming_it(
+    make_app: Callable[..., Flask], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """SQLite cannot create a file in a directory that does not exist: a dead database."""
+    app = make_app(
+        init_db=False,
+        TESTING=False,
+        SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'no-such-directory' / 'db.sqlite'}",
+    )
+    capsys.readouterr()
+
+    response = app.test_client().get("/readyz", headers={"X-Request-ID": "probe-1"})
+
+    assert response.status_code == 503
+    assert response.content_type == "application/problem+json"
+    problem = response.get_json()
+    assert problem["status"] == 503
+    assert "database" in problem["detail"]
+    assert "OperationalError" in problem["detail"]
+    warning, access = json_log_lines(capsys.readouterr().out)
+    assert (warning["logger"], warning["level"], warning["request_id"]) == (
+        "ecommerce.health",
+        "WARNING",
+        "probe-1",
+    )
+    assert "unable to open database file" in warning["message"]
+    assert (access["status"], access["request_id"]) == (503, "probe-1")

@@ -1,0 +1,371 @@
+"""ecommerce/observability.py and metrics.py: request ids, JSON log lines, ProxyFix, /metrics.
+
+Log lines are read from the real stdout handler (capsys), metrics from the real
+``GET /metrics`` text. Counters are process-wide, so tests compare before/after.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from cache_backends.local import free_port
+from tests.test_categories import post_category
+
+ACCESS_LOGGER = "ecommerce.access"
+JSON_LINE_KEYS = {
+    "time",
+    "level",
+    "logger",
+    "request_id",
+    "message",
+    "method",
+    "path",
+    "status",
+    "duration_ms",
+    "remote_addr",
+    "cache",
+}
+GENERATED_REQUEST_ID = re.compile(r"[0-9a-f]{32}")
+ISO_UTC_MILLISECONDS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00")
+CLIENT_ADDRESS = "203.0.113.7"  # TEST-NET-3: documentation addresses
+PROXY_ADDRESS = "198.51.100.2"
+
+
+# --- helpers shared with tests/test_load_balancer.py --------------------------------
+
+
+def metric_value(exposition: str, name: str, **labels: str) -> float:
+    """The sample ``name{labels}`` in Prometheus text, 0 if absent (never incremented)."""
+    for family in text_string_to_metric_families(exposition):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return sample.value
+    return 0.0
+
+
+def json_log_lines(captured_stdout: str) -> list[dict[str, Any]]:
+    """Every stdout line, each of which must be one JSON object."""
+    return [json.loads(line) for line in captured_stdout.splitlines() if line.strip()]
+
+
+# --- fixtures ------------------------------------------------------------------------
+
+
+def scrape(client: FlaskClient, name: str, **labels: str) -> float:
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.content_type.startswith("text/plain")
+    return metric_value(response.get_data(as_text=True), name, **labels)
+
+
+def access_lines(capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
+    return [
+        line for line in json_log_lines(capsys.readouterr().out) if line["logger"] == ACCESS_LOGGER
+    ]
+
+
+def one_request_logged(
+    client: FlaskClient,
+    capsys: pytest.CaptureFixture[str],
+    path: str = "/categories",
+    **kwargs: Any,
+) -> tuple[Any, dict[str, Any]]:
+    """Send one GET; return the response and its single access log line."""
+    capsys.readouterr()  # drop what set-up wrote
+    response = client.get(path, **kwargs)
+    (line,) = access_lines(capsys)
+    return response, line
+
+
+# --- request ids ---------------------------------------------------------------------
+
+
+def test_an_incoming_request_id_is_kept_returned_and_logged(
+    client: FlaskClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    response, line = one_request_logged(client, capsys, headers={"X-Request-ID": "from-the-alb-42"})
+
+    assert response.headers["X-Request-ID"] == "from-the-alb-42"
+    assert line["request_id"] == "from-the-alb-42"
+
+
+def test_without_one_a_request_id_is_generated_per_request(
+    client: FlaskClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first, first_line = one_request_logged(client, capsys)
+    second, _ = one_request_logged(client, capsys)
+
+    assert GENERATED_REQUEST_ID.fullmatch(first.headers["X-Request-ID"])
+    assert first_line["request_id"] == first.headers["X-Request-ID"]
+    assert second.headers["X-Request-ID"] != first.headers["X-Request-ID"]
+
+
+@pytest.mark.parametrize("bad_id", ["x" * 201, "caf\u00e9", "tab\there", ""])
+def test_an_unusable_request_id_is_replaced(
+    client: FlaskClient, capsys: pytest.CaptureFixture[str], bad_id: str
+) -> None:
+    """Echoed into a header and every log line: too long or unprintable ones are not."""
+    response, line = one_request_logged(client, capsys, headers={"X-Request-ID": bad_id})
+
+    assert GENERATED_REQUEST_ID.fullmatch(response.headers["X-Request-ID"])
+    assert line["request_id"] == response.headers["X-Request-ID"]
+
+
+def test_application_logs_carry_the_request_id_in_the_same_json_shape(
+    make_app: Callable[..., Flask], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The cache policy's warning about a failing backend names the request it hurt."""
+    app = make_app(CACHE_TYPE="tests.conftest.RaisingCache")
+    capsys.readouterr()
+
+    app.test_client().get("/categories", headers={"X-Request-ID": "trace-me"})
+
+    lines = json_log_lines(capsys.readouterr().out)
+    warnings = [line for line in lines if line["logger"] == "ecommerce.categories.cache_policy"]
+    assert warnings, lines
+    assert {line["request_id"] for line in lines} == {"trace-me"}
+    assert warnings[0]["level"] == "WARNING"
+    assert "ConnectionError" in warnings[0]["exc_info"]  # the traceback stays inside the JSON
+
+
+# --- the access line -----------------------------------------------------------------
+
+
+def test_one_json_line_per_request_with_every_field(
+    client: FlaskClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    client.get("/categories")
+    client.get("/categories")
+    client.get("/no-such-page")
+
+    miss, hit, not_found = access_lines(capsys)
+    assert set(miss) == JSON_LINE_KEYS
+    assert ISO_UTC_MILLISECONDS.fullmatch(miss["time"])
+    assert (miss["level"], miss["method"], miss["path"], miss["status"]) == (
+        "INFO",
+        "GET",
+        "/categories",
+        200,
+    )
+    assert isinstance(miss["duration_ms"], float)
+    assert miss["duration_ms"] >= 0
+    assert miss["remote_addr"] == "127.0.0.1"
+    assert (miss["cache"], hit["cache"], not_found["cache"]) == ("MISS", "HIT", "-")
+    assert not_found["status"] == 404
+
+
+def test_no_query_string_token_or_authorization_header_is_logged(
+    make_app: Callable[..., Flask], capsys: pytest.CaptureFixture[str]
+) -> None:
+    admin_token = "admin-token-that-must-stay-secret"
+    app = make_app(ADMIN_TOKEN=admin_token)
+    client = app.test_client()
+    capsys.readouterr()
+
+    client.get("/categories?api_key=query-secret")
+    client.post(
+        "/categories",
+        json={"name": "Toys"},
+        headers={"Authorization": f"Bearer {admin_token}"},
+    )
+    client.post("/categories", json={"name": "Games"}, headers={"Authorization": "Bearer wrong"})
+
+    captured = capsys.readouterr()
+    output = captured.out + captured.err
+    assert "query-secret" not in output
+    assert admin_token not in output
+    assert "Bearer" not in output
+    assert [line["status"] for line in json_log_lines(captured.out)] == [200, 201, 401]
+
+
+def test_text_format_for_people(
+    make_app: Callable[..., Flask], capsys: pytest.CaptureFixture[str]
+) -> None:
+    client = make_app(LOG_FORMAT="text").test_client()
+    capsys.readouterr()
+
+    client.get("/categories", headers={"X-Request-ID": "readable"})
+
+    (line,) = capsys.readouterr().out.splitlines()
+    assert re.fullmatch(
+        r"\S+ INFO ecommerce\.access \[readable\] GET /categories 200 \d+\.\dms cache=MISS", line
+    )
+
+
+def test_log_level_warning_silences_the_access_lines(
+    make_app: Callable[..., Flask], capsys: pytest.CaptureFixture[str]
+) -> None:
+    client = make_app(LOG_LEVEL="WARNING").test_client()
+    capsys.readouterr()
+
+    client.get("/categories")
+
+    assert capsys.readouterr().out == ""
+
+
+def test_building_many_apps_writes_each_line_once(
+    make_app: Callable[..., Flask], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Logging is per process: every create_app replaces the handler, never adds one."""
+    for _ in range(3):
+        client = make_app().test_client()
+
+    _, line = one_request_logged(client, capsys)  # one_request_logged asserts exactly one
+    assert line["path"] == "/categories"
+
+
+# --- ProxyFix --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("hops", "forwarded_for", "expected"),
+    [
+        (1, CLIENT_ADDRESS, CLIENT_ADDRESS),
+        # A client's own X-Forwarded-For entry comes first; the proxy appends the
+        # address it saw. One trusted hop takes that last entry: no spoofing.
+        (1, f"10.9.9.9, {CLIENT_ADDRESS}", CLIENT_ADDRESS),
+        (0, CLIENT_ADDRESS, PROXY_ADDRESS),
+    ],
+)
+def test_remote_addr_comes_from_x_forwarded_for_only_through_trusted_hops(
+    make_app: Callable[..., Flask],
+    capsys: pytest.CaptureFixture[str],
+    hops: int,
+    forwarded_for: str,
+    expected: str,
+) -> None:
+    client = make_app(PROXY_FIX_X_FOR=hops).test_client()
+
+    _, line = one_request_logged(
+        client,
+        capsys,
+        headers={"X-Forwarded-For": forwarded_for},
+        environ_base={"REMOTE_ADDR": PROXY_ADDRESS},
+    )
+
+    assert line["remote_addr"] == expected
+
+
+# --- /metrics ----------------------------------------------------------------------------
+
+
+def test_metrics_count_requests_by_url_rule_cache_result_and_db_load(client: FlaskClient) -> None:
+    category_rule = {"method": "GET", "route": "/categories/<int:category_id>", "status": "200"}
+    unmatched = {"method": "GET", "route": "unmatched", "status": "404"}
+    before = {
+        "category": scrape(client, "ecommerce_http_requests_total", **category_rule),
+        "unmatched": scrape(client, "ecommerce_http_requests_total", **unmatched),
+        "hit": scrape(client, "ecommerce_cache_requests_total", cache="categories", result="hit"),
+        "miss": scrape(client, "ecommerce_cache_requests_total", cache="categories", result="miss"),
+        "loads": scrape(client, "ecommerce_db_loads_total"),
+    }
+
+    client.get("/categories/1")
+    client.get("/categories/2")
+    client.get("/no-such-page/1")
+    client.get("/categories")  # miss: one database load
+    client.get("/categories")  # hit
+    client.get("/categories")  # hit
+
+    assert (
+        scrape(client, "ecommerce_http_requests_total", **category_rule) == before["category"] + 2
+    )
+    assert scrape(client, "ecommerce_http_requests_total", **unmatched) == before["unmatched"] + 1
+    assert (
+        scrape(client, "ecommerce_cache_requests_total", cache="categories", result="hit")
+        == before["hit"] + 2
+    )
+    assert (
+        scrape(client, "ecommerce_cache_requests_total", cache="categories", result="miss")
+        == before["miss"] + 1
+    )
+    assert scrape(client, "ecommerce_db_loads_total") == before["loads"] + 1
+    assert scrape(
+        client, "ecommerce_http_request_duration_seconds_count", method="GET", route="/categories"
+    )
+
+
+def test_an_unknown_http_method_does_not_create_a_new_series(client: FlaskClient) -> None:
+    labels = {"method": "OTHER", "route": "unmatched", "status": "405"}
+    before = scrape(client, "ecommerce_http_requests_total", **labels)
+
+    assert client.open("/categories", method="BREW").status_code == 405
+
+    assert scrape(client, "ecommerce_http_requests_total", **labels) == before + 1
+
+
+def test_dynamodb_calls_are_timed_by_operation(
+    make_app: Callable[..., Flask], dynamodb_cache_config: dict[str, Any]
+) -> None:
+    client = make_app(**dynamodb_cache_config).test_client()
+    before = scrape(client, "ecommerce_dynamodb_call_duration_seconds_count", operation="GetItem")
+
+    client.get("/categories")  # GetItem (miss), PutItem
+    client.get("/categories")  # GetItem (hit)
+
+    after = scrape(client, "ecommerce_dynamodb_call_duration_seconds_count", operation="GetItem")
+    assert after == before + 2
+
+
+def test_a_failing_dynamodb_call_is_an_error_in_metrics_and_in_the_log_line(
+    make_app: Callable[..., Flask],
+    dynamodb_cache_config: dict[str, Any],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    nothing_listens = f"http://127.0.0.1:{free_port()}"
+    app = make_app(
+        **{
+            **dynamodb_cache_config,
+            "CACHE_DYNAMODB_ENDPOINT_URL": nothing_listens,
+            "CACHE_DYNAMODB_CREATE_TABLE": False,
+        }
+    )
+    client = app.test_client()
+    errors_before = scrape(client, "ecommerce_dynamodb_call_errors_total", operation="GetItem")
+    cache_errors_before = scrape(
+        client, "ecommerce_cache_requests_total", cache="categories", result="error"
+    )
+
+    response, line = one_request_logged(client, capsys)
+
+    assert response.status_code == 200
+    assert response.headers["X-Cache"] == "MISS"  # for the client, an outage is a miss
+    assert line["cache"] == "ERROR"  # for the operator, it is not
+    assert scrape(client, "ecommerce_dynamodb_call_errors_total", operation="GetItem") == (
+        errors_before + 1
+    )
+    assert scrape(client, "ecommerce_cache_requests_total", cache="categories", result="error") == (
+        cache_errors_before + 1
+    )
+
+
+def test_a_write_reports_cache_errors_in_its_log_line_only(
+    make_app: Callable[..., Flask],
+    dynamodb_cache_config: dict[str, Any],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A POST reads no cache, so it adds nothing to the cache counter, but its failed
+    invalidation is what an operator needs to see on its line."""
+    app = make_app(
+        **{
+            **dynamodb_cache_config,
+            "CACHE_DYNAMODB_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}",
+            "CACHE_DYNAMODB_CREATE_TABLE": False,
+        }
+    )
+    client = app.test_client()
+    capsys.readouterr()
+
+    post_category(client, "Toys")
+
+    (line,) = access_lines(capsys)
+    assert (line["method"], line["status"], line["cache"]) == ("POST", 201, "ERROR")
