@@ -342,7 +342,7 @@ class DynamoDBCache(BaseCache):
             return False
         return True
 
-    @_failed
+    @_degrades_to(lambda *args: [])
     def set_many(self, mapping: Mapping[str, Any], timeout: int | None = None) -> list[Any]:
         entries = {key: self._new_entry(key, value, timeout) for key, value in mapping.items()}
         stored = [key for key, entry in entries.items() if entry is not None]
