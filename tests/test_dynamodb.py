@@ -271,11 +271,15 @@ def test_inc_is_exact_across_threads(cache: DynamoDBCache) -> None:
 def _increment_in_child(cache: DynamoDBCache, times: int) -> None:
     for _ in range(times):
         assert cache.inc("shared") is not None
+    # Pages go out on a thread pool the parent already started: a child needs its own.
+    keys = [f"page{i}" for i in range(MAX_BATCH_GET * 2)]
+    assert cache.get_many(*keys) == list(range(len(keys)))
 
 
 def test_inc_is_exact_across_forked_processes(cache: DynamoDBCache) -> None:
     """The children inherit a backend that has already connected: fork-safety too."""
     assert cache.inc("shared") == 1
+    cache.set_many({f"page{i}": i for i in range(MAX_BATCH_GET * 2)})
     context = multiprocessing.get_context("fork")
     children = [context.Process(target=_increment_in_child, args=(cache, 30)) for _ in range(3)]
     for child in children:
