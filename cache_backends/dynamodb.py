@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from botocore.exceptions import BotoCoreError, ClientError
 from cachelib.serializers import BaseSerializer
 from flask_caching.backends.base import BaseCache
-from pynamodb.exceptions import DoesNotExist, PynamoDBException
+from pynamodb.exceptions import AttributeDeserializationError, PynamoDBException
 
 from cache_backends.breaker import CircuitBreaker
 from cache_backends.codec import DEFAULT_COMPRESS_THRESHOLD, EntryCodec, InvalidEntry
@@ -76,10 +76,8 @@ def _backoff(attempt: int) -> None:
     time.sleep(random.uniform(0, min(BATCH_BACKOFF_CAP, BATCH_BACKOFF_BASE * 2**attempt)))
 
 
-def _is_expected_outcome(error: Exception) -> bool:
-    """A miss or a failed condition is an answer from DynamoDB, not an outage."""
-    if isinstance(error, DoesNotExist):
-        return True
+def _is_condition_failure(error: Exception) -> bool:
+    """A failed condition is an answer from DynamoDB, not an outage."""
     # Not PynamoDB's cause_response_code: it raises when the cause is a read
     # timeout, whose ``response`` attribute is None.
     response = getattr(getattr(error, "cause", None), "response", None) or {}
@@ -297,14 +295,8 @@ class DynamoDBCache(BaseCache):
 
     @_miss
     def get(self, key: str) -> Any:
-        skey = self._storage_key(key)
-        try:
-            entry = self._call(
-                "GetItem", skey, self._model.get, skey, consistent_read=self.consistent_read
-            )
-        except DoesNotExist:
-            return None
-        return self._value_of(entry)
+        entry = self._get_entry(self._storage_key(key))
+        return None if entry is None else self._value_of(entry)
 
     @_degrades_to(lambda *keys: [None] * len(keys))
     def get_many(self, *keys: str) -> list[Any]:
@@ -314,19 +306,10 @@ class DynamoDBCache(BaseCache):
 
     @_failed
     def has(self, key: str) -> bool:
-        skey = self._storage_key(key)
-        try:
-            entry = self._call(
-                "GetItem",
-                skey,
-                self._model.get,
-                skey,
-                consistent_read=self.consistent_read,
-                attributes_to_get=[KEY_ATTRIBUTE, EXPIRY_ATTRIBUTE],
-            )
-        except DoesNotExist:
-            return False
-        return not self._is_expired(entry)
+        entry = self._get_entry(
+            self._storage_key(key), attributes_to_get=[KEY_ATTRIBUTE, EXPIRY_ATTRIBUTE]
+        )
+        return entry is not None and not self._is_expired(entry)
 
     @_failed
     def set(self, key: str, value: Any, timeout: int | None = None) -> bool:
@@ -500,8 +483,9 @@ class DynamoDBCache(BaseCache):
     ) -> T:
         """Call DynamoDB through the circuit breaker, timing it for the observer.
 
-        A miss or a failed condition passes through as PynamoDB raised it; any
-        other error is logged once and becomes :class:`CacheUnavailable`.
+        A failed condition passes through as PynamoDB raised it (it is an
+        answer, not an outage); any other DynamoDB or network error is logged
+        once and becomes :class:`CacheUnavailable`.
         """
         if not self._breaker.allow():
             skipped = CacheUnavailable(f"{operation} skipped: circuit open")
@@ -512,9 +496,8 @@ class DynamoDBCache(BaseCache):
             result = func(*args, **kwargs)
         except (PynamoDBException, BotoCoreError, ClientError) as error:
             elapsed = time.perf_counter() - started
-            if _is_expected_outcome(error):
-                self._breaker.record_success()
-                self._observe(operation, elapsed, None)
+            if _is_condition_failure(error):
+                self._answered(operation, elapsed)
                 raise
             self._breaker.record_failure()
             self._observe(operation, elapsed, error)
@@ -522,9 +505,47 @@ class DynamoDBCache(BaseCache):
                 "DynamoDB %s on %s (key %r) failed: %s", operation, self.table_name, key, error
             )
             raise CacheUnavailable(f"{operation} failed: {error}") from error
-        self._breaker.record_success()
-        self._observe(operation, time.perf_counter() - started, None)
+        except BaseException:
+            # Not DynamoDB's fault (a bug, an interrupt): the breaker must still hear
+            # back, or a probe that ended here would leave it half-open for good.
+            self._answered(operation, time.perf_counter() - started)
+            raise
+        self._answered(operation, time.perf_counter() - started)
         return result
+
+    def _answered(self, operation: str, seconds: float) -> None:
+        self._breaker.record_success()
+        self._observe(operation, seconds, None)
+
+    def _get_entry(
+        self,
+        skey: str,
+        consistent_read: bool | None = None,
+        attributes_to_get: list[str] | None = None,
+    ) -> CacheEntry | None:
+        """One GetItem; None when the item is absent or malformed."""
+        response = self._call(
+            "GetItem",
+            skey,
+            self._model._get_connection().get_item,
+            skey,
+            consistent_read=self.consistent_read if consistent_read is None else consistent_read,
+            attributes_to_get=attributes_to_get,
+        )
+        raw = response.get("Item")
+        return None if raw is None else self._entry_from_raw(raw)
+
+    def _entry_from_raw(self, raw: dict[str, Any]) -> CacheEntry | None:
+        """The item as a CacheEntry, or None (logged) if someone wrote it with wrong types."""
+        try:
+            return self._model.from_raw_data(raw)
+        except AttributeDeserializationError as error:
+            logger.warning(
+                "cache item %r is malformed, treated as absent: %s",
+                raw.get(KEY_ATTRIBUTE, {}).get("S"),
+                error,
+            )
+            return None
 
     def _observe(self, operation: str, seconds: float, error: BaseException | None) -> None:
         if self.observer is None:
@@ -598,10 +619,7 @@ class DynamoDBCache(BaseCache):
     def _start_counter(self, skey: str, delta: int) -> int | None:
         """Create the counter from what the key holds now; None if someone raced us."""
         model = self._model
-        try:
-            current = self._call("GetItem", skey, model.get, skey, consistent_read=True)
-        except DoesNotExist:
-            current = None
+        current = self._get_entry(skey, consistent_read=True)
         base, expires_at, unchanged = 0, self._expires_at(None), model.cache_key.does_not_exist()
         if current is not None:
             unchanged = (
@@ -640,8 +658,9 @@ class DynamoDBCache(BaseCache):
                 consistent_read=self.consistent_read,
             )
             for raw in response.get("Responses", {}).get(self.table_name, []):
-                entry = self._model.from_raw_data(raw)
-                found[entry.cache_key] = entry  # one dict store: atomic under the GIL
+                entry = self._entry_from_raw(raw)
+                if entry is not None:
+                    found[entry.cache_key] = entry  # one dict store: atomic under the GIL
             unprocessed = response.get("UnprocessedKeys", {}).get(self.table_name) or {}
             return [key[KEY_ATTRIBUTE]["S"] for key in unprocessed.get("Keys", [])]
 

@@ -9,6 +9,7 @@ import pickle
 import threading
 import time
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from typing import Any
 
 import boto3
@@ -641,3 +642,22 @@ def hanging_port() -> Iterator[int]:
         yield server.getsockname()[1]
     finally:
         server.close()
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        {"value": "a string, not bytes"},
+        {"value": b"x", "expires_at": "not a number"},
+        {"counter": "12"},
+        {"counter": Decimal("1.5")},
+    ],
+    ids=["value-type", "expiry-type", "counter-type", "counter-float"],
+)
+def test_malformed_items_are_misses_not_exceptions(
+    cache: DynamoDBCache, raw_table: Any, item: dict[str, Any]
+) -> None:
+    raw_table.put_item(Item={"cache_key": "test:odd", **item})
+    raw_table.put_item(Item={"cache_key": "test:fine", "counter": 3})
+    assert cache.get("odd") is None
+    assert cache.get_many("odd", "fine") == [None, 3]
