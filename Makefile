@@ -11,7 +11,7 @@ DEV_SIGNING_KEY := dev-only-signing-key-not-for-production
 
 export FLASK_APP := wsgi
 
-.PHONY: help install run run-dynamodb dynamodb-local test lint bench clean
+.PHONY: help install system-deps run run-dynamodb dynamodb-local cluster test lint bench clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -27,6 +27,14 @@ $(DDB_LOCAL): package.json
 	touch $(DDB_LOCAL)
 
 install: $(BIN)/activate  ## Create .venv and install the app with dev extras
+
+# nginx is the load balancer of tests/test_load_balancer.py and `make cluster`. Debian
+# puts it in /usr/sbin, off a normal user's PATH, hence the second check. On a machine
+# with systemd the package also starts the distribution's nginx on port 80.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+system-deps:  ## Install nginx (Debian package) if it is missing
+	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || \
+	  { $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends nginx; }
 
 run: $(BIN)/activate  ## Serve on http://127.0.0.1:8000 with SQLite + SimpleCache (no AWS needed)
 	$(BIN)/flask init-db
@@ -45,7 +53,10 @@ run-dynamodb: $(BIN)/activate $(DDB_LOCAL)  ## Serve with the DynamoDB backend o
 	      AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_DEFAULT_REGION=us-east-1 \
 	      $(BIN)/gunicorn wsgi:app
 
-test: $(BIN)/activate $(DDB_LOCAL)  ## Install everything, then run the test suite against DynamoDB Local
+cluster: $(BIN)/activate $(DDB_LOCAL) system-deps  ## DynamoDB Local + two gunicorn instances + nginx on http://127.0.0.1:8080
+	$(BIN)/python -m scripts.cluster --port 8080
+
+test: $(BIN)/activate $(DDB_LOCAL) system-deps  ## Install everything, then run the test suite against DynamoDB Local
 	$(BIN)/pytest
 
 lint: $(BIN)/activate  ## ruff on the code, cfn-lint on the CloudFormation template
