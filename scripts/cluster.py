@@ -70,7 +70,6 @@ class Instance:
     port: int
     process: subprocess.Popen[bytes]
     log_path: Path
-    metrics_directory: Path
 
     @property
     def address(self) -> str:
@@ -258,7 +257,7 @@ def gunicorn_instance(
     log_path = workdir / f"{name}.log"
     command = [sys.executable, "-m", "gunicorn", "wsgi:app"]
     with _running(command, log_path, cwd=REPOSITORY_ROOT, env=environment) as process:
-        yield Instance(name, port, process, log_path, metrics_directory)
+        yield Instance(name, port, process, log_path)
 
 
 @contextmanager
