@@ -43,6 +43,7 @@ class CircuitBreaker:
         self._failures = 0
         self._opened_at: float | None = None
         self._probe_in_flight = False
+        self._probe_started = 0.0
 
     @property
     def state(self) -> BreakerState:
@@ -60,35 +61,48 @@ class CircuitBreaker:
         with self._lock:
             if self._opened_at is None:
                 return True
-            if self._probe_in_flight or time.monotonic() - self._opened_at < self.cooldown:
+            now = time.monotonic()
+            if self._probe_in_flight or now - self._opened_at < self.cooldown:
                 return False
             self._probe_in_flight = True
+            self._probe_started = now
             return True
 
-    def record_success(self) -> None:
+    def _is_probe(self, call_started: float) -> bool:
+        # While open, only the probe is let through: a call that started before the
+        # circuit opened is a straggler, whose outcome says nothing about now.
+        return self._probe_in_flight and call_started >= self._probe_started
+
+    def record_success(self, call_started: float) -> None:
+        """Report a call (started at ``time.monotonic()`` = ``call_started``) that worked."""
         with self._lock:
             was_open = self._opened_at is not None
+            if was_open and not self._is_probe(call_started):
+                return
             self._failures = 0
             self._opened_at = None
             self._probe_in_flight = False
         if was_open:
             logger.warning("%s: circuit closed, calls resume", self.name)
 
-    def record_failure(self) -> None:
+    def record_failure(self, call_started: float) -> None:
+        """Report a failed call; the threshold-th in a row, or a failed probe, opens."""
         if self.failure_threshold <= 0:
             return
         with self._lock:
-            self._failures += 1
-            probe_failed = self._probe_in_flight
-            self._probe_in_flight = False
-            if not probe_failed and (
-                self._opened_at is not None or self._failures < self.failure_threshold
-            ):
-                return
+            if self._opened_at is not None:
+                if not self._is_probe(call_started):
+                    return
+                self._probe_in_flight = False
+            else:
+                self._failures += 1
+                if self._failures < self.failure_threshold:
+                    return
             self._opened_at = time.monotonic()
+            failures = self._failures
         logger.warning(
             "%s: circuit open after %d consecutive failures; calls skipped for %.1fs",
             self.name,
-            self._failures,
+            failures,
             self.cooldown,
         )

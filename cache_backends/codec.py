@@ -63,7 +63,7 @@ class EntryCodec:
 
     @staticmethod
     def _mac(
-        key: bytes, storage_key: str, expires_at: int | None, header: bytes, body: bytes
+        key: bytes, storage_key: str, expires_ms: int | None, header: bytes, body: bytes
     ) -> bytes:
         # Length-prefix the storage key so no (key, expiry) pair can be shifted
         # into another that hashes the same.
@@ -72,14 +72,14 @@ class EntryCodec:
             (
                 len(encoded_key).to_bytes(4, "big"),
                 encoded_key,
-                (expires_at or 0).to_bytes(8, "big"),
+                (expires_ms or 0).to_bytes(8, "big"),
                 header,
                 body,
             )
         )
         return hmac.new(key, message, hashlib.sha256).digest()
 
-    def seal(self, storage_key: str, body: bytes, expires_at: int | None) -> bytes:
+    def seal(self, storage_key: str, body: bytes, expires_ms: int | None) -> bytes:
         """Maybe compress, then sign, a serialized value stored under ``storage_key``."""
         flags = 0
         if len(body) >= self.compress_threshold:
@@ -87,9 +87,9 @@ class EntryCodec:
             if len(compressed) < len(body):
                 body, flags = compressed, flags | FLAG_ZLIB
         header = bytes((FORMAT_VERSION, flags))
-        return header + self._mac(self._signing_key, storage_key, expires_at, header, body) + body
+        return header + self._mac(self._signing_key, storage_key, expires_ms, header, body) + body
 
-    def unseal(self, storage_key: str, blob: bytes, expires_at: int | None) -> bytes:
+    def unseal(self, storage_key: str, blob: bytes, expires_ms: int | None) -> bytes:
         """Verify ``blob`` and return the serialized value; :class:`InvalidEntry` if not ours."""
         if len(blob) < HEADER_LENGTH + MAC_LENGTH or blob[0] != FORMAT_VERSION:
             raise InvalidEntry("unknown format or truncated entry")
@@ -97,7 +97,7 @@ class EntryCodec:
         mac = blob[HEADER_LENGTH : HEADER_LENGTH + MAC_LENGTH]
         body = blob[HEADER_LENGTH + MAC_LENGTH :]
         if not any(
-            hmac.compare_digest(mac, self._mac(key, storage_key, expires_at, header, body))
+            hmac.compare_digest(mac, self._mac(key, storage_key, expires_ms, header, body))
             for key in self._verifying_keys
         ):
             raise InvalidEntry("signature does not match")

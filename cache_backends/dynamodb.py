@@ -8,9 +8,10 @@ entry format (signature, compression) in ``codec.py``, the key mapping in
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
-import os
+import math
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -21,7 +22,7 @@ from typing import Any, TypeVar
 from botocore.exceptions import BotoCoreError, ClientError
 from cachelib.serializers import BaseSerializer
 from flask_caching.backends.base import BaseCache
-from pynamodb.exceptions import AttributeDeserializationError, PynamoDBException
+from pynamodb.exceptions import PynamoDBException
 
 from cache_backends.breaker import CircuitBreaker
 from cache_backends.codec import DEFAULT_COMPRESS_THRESHOLD, EntryCodec, InvalidEntry
@@ -42,20 +43,24 @@ MAX_BATCH_GET = 100
 MAX_BATCH_WRITE = 25
 #: DynamoDB's item size limit. Attribute names count towards it too.
 MAX_ITEM_BYTES = 400 * 1024
-#: Room for attribute names, the expiry number and DynamoDB's per-item overhead.
-ITEM_OVERHEAD_BYTES = 100
+#: Room for attribute names, the two expiry numbers and DynamoDB's per-item overhead.
+ITEM_OVERHEAD_BYTES = 128
+#: datetime (and so PynamoDB's TTLAttribute) ends at 9999-12-31; longer timeouts are capped.
+MAX_EPOCH_SECONDS = 253_402_300_799
 #: Unprocessed batch keys/items are retried this many times, with exponential
 #: backoff and full jitter starting at BATCH_BACKOFF_BASE seconds, capped at
 #: BATCH_BACKOFF_CAP; what is still unprocessed then counts as a failure.
 BATCH_RETRY_ATTEMPTS = 5
 BATCH_BACKOFF_BASE = 0.025
 BATCH_BACKOFF_CAP = 0.5
-#: Pages of one get_many/set_many/delete_many sent at once; a few suffice to turn
-#: N round trips into about one, while keeping within the HTTP connection pool.
+#: Extra pages of one get_many/set_many/delete_many sent at once beside the
+#: caller's own; a few turn N round trips into about one within the HTTP pool.
 MAX_CONCURRENT_PAGES = 4
 #: inc() on a key holding a set() value converts it with a conditional write;
 #: a concurrent writer can win that race, so the whole step is retried.
 COUNTER_ATTEMPTS = 5
+#: What a counter item's ``value`` holds, signed: proof that inc() made it.
+COUNTER_MARKER = b"\x00dynamodb-cache-counter"
 CONDITION_FAILED = "ConditionalCheckFailedException"
 
 #: ``observer(operation, seconds, error)`` hears about every DynamoDB call.
@@ -65,6 +70,10 @@ T = TypeVar("T")
 
 class CacheUnavailable(Exception):
     """A DynamoDB call failed, or was skipped because the circuit is open."""
+
+
+class _NotACounter(Exception):
+    """inc() met a key that holds something other than an integer."""
 
 
 def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
@@ -156,10 +165,12 @@ class DynamoDBCache(BaseCache):
         a write on one instance is what the next read anywhere sees.
     :param connect_timeout: seconds to open a connection.
     :param read_timeout: seconds to wait for a response.
-    :param max_retries: botocore retries per call (standard mode; DynamoDB's
-        backoff starts at 25 ms). A call costs at most about
-        ``(1 + max_retries) * (connect_timeout or read_timeout)`` when DynamoDB
-        hangs, and nothing once the circuit is open.
+    :param max_retries: botocore retries per idempotent call (standard mode;
+        DynamoDB's backoff starts at 25 ms). A call costs at most about
+        ``(1 + max_retries) * (connect_timeout + read_timeout)`` when DynamoDB
+        hangs, and nothing once the circuit is open. Conditional writes and
+        ``inc`` are never retried: a retry after a lost response would apply
+        an ``ADD`` twice, or report a stored ``add`` as refused.
     :param max_pool_connections: HTTP connections kept per process; at least the
         worker's thread count.
     :param breaker_failures: consecutive failed calls that open the circuit;
@@ -188,16 +199,24 @@ class DynamoDBCache(BaseCache):
       refused (``set`` returns ``False`` and logs a warning);
     - keys over DynamoDB's 2048-byte key limit are stored under a SHA-256
       digest (``keys.py``);
-    - DynamoDB deletes expired items lazily (hours to days later); every read
-      treats an item past ``expires_at`` as absent;
+    - DynamoDB deletes expired items lazily (hours to days later) and its TTL
+      knows only seconds; every read goes by the signed millisecond expiry, so
+      an item past it is absent (``models.py``);
     - ``clear()`` scans the whole table (billed for every item scanned, not
       only those deleted) and deletes the prefix's items 25 at a time: an
       administrative operation, not one for the request path;
-    - ``inc``/``dec`` counters are stored as plain DynamoDB numbers so that
-      ``UpdateItem ADD`` can change them atomically; they cannot be signed,
-      so a reader only accepts an integer from them;
+    - ``inc``/``dec`` counters are DynamoDB numbers so that ``UpdateItem ADD``
+      changes them atomically; a signed marker beside the number proves that
+      ``inc`` created the item (so nobody can plant a counter), but the number
+      itself cannot be signed: whoever can write to the table can change it;
+    - ``inc`` whose response is lost (read timeout) returns ``None`` although
+      DynamoDB may have applied it: at most once, never twice;
+    - ``add`` only overwrites an absent or expired item: an item that fails
+      verification (forged, or signed with a retired key) blocks it until it
+      expires, while ``get``/``has`` already treat it as absent;
     - ``delete_many`` reports every key as deleted once the batch succeeds
-      (``BatchWriteItem`` does not say which keys existed).
+      (``BatchWriteItem`` does not say which keys existed) and never raises,
+      whatever ``ignore_delete_many_errors`` says.
     """
 
     serializer = BaseSerializer()  # pickle; any cachelib serializer can replace it
@@ -234,23 +253,22 @@ class DynamoDBCache(BaseCache):
         self.key_prefix = validate_key_prefix(key_prefix or "")
         self.consistent_read = consistent_read
         self.observer = observer
-        self._pool: ThreadPoolExecutor | None = None
-        self._pool_pid = os.getpid()
         self._codec = EntryCodec(signing_key, old_signing_keys, compress_threshold)
         self._breaker = CircuitBreaker(
             f"DynamoDB table {table_name}", breaker_failures, breaker_cooldown
         )
-        self._model = entry_model_for(
-            ConnectionSettings(
-                table_name=table_name,
-                endpoint_url=endpoint_url,
-                region_name=region_name,
-                connect_timeout=connect_timeout,
-                read_timeout=read_timeout,
-                max_retries=max_retries,
-                max_pool_connections=max_pool_connections,
-            )
+        settings = ConnectionSettings(
+            table_name=table_name,
+            endpoint_url=endpoint_url,
+            region_name=region_name,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            max_retries=max_retries,
+            max_pool_connections=max_pool_connections,
         )
+        self._model = entry_model_for(settings)
+        # Conditional writes and ADD are not idempotent: they go out exactly once.
+        self._write_once_model = entry_model_for(dataclasses.replace(settings, max_retries=0))
         if create_table:
             self.create_table()
 
@@ -306,10 +324,10 @@ class DynamoDBCache(BaseCache):
 
     @_failed
     def has(self, key: str) -> bool:
-        entry = self._get_entry(
-            self._storage_key(key), attributes_to_get=[KEY_ATTRIBUTE, EXPIRY_ATTRIBUTE]
-        )
-        return entry is not None and not self._is_expired(entry)
+        # The whole item, not a projection: DynamoDB bills a GetItem by the
+        # item's full size anyway, and only a verified entry counts as present.
+        entry = self._get_entry(self._storage_key(key))
+        return entry is not None and self._payload(entry) is not None
 
     @_failed
     def set(self, key: str, value: Any, timeout: int | None = None) -> bool:
@@ -321,11 +339,11 @@ class DynamoDBCache(BaseCache):
 
     @_failed
     def add(self, key: str, value: Any, timeout: int | None = None) -> bool:
-        entry = self._new_entry(key, value, timeout)
+        entry = self._new_entry(key, value, timeout, model=self._write_once_model)
         if entry is None:
             return False
         model = self._model
-        absent_or_expired = model.cache_key.does_not_exist() | (model.expires_at <= _utcnow())
+        absent_or_expired = model.cache_key.does_not_exist() | (model.expires_ms <= _now_ms())
         try:
             self._call("PutItem", entry.cache_key, entry.save, condition=absent_or_expired)
         except PynamoDBException:  # the condition failed: a live entry is there
@@ -346,7 +364,7 @@ class DynamoDBCache(BaseCache):
             self._call(
                 "DeleteItem",
                 skey,
-                self._model(skey).delete,
+                self._write_once_model(skey).delete,
                 condition=self._model.cache_key.exists(),
             )
         except PynamoDBException:  # the condition failed: there was nothing to delete
@@ -360,13 +378,18 @@ class DynamoDBCache(BaseCache):
 
     @_failed
     def clear(self) -> bool:
+        """Delete this cache's items: those written under its ``key_prefix``.
+
+        Matched on the item's ``key_prefix`` attribute, not on the key's first
+        characters, so clearing ``app:`` leaves ``app:v2:`` alone.
+        """
         model = self._model
-        prefix_filter = model.cache_key.startswith(self.key_prefix) if self.key_prefix else None
+        own_items = model.prefix == self.key_prefix if self.key_prefix else None
 
         def scan_keys() -> list[str]:
             return [
                 entry.cache_key
-                for entry in model.scan(prefix_filter, attributes_to_get=[KEY_ATTRIBUTE])
+                for entry in model.scan(own_items, attributes_to_get=[KEY_ATTRIBUTE])
             ]
 
         self._batch_write(delete=self._call("Scan", self.key_prefix or "*", scan_keys))
@@ -380,29 +403,37 @@ class DynamoDBCache(BaseCache):
         concurrency). A key holding a ``set()`` integer is first converted to a
         counter by a write conditioned on what was read, so a concurrent change
         makes it retry rather than lose an update. A new counter expires after
-        ``default_timeout``; ``ADD`` keeps an existing expiry.
+        ``default_timeout``; ``ADD`` keeps an existing expiry. A key holding
+        anything but an integer is left alone: ``None``.
         """
+        if type(delta) is not int:
+            logger.warning("cache inc(%r): delta %r is not an integer", key, delta)
+            return None
         skey = self._storage_key(key)
-        model = self._model
-        for _ in range(COUNTER_ATTEMPTS):
-            live_counter = model.counter.exists() & (
-                model.expires_at.does_not_exist() | (model.expires_at > _utcnow())
-            )
-            entry = model(skey)
-            try:
-                self._call(
-                    "UpdateItem",
-                    skey,
-                    entry.update,
-                    actions=[model.counter.add(delta)],
-                    condition=live_counter,
+        model = self._write_once_model
+        try:
+            for _ in range(COUNTER_ATTEMPTS):
+                live_counter = model.counter.exists() & (
+                    model.expires_ms.does_not_exist() | (model.expires_ms > _now_ms())
                 )
-                return self._counter_value(entry)
-            except PynamoDBException:  # not a live counter (yet)
-                pass
-            started = self._start_counter(skey, delta)
-            if started is not None:
-                return started
+                entry = model(skey)
+                try:
+                    self._call(
+                        "UpdateItem",
+                        skey,
+                        entry.update,
+                        actions=[model.counter.add(delta)],
+                        condition=live_counter,
+                    )
+                    return self._value_of(entry)  # ALL_NEW: verified like any read
+                except PynamoDBException:  # not a live counter (yet)
+                    pass
+                started = self._start_counter(skey, delta)
+                if started is not None:
+                    return started
+        except _NotACounter:
+            logger.warning("cache inc(%r): the key holds a non-integer value", key)
+            return None
         logger.warning("cache inc(%r) lost %d races in a row; giving up", key, COUNTER_ATTEMPTS)
         return None
 
@@ -491,55 +522,55 @@ class DynamoDBCache(BaseCache):
             skipped = CacheUnavailable(f"{operation} skipped: circuit open")
             self._observe(operation, 0.0, skipped)
             raise skipped
+        call_started = time.monotonic()
         started = time.perf_counter()
         try:
             result = func(*args, **kwargs)
         except (PynamoDBException, BotoCoreError, ClientError) as error:
             elapsed = time.perf_counter() - started
             if _is_condition_failure(error):
-                self._answered(operation, elapsed)
+                self._breaker.record_success(call_started)
+                self._observe(operation, elapsed, None)
                 raise
-            self._breaker.record_failure()
+            self._breaker.record_failure(call_started)
             self._observe(operation, elapsed, error)
             logger.warning(
                 "DynamoDB %s on %s (key %r) failed: %s", operation, self.table_name, key, error
             )
             raise CacheUnavailable(f"{operation} failed: {error}") from error
-        except BaseException:
+        except BaseException as error:
             # Not DynamoDB's fault (a bug, an interrupt): the breaker must still hear
             # back, or a probe that ended here would leave it half-open for good.
-            self._answered(operation, time.perf_counter() - started)
+            self._breaker.record_success(call_started)
+            self._observe(operation, time.perf_counter() - started, error)
             raise
-        self._answered(operation, time.perf_counter() - started)
+        self._breaker.record_success(call_started)
+        self._observe(operation, time.perf_counter() - started, None)
         return result
 
-    def _answered(self, operation: str, seconds: float) -> None:
-        self._breaker.record_success()
-        self._observe(operation, seconds, None)
-
-    def _get_entry(
-        self,
-        skey: str,
-        consistent_read: bool | None = None,
-        attributes_to_get: list[str] | None = None,
-    ) -> CacheEntry | None:
-        """One GetItem; None when the item is absent or malformed."""
+    def _get_raw(self, skey: str, consistent_read: bool) -> dict[str, Any] | None:
+        """One GetItem: the item as DynamoDB returned it, or None."""
         response = self._call(
             "GetItem",
             skey,
             self._model._get_connection().get_item,
             skey,
-            consistent_read=self.consistent_read if consistent_read is None else consistent_read,
-            attributes_to_get=attributes_to_get,
+            consistent_read=consistent_read,
         )
-        raw = response.get("Item")
+        return response.get("Item")
+
+    def _get_entry(self, skey: str) -> CacheEntry | None:
+        """One GetItem; None when the item is absent or malformed."""
+        raw = self._get_raw(skey, self.consistent_read)
         return None if raw is None else self._entry_from_raw(raw)
 
     def _entry_from_raw(self, raw: dict[str, Any]) -> CacheEntry | None:
         """The item as a CacheEntry, or None (logged) if someone wrote it with wrong types."""
         try:
             return self._model.from_raw_data(raw)
-        except AttributeDeserializationError as error:
+        # PynamoDB raises AttributeDeserializationError (a TypeError) for a wrong
+        # type, ValueError/OverflowError for a TTL far outside datetime's range.
+        except (TypeError, ValueError, OverflowError) as error:
             logger.warning(
                 "cache item %r is malformed, treated as absent: %s",
                 raw.get(KEY_ATTRIBUTE, {}).get("S"),
@@ -555,19 +586,31 @@ class DynamoDBCache(BaseCache):
         except Exception:  # metrics must never break the cache
             logger.exception("cache observer failed")
 
-    def _expires_at(self, timeout: int | None) -> int | None:
-        """Epoch seconds, rounded down: an entry never outlives its timeout."""
+    def _expires_ms(self, timeout: int | None) -> int | None:
+        """Epoch milliseconds when an entry set now with ``timeout`` stops being served."""
         seconds = self._normalize_timeout(timeout)
-        return int(time.time() + seconds) if seconds > 0 else None
+        if seconds <= 0:
+            return None
+        return min(_now_ms() + seconds * 1000, MAX_EPOCH_SECONDS * 1000)
 
-    @staticmethod
-    def _is_expired(entry: CacheEntry) -> bool:
-        return entry.expires_at is not None and entry.expires_at <= _utcnow()
+    def _item(
+        self, model: type[CacheEntry], skey: str, expires_ms: int | None, **attributes: Any
+    ) -> CacheEntry:
+        """An item with the expiry pair and this cache's prefix filled in."""
+        return model(
+            skey,
+            expires_ms=expires_ms,
+            expires_at=_ttl_attribute(expires_ms),
+            prefix=self.key_prefix or None,
+            **attributes,
+        )
 
-    def _new_entry(self, key: str, value: Any, timeout: int | None) -> CacheEntry | None:
+    def _new_entry(
+        self, key: str, value: Any, timeout: int | None, model: type[CacheEntry] | None = None
+    ) -> CacheEntry | None:
         """A signed item for ``value``, or None (logged) if it cannot be stored."""
         skey = self._storage_key(key)
-        expires_at = self._expires_at(timeout)
+        expires_ms = self._expires_ms(timeout)
         try:
             body = self.serializer.dumps(value)
         except Exception as error:  # pickle raises many types for unpicklable values
@@ -576,8 +619,9 @@ class DynamoDBCache(BaseCache):
         if body is None:  # cachelib's serializers log and return None on pickling errors
             logger.warning("cache set(%r): value not serializable", key)
             return None
-        blob = self._codec.seal(skey, body, expires_at)
-        if len(blob) + len(skey.encode()) + ITEM_OVERHEAD_BYTES > MAX_ITEM_BYTES:
+        blob = self._codec.seal(skey, body, expires_ms)
+        size = len(blob) + len(skey.encode()) + len(self.key_prefix.encode()) + ITEM_OVERHEAD_BYTES
+        if size > MAX_ITEM_BYTES:
             logger.warning(
                 "cache set(%r) refused: %d bytes after compression exceed DynamoDB's 400 KB item "
                 "limit",
@@ -585,58 +629,70 @@ class DynamoDBCache(BaseCache):
                 len(blob),
             )
             return None
-        return self._model(
-            skey, value=blob, expires_at=None if expires_at is None else _from_epoch(expires_at)
-        )
+        return self._item(model or self._model, skey, expires_ms, value=blob)
 
-    def _value_of(self, entry: CacheEntry) -> Any:
-        """The verified value of an item, or None for an expired or untrusted one."""
-        if self._is_expired(entry):
-            return None
-        if entry.counter is not None:
-            return self._counter_value(entry)
-        if entry.value is None:
+    @staticmethod
+    def _is_expired(entry: CacheEntry) -> bool:
+        return entry.expires_ms is not None and entry.expires_ms <= _now_ms()
+
+    def _payload(self, entry: CacheEntry) -> bytes | int | None:
+        """A live entry's verified serialized body, or its counter; None if untrusted."""
+        if self._is_expired(entry) or entry.value is None:
             return None
         try:
-            body = self._codec.unseal(entry.cache_key, entry.value, _epoch(entry.expires_at))
+            body = self._codec.unseal(entry.cache_key, entry.value, entry.expires_ms)
         except InvalidEntry as error:
             logger.warning("cache entry %r rejected, not loaded: %s", entry.cache_key, error)
             return None
+        if entry.counter is None:
+            return body
+        if body == COUNTER_MARKER and type(entry.counter) is int:
+            return entry.counter
+        logger.warning("cache entry %r rejected: not a counter inc() made", entry.cache_key)
+        return None
+
+    def _value_of(self, entry: CacheEntry) -> Any:
+        """The verified value of an item, or None for an expired or untrusted one."""
+        payload = self._payload(entry)
+        if not isinstance(payload, bytes):
+            return payload
         try:
-            return self.serializer.loads(body)
+            return self.serializer.loads(payload)
         except Exception as error:  # ours, but unloadable here (e.g. a class since renamed)
             logger.warning("cache entry %r could not be loaded: %s", entry.cache_key, error)
             return None
 
-    @staticmethod
-    def _counter_value(entry: CacheEntry) -> int | None:
-        counter = entry.counter
-        if isinstance(counter, int) and not isinstance(counter, bool):
-            return counter
-        logger.warning("cache counter %r holds %r, not an integer", entry.cache_key, counter)
-        return None
-
     def _start_counter(self, skey: str, delta: int) -> int | None:
-        """Create the counter from what the key holds now; None if someone raced us."""
-        model = self._model
-        current = self._get_entry(skey, consistent_read=True)
-        base, expires_at, unchanged = 0, self._expires_at(None), model.cache_key.does_not_exist()
+        """Make the key a counter, from the integer it holds or 0; None if someone raced us.
+
+        The write is conditioned on the item being exactly as read (value,
+        counter and expiry), so a concurrent inc or set makes it fail and the
+        caller start over instead of overwriting that change.
+        """
+        model = self._write_once_model
+        raw = self._get_raw(skey, consistent_read=True)
+        current = None if raw is None else self._entry_from_raw(raw)
+        if raw is not None and current is None:
+            raise _NotACounter(skey)  # malformed: no condition could guard overwriting it
+        base, expires_ms = 0, self._expires_ms(None)
+        unchanged = model.cache_key.does_not_exist()
         if current is not None:
             unchanged = (
-                model.value == current.value
-                if current.value is not None
-                else model.counter == current.counter
+                _equal_or_absent(model.value, current.value)
+                & _equal_or_absent(model.counter, current.counter)
+                & _equal_or_absent(model.expires_ms, current.expires_ms)
             )
             if not self._is_expired(current):
                 value = self._value_of(current)
-                if not isinstance(value, int):
-                    logger.warning("cache inc(%r): the key holds a non-integer value", skey)
-                    return None
-                base, expires_at = value, _epoch(current.expires_at)
-        counter = model(
+                if type(value) is not int:
+                    raise _NotACounter(skey)
+                base, expires_ms = value, current.expires_ms
+        counter = self._item(
+            model,
             skey,
+            expires_ms,
             counter=base + delta,
-            expires_at=None if expires_at is None else _from_epoch(expires_at),
+            value=self._codec.seal(skey, COUNTER_MARKER, expires_ms),
         )
         try:
             self._call("PutItem", skey, counter.save, condition=unchanged)
@@ -686,17 +742,18 @@ class DynamoDBCache(BaseCache):
 
         self._send_pages("BatchWriteItem", requests, MAX_BATCH_WRITE, write_page)
 
+    @staticmethod
     def _send_pages(
-        self, operation: str, items: Sequence[T], page_size: int, send: Callable[[list[T]], list[T]]
+        operation: str, items: Sequence[T], page_size: int, send: Callable[[list[T]], list[T]]
     ) -> None:
         """Send ``items`` in pages, concurrently; ``send`` returns what was left unprocessed.
 
         Unprocessed items (DynamoDB's answer to throttling or a 16 MB response)
         are retried with exponential backoff and full jitter; still unprocessed
-        after BATCH_RETRY_ATTEMPTS, the whole operation counts as failed. Pages
-        go out on a small thread pool because on AWS each one is a network round
-        trip: four sequential BatchWriteItem calls for set_many(100) would cost
-        four round trips instead of one.
+        after BATCH_RETRY_ATTEMPTS, the whole operation counts as failed. The
+        caller sends the first page itself and a pool of its own sends the rest
+        at the same time: on AWS each page is a network round trip, and a pool
+        per call means one slow request never queues behind another's pages.
         """
 
         def send_page(page: Sequence[T]) -> None:
@@ -709,31 +766,36 @@ class DynamoDBCache(BaseCache):
                     return
             raise CacheUnavailable(f"{operation} left {len(pending)} items unprocessed")
 
-        pages = list(_chunks(items, page_size))
-        if len(pages) <= 1:
-            for page in pages:
-                send_page(page)
+        first, *rest = list(_chunks(items, page_size)) or [[]]
+        if not rest:
+            if first:
+                send_page(first)
             return
-        for future in [self._page_pool().submit(send_page, page) for page in pages]:
-            future.result()  # re-raises a page's CacheUnavailable here
-
-    def _page_pool(self) -> ThreadPoolExecutor:
-        """The pool for concurrent pages; a forked child builds its own (threads do not fork)."""
-        if self._pool is None or self._pool_pid != os.getpid():
-            self._pool = ThreadPoolExecutor(
-                max_workers=MAX_CONCURRENT_PAGES, thread_name_prefix="dynamodb-cache-pages"
-            )
-            self._pool_pid = os.getpid()
-        return self._pool
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
+        pool = ThreadPoolExecutor(
+            max_workers=min(len(rest), MAX_CONCURRENT_PAGES), thread_name_prefix="cache-pages"
+        )
+        try:
+            futures = [pool.submit(send_page, page) for page in rest]
+            send_page(first)
+            for future in futures:
+                future.result()  # re-raises a page's CacheUnavailable here
+        finally:
+            # On failure, pages not yet started are dropped and the caller does not
+            # wait for those in flight (each is bounded by the client's timeouts).
+            pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _from_epoch(seconds: int) -> datetime:
-    return datetime.fromtimestamp(seconds, UTC)
+def _equal_or_absent(attribute: Any, value: Any) -> Any:
+    """A condition that the attribute still holds ``value`` (None: still absent)."""
+    return attribute.does_not_exist() if value is None else attribute == value
 
 
-def _epoch(moment: datetime | None) -> int | None:
-    return None if moment is None else int(moment.timestamp())
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _ttl_attribute(expires_ms: int | None) -> datetime | None:
+    """The TTL attribute's value: whole seconds, rounded up so DynamoDB never deletes early."""
+    if expires_ms is None:
+        return None
+    return datetime.fromtimestamp(math.ceil(expires_ms / 1000), UTC)

@@ -1,10 +1,12 @@
 """Map cache keys to DynamoDB partition keys.
 
-DynamoDB rejects an empty partition key and one over 2048 bytes (UTF-8). Such
-keys, and any key that could be mistaken for the digest form, are stored as
-``<key_prefix>#sha256:<hex of the whole prefixed key>``. The prefix stays in
-front so ``clear()`` still finds them by prefix; the digest covers the prefix
-too, so two caches with different prefixes never share an item.
+DynamoDB rejects an empty partition key, one over 2048 bytes (UTF-8) and one
+that is not valid Unicode (lone surrogates). Such keys, and any prefixed key
+containing the digest marker, are stored as
+``<key_prefix>#sha256:<hex of the whole prefixed key>``. Plain keys never hold
+the marker, so they never meet a digest key; the digest covers the prefix too,
+and the fixed-length digest after the marker keeps two prefixes' digest keys
+apart.
 """
 
 from __future__ import annotations
@@ -23,10 +25,25 @@ def storage_key(key_prefix: str, key: str) -> str:
     if not isinstance(key, str):
         raise TypeError(f"cache keys must be str, not {type(key).__name__}")
     prefixed = key_prefix + key
-    if prefixed and DIGEST_MARKER not in key and len(prefixed.encode()) <= MAX_PARTITION_KEY_BYTES:
+    # surrogatepass: a str may hold lone surrogates, which UTF-8 (and so
+    # DynamoDB) cannot carry; they still hash to a stable digest.
+    encoded = prefixed.encode("utf-8", "surrogatepass")
+    if (
+        prefixed
+        and DIGEST_MARKER not in prefixed
+        and len(encoded) <= MAX_PARTITION_KEY_BYTES
+        and _is_valid_utf8(encoded)
+    ):
         return prefixed
-    digest = hashlib.sha256(prefixed.encode()).hexdigest()
-    return f"{key_prefix}{DIGEST_MARKER}{digest}"
+    return f"{key_prefix}{DIGEST_MARKER}{hashlib.sha256(encoded).hexdigest()}"
+
+
+def _is_valid_utf8(encoded: bytes) -> bool:
+    try:
+        encoded.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def validate_key_prefix(key_prefix: str) -> str:

@@ -17,6 +17,7 @@ import contextlib
 import glob
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -73,10 +74,12 @@ def wait_for_port(port: int, timeout: float, process: subprocess.Popen | None = 
 
 
 class DynamoDBLocal:
-    """One in-memory DynamoDB Local process on 127.0.0.1.
+    """One in-memory DynamoDB Local process, reached on 127.0.0.1.
 
     ``-sharedDb`` makes every client see the same tables whatever credentials
-    and region it signs with, as one real account does.
+    and region it signs with, as one real account does. DynamoDB Local has no
+    option to bind one interface: it listens on all of them, so run it only on
+    machines whose other interfaces are not reachable (as here, or in CI).
     """
 
     def __init__(self, port: int | None = None, jar: Path | None = None) -> None:
@@ -103,6 +106,7 @@ class DynamoDBLocal:
                 str(self.jar),
                 "-inMemory",
                 "-sharedDb",
+                "-disableTelemetry",
                 "-port",
                 str(self.port),
             ],
@@ -151,6 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", nargs=argparse.REMAINDER, help="run this, then stop")
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    # systemd, make and CI stop with SIGTERM: turn it into the same clean exit as
+    # Ctrl-C, so the JVM is stopped rather than orphaned.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     with DynamoDBLocal(port=args.port) as ddb:
         print(f"DynamoDB Local listening on {ddb.endpoint_url}", file=sys.stderr, flush=True)
         if command:

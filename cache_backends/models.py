@@ -3,12 +3,19 @@
 One item per cache key; compare with ``deploy/cloudformation.yaml``::
 
     cache_key   S  partition key (see keys.py for long keys)
-    value       B  signed, maybe compressed, serialized value (codec.py)
+    value       B  signed, maybe compressed, serialized value (codec.py); for
+                   a counter, a signed marker that proves inc() created it
     counter     N  the value of an inc()/dec() counter, kept as a number so
                    DynamoDB can add to it atomically (UpdateItem ADD)
-    expires_at  N  epoch seconds; the table's TTL attribute; absent = never
+    expires_ms  N  epoch milliseconds: when the entry stops being served;
+                   signed with the value; absent = never
+    expires_at  N  epoch seconds, rounded up from expires_ms: the table's TTL
+                   attribute, for DynamoDB's own (lazy) deletion
+    key_prefix  S  the writing cache's key_prefix, so clear() can remove
+                   exactly its own items; absent without a prefix
 
-An item holds either ``value`` or ``counter``, never both.
+DynamoDB's TTL only knows whole seconds and deletes hours to days late, so
+reads go by ``expires_ms``: a one-second timeout means one second.
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ from pynamodb.models import Model
 
 KEY_ATTRIBUTE = "cache_key"
 EXPIRY_ATTRIBUTE = "expires_at"
+EXPIRY_MS_ATTRIBUTE = "expires_ms"
+PREFIX_ATTRIBUTE = "key_prefix"
 
 
 class CacheEntry(Model):
@@ -30,7 +39,9 @@ class CacheEntry(Model):
     cache_key = UnicodeAttribute(hash_key=True, attr_name=KEY_ATTRIBUTE)
     value = BinaryAttribute(null=True, legacy_encoding=False)
     counter = NumberAttribute(null=True)
+    expires_ms = NumberAttribute(null=True, attr_name=EXPIRY_MS_ATTRIBUTE)
     expires_at = TTLAttribute(null=True, attr_name=EXPIRY_ATTRIBUTE)
+    prefix = UnicodeAttribute(null=True, attr_name=PREFIX_ATTRIBUTE)
 
 
 @dataclass(frozen=True)

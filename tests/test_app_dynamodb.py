@@ -51,7 +51,10 @@ def test_the_stored_item_expires_ttl_seconds_from_now(
     dynamodb = boto3.client("dynamodb", endpoint_url=dynamodb_local.endpoint_url)
     key = app.config["CACHE_KEY_PREFIX"] + CATEGORIES_CACHE_KEY
     item = dynamodb.get_item(TableName=table_name, Key={"cache_key": {"S": key}})["Item"]
-    assert int(before + ttl) <= int(item["expires_at"]["N"]) <= int(after + ttl)
+    # expires_at is DynamoDB's TTL attribute (whole seconds, rounded up);
+    # expires_ms is what reads go by.
+    assert before + ttl <= int(item["expires_at"]["N"]) <= after + ttl + 1
+    assert (before + ttl) * 1000 - 1 <= int(item["expires_ms"]["N"]) <= (after + ttl) * 1000
     ttl_description = dynamodb.describe_time_to_live(TableName=table_name)
     assert ttl_description["TimeToLiveDescription"]["AttributeName"] == "expires_at"
 

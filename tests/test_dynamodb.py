@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import http.client
+import http.server
 import logging
 import multiprocessing
 import os
@@ -79,15 +81,15 @@ def cache(make_cache: MakeCache, calls: CallLog) -> DynamoDBCache:
     return backend
 
 
-def put_signed(raw_table: Any, storage_key: str, value: Any, expires_at: int | None) -> None:
+def put_signed(raw_table: Any, storage_key: str, value: Any, expires_ms: int | None) -> None:
     """Write a correctly signed entry directly, e.g. one already past its expiry."""
     codec = EntryCodec(TEST_SIGNING_KEY)
     item: dict[str, Any] = {
         "cache_key": storage_key,
-        "value": codec.seal(storage_key, pickle.dumps(value), expires_at),
+        "value": codec.seal(storage_key, pickle.dumps(value), expires_ms),
     }
-    if expires_at is not None:
-        item["expires_at"] = expires_at
+    if expires_ms is not None:
+        item.update(expires_ms=expires_ms, expires_at=expires_ms // 1000 + 1)
     raw_table.put_item(Item=item)
 
 
@@ -172,11 +174,19 @@ def test_timeouts_set_the_ttl_attribute(cache: DynamoDBCache, raw_table: Any) ->
     cache.set("default", 1)
     cache.set("explicit", 1, timeout=4)
     cache.set("forever", 1, timeout=0)
-    default = int(raw_table.get_item(Key={"cache_key": "test:default"})["Item"]["expires_at"])
-    explicit = int(raw_table.get_item(Key={"cache_key": "test:explicit"})["Item"]["expires_at"])
-    assert before + 300 - 1 <= default <= time.time() + 300
-    assert before + 4 - 1 <= explicit <= time.time() + 4
-    assert "expires_at" not in raw_table.get_item(Key={"cache_key": "test:forever"})["Item"]
+    after = time.time()
+    default = raw_table.get_item(Key={"cache_key": "test:default"})["Item"]
+    explicit = raw_table.get_item(Key={"cache_key": "test:explicit"})["Item"]
+    assert before + 300 <= int(default["expires_at"]) <= after + 300 + 1
+    assert before + 4 <= int(explicit["expires_at"]) <= after + 4 + 1, "TTL: seconds, rounded up"
+    assert (before + 4) * 1000 - 1 <= int(explicit["expires_ms"]) <= (after + 4) * 1000
+    forever = raw_table.get_item(Key={"cache_key": "test:forever"})["Item"]
+    assert "expires_at" not in forever and "expires_ms" not in forever
+
+
+def test_a_huge_timeout_is_capped_not_an_error(cache: DynamoDBCache) -> None:
+    assert cache.set("k", "v", timeout=10**12)
+    assert cache.get("k") == "v"
 
 
 def test_the_table_has_ttl_enabled_on_expires_at(cache: DynamoDBCache, dynamodb_local) -> None:
@@ -188,10 +198,10 @@ def test_the_table_has_ttl_enabled_on_expires_at(cache: DynamoDBCache, dynamodb_
 def test_an_expired_item_not_yet_deleted_is_a_miss_everywhere(
     cache: DynamoDBCache, raw_table: Any
 ) -> None:
-    past = int(time.time()) - 60
+    now_ms = int(time.time() * 1000)
     for key in ("gone", "counter-gone"):
-        put_signed(raw_table, f"test:{key}", 41, expires_at=past)
-    put_signed(raw_table, "test:alive", "yes", expires_at=int(time.time()) + 60)
+        put_signed(raw_table, f"test:{key}", 41, expires_ms=now_ms - 60_000)
+    put_signed(raw_table, "test:alive", "yes", expires_ms=now_ms + 60_000)
 
     assert raw_table.get_item(Key={"cache_key": "test:gone"}).get("Item"), "still stored"
     assert cache.get("gone") is None
@@ -202,10 +212,13 @@ def test_an_expired_item_not_yet_deleted_is_a_miss_everywhere(
     assert cache.get("gone") == "new"
 
 
-def test_right_after_a_short_timeout_the_entry_is_gone(cache: DynamoDBCache) -> None:
-    cache.set("short", "v", timeout=1)
-    assert cache.get("short") == "v"
-    time.sleep(1.05)
+def test_a_one_second_timeout_means_one_second(cache: DynamoDBCache) -> None:
+    """Whatever the time within the second: DynamoDB's TTL only knows whole seconds."""
+    for _ in range(3):
+        cache.set("short", "v", timeout=1)
+        assert cache.get("short") == "v"
+        time.sleep(0.3)
+    time.sleep(0.75)
     assert cache.get("short") is None
 
 
@@ -285,10 +298,22 @@ def test_inc_continues_from_a_set_integer(cache: DynamoDBCache) -> None:
     assert cache.get("n") == 11
 
 
-def test_inc_refuses_a_non_integer_and_leaves_it(cache: DynamoDBCache) -> None:
-    cache.set("s", "text")
+def test_inc_refuses_a_non_integer_and_leaves_it(cache: DynamoDBCache, calls: CallLog) -> None:
+    cache.set_many({"s": "text", "flag": True})
+    calls.clear()
     assert cache.inc("s") is None
-    assert cache.get("s") == "text"
+    assert len(calls.calls) == 2, "one failed ADD, one read: no retry loop"
+    assert cache.inc("flag") is None, "a bool is not a counter"
+    assert cache.get_many("s", "flag") == ["text", True]
+    assert cache.inc("n", 0.5) is None  # type: ignore[arg-type]
+    assert cache.get("n") is None
+
+
+def test_a_planted_counter_is_rejected(cache: DynamoDBCache, raw_table: Any) -> None:
+    """Only items inc() created carry the signed marker that makes a number a counter."""
+    raw_table.put_item(Item={"cache_key": "test:planted", "counter": 7})
+    assert cache.get("planted") is None
+    assert cache.has("planted") is False
 
 
 def test_inc_is_exact_across_threads(cache: DynamoDBCache) -> None:
@@ -328,15 +353,18 @@ def test_inc_is_exact_across_forked_processes(cache: DynamoDBCache) -> None:
 # -- clear ---------------------------------------------------------------------
 
 
-def test_clear_removes_only_its_own_prefix(make_cache: MakeCache) -> None:
-    mine, theirs = make_cache(key_prefix="mine:"), make_cache(key_prefix="theirs:")
+@pytest.mark.parametrize("other_prefix", ["theirs:", "mine:v2:", "mine"])
+def test_clear_removes_only_its_own_prefix(make_cache: MakeCache, other_prefix: str) -> None:
+    """Not even a prefix that starts with ours (or that ours starts with)."""
+    mine, theirs = make_cache(key_prefix="mine:"), make_cache(key_prefix=other_prefix)
     long_key = "x" * (MAX_PARTITION_KEY_BYTES + 10)
     mine.set_many({"a": 1, "b": 2, long_key: 3})
     mine.inc("counter")
-    theirs.set("a", "kept")
+    mine.add("added", 4)
+    theirs.set_many({"a": "kept", "c": "kept too"})
     assert mine.clear() is True
-    assert mine.get_many("a", "b", long_key, "counter") == [None] * 4
-    assert theirs.get("a") == "kept"
+    assert mine.get_many("a", "b", long_key, "counter", "added") == [None] * 5
+    assert theirs.get_many("a", "c") == ["kept", "kept too"]
 
 
 def test_clear_without_prefix_empties_the_table(make_cache: MakeCache, raw_table: Any) -> None:
@@ -352,8 +380,15 @@ def test_clear_without_prefix_empties_the_table(make_cache: MakeCache, raw_table
 
 @pytest.mark.parametrize(
     "key",
-    ["", "ünïcødé ✓", "a" * (MAX_PARTITION_KEY_BYTES + 1), "é" * 2000, "p:#sha256:" + "0" * 64],
-    ids=["empty", "unicode", "too-long", "too-long-utf8", "digest-lookalike"],
+    [
+        "",
+        "ünïcødé ✓",
+        "a" * (MAX_PARTITION_KEY_BYTES + 1),
+        "é" * 2000,
+        "p:#sha256:" + "0" * 64,
+        "lone \ud800 surrogate",
+    ],
+    ids=["empty", "unicode", "too-long", "too-long-utf8", "digest-lookalike", "surrogate"],
 )
 def test_any_str_key_works(cache: DynamoDBCache, key: str) -> None:
     assert cache.set(key, "v")
@@ -369,6 +404,15 @@ def test_long_keys_do_not_collide_across_prefixes(make_cache: MakeCache) -> None
     first.set(long_key, 1)
     second.set(long_key, 2)
     assert (first.get(long_key), second.get(long_key)) == (1, 2)
+
+
+def test_a_digest_key_cannot_be_reached_from_another_prefix(make_cache: MakeCache) -> None:
+    """Prefix "a" stores a long key as "a#sha256:<hex>"; prefix "a#sha" must not read it."""
+    owner, other = make_cache(key_prefix="a"), make_cache(key_prefix="a#sha")
+    long_key = "k" * 3000
+    owner.set(long_key, "owner's")
+    digest_key = owner._storage_key(long_key)
+    assert other.get(digest_key[len("a#sha") :]) is None
 
 
 def test_large_values_are_compressed(cache: DynamoDBCache, raw_table: Any) -> None:
@@ -435,8 +479,11 @@ def test_tampered_entries_are_misses(cache: DynamoDBCache, raw_table: Any) -> No
     raw_table.put_item(Item={**item, "value": flipped})
     assert cache.get("a") is None, "a changed body"
 
-    raw_table.put_item(Item={**item, "expires_at": int(item["expires_at"]) + 3600})
+    raw_table.put_item(Item={**item, "expires_ms": int(item["expires_ms"]) + 3_600_000})
     assert cache.get("a") is None, "a longer life than was signed"
+    unsigned_life = {k: v for k, v in item.items() if k not in ("expires_ms", "expires_at")}
+    raw_table.put_item(Item=unsigned_life)
+    assert cache.get("a") is None, "an expiry removed"
 
     raw_table.put_item(Item={**item, "cache_key": "test:b"})
     assert cache.get("b") is None, "an entry copied to another key"
@@ -448,6 +495,7 @@ def test_tampered_entries_are_misses(cache: DynamoDBCache, raw_table: Any) -> No
 def test_an_entry_signed_with_another_key_is_a_miss(make_cache: MakeCache) -> None:
     make_cache(signing_key="someone-else").set("k", "v")
     assert make_cache().get("k") is None
+    assert make_cache().has("k") is False
 
 
 def test_old_signing_keys_still_verify_during_rotation(make_cache: MakeCache) -> None:
@@ -623,6 +671,68 @@ def test_cli_create_table_is_idempotent(dynamodb_local: DynamoDBLocal, table_nam
     assert '"ok": true' in status.output and '"circuit": "closed"' in status.output
 
 
+class LateAnswerProxy:
+    """Forwards to DynamoDB Local, but answers the first call of chosen operations late.
+
+    DynamoDB has applied the write by then; the client has timed out. That is
+    the lost response a retry would turn into a second ADD.
+    """
+
+    def __init__(self, upstream_port: int, late_operations: set[str], delay: float) -> None:
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                upstream = http.client.HTTPConnection("127.0.0.1", upstream_port, timeout=10)
+                upstream.request("POST", self.path, body, dict(self.headers.items()))
+                answer = upstream.getresponse()
+                data = answer.read()
+                operation = self.headers.get("X-Amz-Target", "").rsplit(".", 1)[-1]
+                if operation in proxy.late_operations:
+                    proxy.late_operations.discard(operation)
+                    time.sleep(proxy.delay)
+                self.send_response(answer.status)
+                for name, value in answer.getheaders():
+                    if name.lower() not in ("content-length", "connection", "transfer-encoding"):
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.late_operations = late_operations
+        self.delay = delay
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.endpoint_url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+
+def test_a_lost_response_never_applies_inc_twice(
+    make_cache: MakeCache, dynamodb_local: DynamoDBLocal
+) -> None:
+    direct = make_cache(key_prefix="r:")
+    direct.inc("n")
+    proxy = LateAnswerProxy(dynamodb_local.port, {"UpdateItem"}, delay=0.6)
+    try:
+        late = make_cache(
+            key_prefix="r:",
+            endpoint_url=proxy.endpoint_url,
+            create_table=False,
+            read_timeout=0.3,
+            max_retries=3,
+            breaker_failures=0,
+        )
+        assert late.inc("n") is None, "the outcome is unknown: not reported as done"
+        assert direct.get("n") == 2, "applied once, not once per retry"
+    finally:
+        proxy.server.shutdown()
+
+
 @pytest.fixture
 def unused_port() -> int:
     from cache_backends.local import free_port
@@ -649,15 +759,28 @@ def hanging_port() -> Iterator[int]:
     [
         {"value": "a string, not bytes"},
         {"value": b"x", "expires_at": "not a number"},
+        {"value": b"x", "expires_ms": "not a number"},
+        {"value": b"x", "expires_at": int(time.time() * 1000)},  # milliseconds by mistake
+        {"value": b"x", "expires_at": -(10**12)},
         {"counter": "12"},
         {"counter": Decimal("1.5")},
     ],
-    ids=["value-type", "expiry-type", "counter-type", "counter-float"],
+    ids=[
+        "value-type",
+        "ttl-type",
+        "expiry-type",
+        "ttl-in-ms",
+        "ttl-negative",
+        "counter-type",
+        "counter-float",
+    ],
 )
 def test_malformed_items_are_misses_not_exceptions(
     cache: DynamoDBCache, raw_table: Any, item: dict[str, Any]
 ) -> None:
     raw_table.put_item(Item={"cache_key": "test:odd", **item})
-    raw_table.put_item(Item={"cache_key": "test:fine", "counter": 3})
+    cache.set("fine", 3)
     assert cache.get("odd") is None
+    assert cache.has("odd") is False
+    assert cache.inc("odd") is None, "not a counter inc() can trust"
     assert cache.get_many("odd", "fine") == [None, 3]
