@@ -7,12 +7,9 @@ remote cache has.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +20,10 @@ from flask import Flask
 
 from cache_backends.local import DynamoDBLocal, free_port
 from ecommerce.categories.cache_policy import CATEGORIES_CACHE_KEY
+from scripts.cluster import gunicorn_instance, wait_until_healthy
 from tests.conftest import categories_in_db
 from tests.test_categories import SEED_CATEGORIES, TOYS, get_categories, post_category
 
-REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
-#: gunicorn imports Flask, SQLAlchemy and botocore: about a second on 2 cores.
-SERVER_START_TIMEOUT_SECONDS = 15.0
 #: Connection refused is immediate; with one retry and the breaker, an outage
 #: must not make three requests wait anywhere near this long.
 OUTAGE_BUDGET_SECONDS = 3.0
@@ -105,47 +100,6 @@ def test_the_cache_cli_is_registered(
 # --- Two app processes sharing one SQLite file and one DynamoDB table ---------------
 
 
-@contextmanager
-def gunicorn_server(settings: dict[str, Any], log_path: Path) -> Iterator[str]:
-    """Serve ``wsgi:app`` in its own process, configured through FLASK_* only; yield its URL.
-
-    An empty config file keeps the repository's gunicorn.conf.py (worker count
-    from the CPU count, metrics directory) out of the test: one worker is enough.
-    """
-    port = free_port()
-    config_file = log_path.with_suffix(".conf.py")
-    config_file.write_text("")
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("FLASK_")}
-    environment.update({f"FLASK_{name}": str(value) for name, value in settings.items()})
-    with log_path.open("w") as log:
-        server = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "gunicorn", "--config", str(config_file)),
-                *("--bind", f"127.0.0.1:{port}", "--workers", "1", "wsgi:app"),
-            ],
-            cwd=REPOSITORY_ROOT,
-            env=environment,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
-
-
-def wait_until_serving(url: str, log_path: Path) -> None:
-    deadline = time.monotonic() + SERVER_START_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"{url}/healthz", timeout=HTTP_TIMEOUT_SECONDS).ok:
-                return
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    pytest.fail(f"{url} did not serve in time; its log:\n{log_path.read_text()}")
-
-
 def http_get_categories(url: str) -> tuple[list[dict[str, Any]], str]:
     response = requests.get(f"{url}/categories", timeout=HTTP_TIMEOUT_SECONDS)
     assert response.status_code == 200
@@ -179,14 +133,15 @@ def test_a_write_through_one_process_is_what_the_other_process_reads_next(
     with ExitStack() as servers:
         writes_through, invalidates = (
             servers.enter_context(
-                gunicorn_server(
-                    {**shared, "CATEGORIES_CACHE_STRATEGY": strategy}, tmp_path / f"{strategy}.log"
+                gunicorn_instance(
+                    strategy, {**shared, "CATEGORIES_CACHE_STRATEGY": strategy}, tmp_path, workers=1
                 )
             )
             for strategy in ("write-through", "invalidate")
         )
-        wait_until_serving(writes_through, tmp_path / "write-through.log")
-        wait_until_serving(invalidates, tmp_path / "invalidate.log")
+        for instance in (writes_through, invalidates):
+            wait_until_healthy(instance.url, instance.process, instance.log_path)
+        writes_through, invalidates = writes_through.url, invalidates.url
 
         assert http_get_categories(invalidates) == (SEED_CATEGORIES, "MISS")
         assert http_get_categories(writes_through) == (SEED_CATEGORIES, "HIT")

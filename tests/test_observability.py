@@ -134,6 +134,8 @@ def test_application_logs_carry_the_request_id_in_the_same_json_shape(
     assert {line["request_id"] for line in lines} == {"trace-me"}
     assert warnings[0]["level"] == "WARNING"
     assert "ConnectionError" in warnings[0]["exc_info"]  # the traceback stays inside the JSON
+    access = [line for line in lines if line["logger"] == "ecommerce.access"]
+    assert access[0]["cache"] == "ERROR", "any backend's failure, not only DynamoDB's"
 
 
 # --- the access line -----------------------------------------------------------------

@@ -31,6 +31,7 @@ from ecommerce.categories.models import CategoryDict
 from ecommerce.config import CacheStrategy
 from ecommerce.extensions import cache
 from ecommerce.metrics import DB_LOADS
+from ecommerce.observability import record_cache_error
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +65,7 @@ def _call_cache(operation: Callable[..., Any], *args: Any, **kwargs: Any) -> Any
     try:
         return operation(CATEGORIES_CACHE_KEY, *args, **kwargs)
     except Exception:
+        record_cache_error()
         logger.warning(
             "cache %s(%r) failed on %s; the database answers instead",
             operation.__name__,

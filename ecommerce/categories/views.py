@@ -15,11 +15,9 @@ from ecommerce.auth import admin_token_required
 from ecommerce.categories import repository
 from ecommerce.categories.cache_policy import after_categories_changed, read_categories
 from ecommerce.categories.models import NAME_MAX_LENGTH
+from ecommerce.observability import CACHE_STATUS_HEADER
 
 bp = Blueprint("categories", __name__)
-
-#: Tells clients (and the curl walk-through in the README) where an answer came from.
-CACHE_STATUS_HEADER = "X-Cache"
 
 
 def _category_name_from_request() -> str:
