@@ -32,6 +32,8 @@ from cache_backends.models import (
     KEY_ATTRIBUTE,
     CacheEntry,
     ConnectionSettings,
+    ItemAttributes,
+    StoredItem,
     entry_model_for,
 )
 
@@ -559,18 +561,17 @@ class DynamoDBCache(BaseCache):
         )
         return response.get("Item")
 
-    def _get_entry(self, skey: str) -> CacheEntry | None:
+    def _get_entry(self, skey: str) -> StoredItem | None:
         """One GetItem; None when the item is absent or malformed."""
         raw = self._get_raw(skey, self.consistent_read)
         return None if raw is None else self._entry_from_raw(raw)
 
-    def _entry_from_raw(self, raw: dict[str, Any]) -> CacheEntry | None:
-        """The item as a CacheEntry, or None (logged) if someone wrote it with wrong types."""
+    @staticmethod
+    def _entry_from_raw(raw: dict[str, Any]) -> StoredItem | None:
+        """The item, or None (logged) if someone wrote it with the wrong types."""
         try:
-            return self._model.from_raw_data(raw)
-        # PynamoDB raises AttributeDeserializationError (a TypeError) for a wrong
-        # type, ValueError/OverflowError for a TTL far outside datetime's range.
-        except (TypeError, ValueError, OverflowError) as error:
+            return StoredItem.from_raw(raw)
+        except ValueError as error:
             logger.warning(
                 "cache item %r is malformed, treated as absent: %s",
                 raw.get(KEY_ATTRIBUTE, {}).get("S"),
@@ -632,10 +633,10 @@ class DynamoDBCache(BaseCache):
         return self._item(model or self._model, skey, expires_ms, value=blob)
 
     @staticmethod
-    def _is_expired(entry: CacheEntry) -> bool:
+    def _is_expired(entry: ItemAttributes) -> bool:
         return entry.expires_ms is not None and entry.expires_ms <= _now_ms()
 
-    def _payload(self, entry: CacheEntry) -> bytes | int | None:
+    def _payload(self, entry: ItemAttributes) -> bytes | int | None:
         """A live entry's verified serialized body, or its counter; None if untrusted."""
         if self._is_expired(entry) or entry.value is None:
             return None
@@ -651,7 +652,7 @@ class DynamoDBCache(BaseCache):
         logger.warning("cache entry %r rejected: not a counter inc() made", entry.cache_key)
         return None
 
-    def _value_of(self, entry: CacheEntry) -> Any:
+    def _value_of(self, entry: ItemAttributes) -> Any:
         """The verified value of an item, or None for an expired or untrusted one."""
         payload = self._payload(entry)
         if not isinstance(payload, bytes):
@@ -700,10 +701,10 @@ class DynamoDBCache(BaseCache):
             return None
         return base + delta
 
-    def _batch_get(self, skeys: list[str]) -> dict[str, CacheEntry]:
+    def _batch_get(self, skeys: list[str]) -> dict[str, StoredItem]:
         """BatchGetItem in pages of 100; what DynamoDB leaves unprocessed is asked again."""
         connection = self._model._get_connection()
-        found: dict[str, CacheEntry] = {}
+        found: dict[str, StoredItem] = {}
 
         def get_page(pending: list[str]) -> list[str]:
             response = self._call(
