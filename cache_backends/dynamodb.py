@@ -87,6 +87,36 @@ def _backoff(attempt: int) -> None:
     time.sleep(random.uniform(0, min(BATCH_BACKOFF_CAP, BATCH_BACKOFF_BASE * 2**attempt)))
 
 
+def _setting(config: Mapping[str, Any], name: str, kind: type[T], default: T) -> T:
+    """``config[name]`` if it has the right type; else a start-up error naming it.
+
+    Not ``bool(value)``/``float(value)``: an environment string such as
+    "False" (not JSON, so Flask keeps it a string) would silently become True.
+    """
+    value = config.get(name, default)
+    if isinstance(value, bool) != (kind is bool):
+        raise ValueError(f"{name} must be {kind.__name__}, not {type(value).__name__}")
+    if kind is float and isinstance(value, int):
+        return float(value)  # type: ignore[return-value]
+    if not isinstance(value, kind):
+        raise ValueError(f"{name} must be {kind.__name__}, not {type(value).__name__}")
+    return value
+
+
+def _old_signing_keys(config: Mapping[str, Any]) -> list[str]:
+    """CACHE_DYNAMODB_OLD_SIGNING_KEYS as a list: one key alone is a list of one.
+
+    A bare string must not be iterated: each of its characters would become a
+    one-character key that anyone could sign forged entries with.
+    """
+    keys = config.get("CACHE_DYNAMODB_OLD_SIGNING_KEYS") or []
+    if isinstance(keys, str):
+        return [keys]
+    if isinstance(keys, list | tuple) and all(isinstance(key, str) and key for key in keys):
+        return list(keys)
+    raise ValueError("CACHE_DYNAMODB_OLD_SIGNING_KEYS must be a JSON list of non-empty strings")
+
+
 def _is_condition_failure(error: Exception) -> bool:
     """A failed condition is an answer from DynamoDB, not an outage."""
     # Not PynamoDB's cause_response_code: it raises when the cause is a read
@@ -271,6 +301,10 @@ class DynamoDBCache(BaseCache):
         self._model = entry_model_for(settings)
         # Conditional writes and ADD are not idempotent: they go out exactly once.
         self._write_once_model = entry_model_for(dataclasses.replace(settings, max_retries=0))
+        # Build both botocore clients now (no network): ~0.1 s each that the first
+        # get or the first invalidating delete would otherwise pay on a request.
+        for model in (self._model, self._write_once_model):
+            model._get_connection().connection.client  # noqa: B018
         if create_table:
             self.create_table()
 
@@ -294,16 +328,16 @@ class DynamoDBCache(BaseCache):
             key_prefix=config.get("CACHE_KEY_PREFIX"),
             endpoint_url=config.get("CACHE_DYNAMODB_ENDPOINT_URL"),
             region_name=config.get("CACHE_DYNAMODB_REGION"),
-            create_table=bool(config.get("CACHE_DYNAMODB_CREATE_TABLE", False)),
+            create_table=_setting(config, "CACHE_DYNAMODB_CREATE_TABLE", bool, False),
             signing_key=signing_key,
-            old_signing_keys=config.get("CACHE_DYNAMODB_OLD_SIGNING_KEYS") or (),
-            consistent_read=bool(config.get("CACHE_DYNAMODB_CONSISTENT_READ", True)),
-            connect_timeout=float(config.get("CACHE_DYNAMODB_CONNECT_TIMEOUT", 1.0)),
-            read_timeout=float(config.get("CACHE_DYNAMODB_READ_TIMEOUT", 1.0)),
-            max_retries=int(config.get("CACHE_DYNAMODB_MAX_RETRIES", 1)),
-            max_pool_connections=int(config.get("CACHE_DYNAMODB_MAX_POOL", 32)),
-            breaker_failures=int(config.get("CACHE_DYNAMODB_BREAKER_FAILURES", 5)),
-            breaker_cooldown=float(config.get("CACHE_DYNAMODB_BREAKER_COOLDOWN", 10.0)),
+            old_signing_keys=_old_signing_keys(config),
+            consistent_read=_setting(config, "CACHE_DYNAMODB_CONSISTENT_READ", bool, True),
+            connect_timeout=_setting(config, "CACHE_DYNAMODB_CONNECT_TIMEOUT", float, 1.0),
+            read_timeout=_setting(config, "CACHE_DYNAMODB_READ_TIMEOUT", float, 1.0),
+            max_retries=_setting(config, "CACHE_DYNAMODB_MAX_RETRIES", int, 1),
+            max_pool_connections=_setting(config, "CACHE_DYNAMODB_MAX_POOL", int, 32),
+            breaker_failures=_setting(config, "CACHE_DYNAMODB_BREAKER_FAILURES", int, 5),
+            breaker_cooldown=_setting(config, "CACHE_DYNAMODB_BREAKER_COOLDOWN", float, 10.0),
             observer=config.get("CACHE_DYNAMODB_OBSERVER"),
         )
         cache = cls(*args, **kwargs)

@@ -644,6 +644,47 @@ def test_factory_falls_back_to_secret_key(dynamodb_local: DynamoDBLocal, table_n
     assert cache.cache.set("k", 1)
 
 
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("CACHE_DYNAMODB_CONSISTENT_READ", "False"),
+        ("CACHE_DYNAMODB_READ_TIMEOUT", "1.0"),
+        ("CACHE_DYNAMODB_MAX_RETRIES", True),
+    ],
+)
+def test_factory_refuses_a_setting_of_the_wrong_type(
+    dynamodb_local: DynamoDBLocal, name: str, value: Any
+) -> None:
+    """FLASK_X=False is not JSON, so it arrives as the string "False": never truthy here."""
+    with pytest.raises(ValueError, match=name):
+        _flask_cache(
+            {
+                "CACHE_DYNAMODB_ENDPOINT_URL": dynamodb_local.endpoint_url,
+                "CACHE_DYNAMODB_SIGNING_KEY": TEST_SIGNING_KEY,
+                name: value,
+            }
+        )
+
+
+def test_a_single_old_signing_key_is_one_key_not_its_characters(
+    dynamodb_local: DynamoDBLocal, table_name: str, make_cache: MakeCache
+) -> None:
+    forged_with_one_character = make_cache(signing_key="o")
+    make_cache(signing_key="old").set("k", "v")
+    forged_with_one_character.set("forged", "evil")
+    _, cache = _flask_cache(
+        {
+            "CACHE_DYNAMODB_TABLE": table_name,
+            "CACHE_DYNAMODB_ENDPOINT_URL": dynamodb_local.endpoint_url,
+            "CACHE_DYNAMODB_SIGNING_KEY": "new",
+            "CACHE_DYNAMODB_OLD_SIGNING_KEYS": "old",
+            "CACHE_KEY_PREFIX": "",  # the items above were written without one
+        }
+    )
+    assert cache.cache.get("k") == "v"
+    assert cache.cache.get("forged") is None
+
+
 def test_factory_refuses_to_start_without_a_signing_key(dynamodb_local: DynamoDBLocal) -> None:
     with pytest.raises(ValueError, match="CACHE_DYNAMODB_SIGNING_KEY"):
         _flask_cache({"CACHE_DYNAMODB_ENDPOINT_URL": dynamodb_local.endpoint_url})
