@@ -258,3 +258,14 @@ def child_exit(server: Any, worker: Any) -> None:
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+def worker_exit(server: Any, worker: Any) -> None:
+    # Runs in the worker after its last request, on a graceful stop or a recycle: the
+    # background refreshes it queued (refresh-async, stale-while-revalidate) finish first,
+    # so none is lost. One that is lost anyway (SIGKILL, a crash) is not a stale cache
+    # for long: the next reader finds the list marked stale and takes over the refresh.
+    from ecommerce.categories.cache_policy import drain_background_refreshes
+
+    if not drain_background_refreshes(worker.wsgi):
+        server.log.warning("worker %s: background cache refreshes still running at exit", worker.pid)

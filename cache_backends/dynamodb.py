@@ -153,6 +153,8 @@ class DynamoDBCache(BaseCache):
     ``delete_many``, atomic ``inc``/``dec``, a conditional ``add``, ``clear``
     limited to ``key_prefix``, keys of any length, compressed and signed values,
     short timeouts with a circuit breaker, and no exception ever escaping.
+    One method beyond ``BaseCache``: :meth:`set_versioned`, a put that never
+    replaces a newer version (used by ``cache_backends.loader``).
 
     Flask configuration (read by :meth:`factory`):
 
@@ -392,6 +394,33 @@ class DynamoDBCache(BaseCache):
         stored = [key for key, entry in entries.items() if entry is not None]
         self._batch_write(put=[entries[key] for key in stored])
         return stored
+
+    @_failed
+    def set_versioned(self, key: str, value: Any, version: int, timeout: int | None = None) -> bool:
+        """``set`` unless the key holds a live item of a higher ``version``: one conditional put.
+
+        Beyond ``BaseCache``: the atomic step of ``cache_backends.versioned``, so
+        that of two writers the one with the newer database snapshot wins on
+        every instance, whatever order their puts arrive in. Equal versions
+        replace each other; items without a version (plain ``set``) and expired
+        items are always replaced. False when refused or on failure.
+        """
+        entry = self._new_entry(key, value, timeout)
+        if entry is None:
+            return False
+        entry.version = version
+        model = self._model  # retried: a second put of the same version passes again
+        replaceable = (
+            model.cache_key.does_not_exist()
+            | model.version.does_not_exist()
+            | (model.version <= version)
+            | (model.expires_ms <= _now_ms())
+        )
+        try:
+            self._call("PutItem", entry.cache_key, entry.save, condition=replaceable)
+        except PynamoDBException:  # the condition failed: a newer version is there
+            return False
+        return True
 
     @_failed
     def delete(self, key: str) -> bool:

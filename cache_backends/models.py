@@ -13,6 +13,9 @@ One item per cache key; compare with ``deploy/cloudformation.yaml``::
                    attribute, for DynamoDB's own (lazy) deletion
     key_prefix  S  the writing cache's key_prefix, so clear() can remove
                    exactly its own items; absent without a prefix
+    version     N  set_versioned() only: the version the value stands for, so
+                   a conditional put can refuse an older one (versioned.py);
+                   not signed, it only decides which write wins
 
 DynamoDB's TTL only knows whole seconds and deletes hours to days late, so
 reads go by ``expires_ms``: a one-second timeout means one second.
@@ -35,6 +38,7 @@ COUNTER_ATTRIBUTE = "counter"
 EXPIRY_ATTRIBUTE = "expires_at"
 EXPIRY_MS_ATTRIBUTE = "expires_ms"
 PREFIX_ATTRIBUTE = "key_prefix"
+VERSION_ATTRIBUTE = "version"
 
 
 class CacheEntry(Model):
@@ -46,6 +50,7 @@ class CacheEntry(Model):
     expires_ms = NumberAttribute(null=True, attr_name=EXPIRY_MS_ATTRIBUTE)
     expires_at = TTLAttribute(null=True, attr_name=EXPIRY_ATTRIBUTE)
     prefix = UnicodeAttribute(null=True, attr_name=PREFIX_ATTRIBUTE)
+    version = NumberAttribute(null=True, attr_name=VERSION_ATTRIBUTE)
 
 
 class ItemAttributes(Protocol):

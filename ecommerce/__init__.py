@@ -10,6 +10,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from cache_backends.cli import cache_cli
 from ecommerce import categories, health, observability
+from ecommerce.categories import cache_policy
 from ecommerce.config import DEFAULTS, validate_config
 from ecommerce.database import init_db_command
 from ecommerce.errors import register_error_handlers
@@ -42,6 +43,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     db.init_app(app)
     cache.init_app(app)
+    cache_policy.init_app(app)  # the categories loader, on the backend just built
 
     app.register_blueprint(health.bp)
     app.register_blueprint(categories.bp)

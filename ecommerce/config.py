@@ -23,12 +23,15 @@ from werkzeug.utils import ImportStringError, import_string
 
 
 class CacheStrategy(StrEnum):
-    """What ``POST /categories`` does to the cached list after the commit."""
+    """What a category write (POST, PATCH, DELETE) does to the cached list after the commit."""
 
-    #: Delete the entry: the next GET anywhere is a miss that reloads from the DB.
+    #: Leave a versioned tombstone: the next GET anywhere is a miss that reloads from the DB.
     INVALIDATE = "invalidate"
-    #: Put the fresh list: the next GET anywhere is already a hit.
+    #: Put the fresh list: the next GET anywhere is already a hit; the write pays the reload.
     WRITE_THROUGH = "write-through"
+    #: Mark the list stale and reload it in the background: the write does not wait, and
+    #: GETs meanwhile answer at once with the previous list as STALE.
+    REFRESH_ASYNC = "refresh-async"
 
 
 #: Small enough to refuse junk early: a category body is a few dozen bytes.
@@ -40,6 +43,13 @@ DEFAULTS: dict[str, Any] = {
     "CACHE_KEY_PREFIX": "ecommerce:",
     "CATEGORIES_CACHE_TTL": 300,
     "CATEGORIES_CACHE_STRATEGY": CacheStrategy.INVALIDATE.value,
+    # Seconds past the TTL during which GETs answer at once with the previous list
+    # (X-Cache: STALE) while one background refresh reloads it. 0: off, the article's
+    # story (after the TTL the next GET is a slow MISS).
+    "CATEGORIES_CACHE_STALE_WHILE_REVALIDATE": 0,
+    # Seconds the right to reload the list lasts (fleet-wide), and so the longest any
+    # request waits for another's load before loading itself. Longer than a load takes.
+    "CATEGORIES_CACHE_LEASE_SECONDS": 5,
     "DB_LATENCY_MS": 0,
     # Flask-SQLAlchemy resolves a relative SQLite path inside the instance
     # folder and creates that folder, so a fresh clone needs no set-up.
@@ -152,6 +162,8 @@ REQUIRED_SETTINGS: dict[str, Callable[[Any], str | None]] = {
     "CACHE_KEY_PREFIX": _string,
     "CATEGORIES_CACHE_TTL": _non_negative_int,
     "CATEGORIES_CACHE_STRATEGY": _one_of(*(strategy.value for strategy in CacheStrategy)),
+    "CATEGORIES_CACHE_STALE_WHILE_REVALIDATE": _non_negative_int,
+    "CATEGORIES_CACHE_LEASE_SECONDS": _positive_int,
     "DB_LATENCY_MS": _non_negative_number,
     "SQLALCHEMY_DATABASE_URI": _database_uri,
     "MAX_CONTENT_LENGTH": _positive_int,

@@ -26,9 +26,12 @@ def init_db_command() -> None:
     else:
         click.echo("Tables: present, nothing created")
 
-    added = repository.add_missing_categories(SEED_CATEGORY_NAMES)
-    if added:
-        after_categories_changed()  # a cache filled from an older database must not hide them
+    if repository.ensure_catalogue_version():
+        click.echo("Created the catalogue version row")
+    added, version = repository.add_missing_categories(SEED_CATEGORY_NAMES)
+    if version is not None:
+        # A cache filled from an older database must not hide them.
+        after_categories_changed(version)
         click.echo(f"Seeded categories: {', '.join(added)}")
     else:
         click.echo("Seed categories: present, nothing added")

@@ -58,13 +58,22 @@ HTTP_REQUEST_DURATION = Histogram(
 )
 CACHE_REQUESTS = Counter(
     "ecommerce_cache_requests_total",
-    "Cached reads by cache name and result: hit, miss, or error (the backend failed; "
-    "the database answered).",
+    "Cached reads by cache name and result: hit, miss, stale (the previous value, served "
+    "while one caller refreshes it), or error (the backend failed; the database answered).",
     ["cache", "result"],
 )
 DB_LOADS = Counter(
     "ecommerce_db_loads_total",
     "Loads of the category list from the database (cache misses and write-throughs).",
+)
+CACHE_LOADER_EVENTS = Counter(
+    "ecommerce_cache_loader_events_total",
+    "What the read-through loader did, by cache name and event: lease_acquired (this "
+    "process loaded), lease_waited (another caller was loading; this one waited for its "
+    "result), lease_timed_out (the wait ran out; this one loaded too), store_fenced (a "
+    "store refused because the cache held a newer version), refresh_dropped (the "
+    "background refresh pool was full).",
+    ["cache", "event"],
 )
 DYNAMODB_CALL_DURATION = Histogram(
     "ecommerce_dynamodb_call_duration_seconds",

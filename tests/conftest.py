@@ -7,6 +7,7 @@ can ever reach a real AWS account.
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -139,12 +140,12 @@ class RaisingCache(BaseCache):
 
 
 def cached_categories(app: Flask) -> Any:
-    """What the app's cache holds under the categories key right now (None: nothing)."""
-    from ecommerce.categories.cache_policy import CATEGORIES_CACHE_KEY
-    from ecommerce.extensions import cache
+    """The list the app's cache holds as fresh right now (None: nothing, or not fresh)."""
+    from ecommerce.categories.cache_policy import cached_entry
 
     with app.app_context():
-        return cache.get(CATEGORIES_CACHE_KEY)
+        entry = cached_entry()
+    return entry.value if entry is not None and entry.is_fresh(time.time()) else None
 
 
 def categories_in_db(app: Flask) -> list[dict[str, Any]]:
@@ -152,4 +153,4 @@ def categories_in_db(app: Flask) -> list[dict[str, Any]]:
     from ecommerce.categories.cache_policy import load_categories_from_db
 
     with app.app_context():
-        return [dict(category) for category in load_categories_from_db()]
+        return [dict(category) for category in load_categories_from_db()[0]]

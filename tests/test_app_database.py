@@ -25,7 +25,7 @@ def test_init_db_creates_the_schema_and_seeds_the_categories(
     result = app.test_cli_runner().invoke(args=["init-db"])
 
     assert result.exit_code == 0, result.output
-    assert "Created tables: categories" in result.output
+    assert "Created tables: catalogue_version, categories" in result.output
     assert "Seeded categories: Electronics, Clothing, Books" in result.output
     assert categories_in_db(app) == SEED
 

@@ -32,6 +32,24 @@ class Category(db.Model):
         return {"id": self.id, "name": self.name}
 
 
+class CatalogueVersion(db.Model):
+    """One row: a number every category write raises in the same transaction.
+
+    A list read together with it (one statement, one snapshot) says how new
+    the list is, so the cache can refuse to replace a newer list with an older
+    one (``cache_backends.versioned``).
+    """
+
+    __tablename__ = "catalogue_version"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version: Mapped[int] = mapped_column(default=0)
+
+
+#: The primary key of the single CatalogueVersion row.
+CATALOGUE_VERSION_ROW_ID = 1
+
+
 # The real guard against two concurrent POSTs of "Toys" and "toys": the existence
 # check in the repository only gives the common case a clean 409 without an
 # insert. SQLite's lower() folds ASCII only, and so does the check that uses it.

@@ -1,4 +1,10 @@
-"""SQL for categories: the one module that queries the categories table."""
+"""SQL for categories: the one module that queries the categories tables.
+
+Every write raises the catalogue version in its own transaction and returns
+the new version; the list is read together with the version in one statement,
+so the pair always describes one snapshot of the database (on PostgreSQL's
+READ COMMITTED too, where two statements of one transaction may not).
+"""
 
 from __future__ import annotations
 
@@ -6,10 +12,15 @@ import time
 from collections.abc import Iterable
 
 from flask import current_app
-from sqlalchemy import exists, func, select
+from sqlalchemy import exists, func, select, true, update
 from sqlalchemy.exc import IntegrityError
 
-from ecommerce.categories.models import Category
+from ecommerce.categories.models import (
+    CATALOGUE_VERSION_ROW_ID,
+    CatalogueVersion,
+    Category,
+    CategoryDict,
+)
 from ecommerce.extensions import db
 
 MILLISECONDS_PER_SECOND = 1000
@@ -19,6 +30,10 @@ class DuplicateCategoryNameError(Exception):
     """A category with this name (ignoring letter case) already exists."""
 
 
+class CategoryNotFoundError(Exception):
+    """No category has this id."""
+
+
 def _simulate_slow_database() -> None:
     """Sleep DB_LATENCY_MS: the slow database whose cost the cache exists to hide."""
     latency_ms = current_app.config["DB_LATENCY_MS"]
@@ -26,24 +41,77 @@ def _simulate_slow_database() -> None:
         time.sleep(latency_ms / MILLISECONDS_PER_SECOND)
 
 
-def list_categories() -> list[Category]:
-    """Every category in id order, as slow as DB_LATENCY_MS makes it."""
+def list_categories_at_version() -> tuple[list[CategoryDict], int]:
+    """Every category in id order and the catalogue version they are the state of.
+
+    One statement, so one snapshot on any database. It reads first and then
+    waits DB_LATENCY_MS: a slow query returns the database as of its start, so
+    a write that commits meanwhile is not in the result (sleeping before the
+    read would hide exactly that race from the tests).
+    """
+    rows = db.session.execute(
+        select(CatalogueVersion.version, Category.id, Category.name)
+        .select_from(CatalogueVersion)
+        .outerjoin(Category, true())
+        .where(CatalogueVersion.id == CATALOGUE_VERSION_ROW_ID)
+        .order_by(Category.id)
+    ).all()
+    if rows:
+        version = rows[0].version
+        categories = [CategoryDict(id=row.id, name=row.name) for row in rows if row.id is not None]
+    else:  # no version row yet (a database init-db has not upgraded): version 0
+        version = 0
+        categories = [
+            category.to_dict() for category in db.session.scalars(select(Category).order_by(Category.id))
+        ]
     _simulate_slow_database()
-    return list(db.session.scalars(select(Category).order_by(Category.id)))
+    return categories, version
 
 
 def get_category(category_id: int) -> Category | None:
     return db.session.get(Category, category_id)
 
 
-def name_exists(name: str) -> bool:
+def name_exists(name: str, *, except_id: int | None = None) -> bool:
     """Whether ``name`` is taken, compared with the same lower() as the unique index."""
-    query = select(exists().where(func.lower(Category.name) == func.lower(name)))
-    return bool(db.session.scalar(query))
+    same_name = func.lower(Category.name) == func.lower(name)
+    if except_id is not None:
+        same_name &= Category.id != except_id
+    return bool(db.session.scalar(select(exists().where(same_name))))
 
 
-def create_category(name: str) -> Category:
-    """Insert and commit ``name`` (already trimmed and validated by the caller).
+def _bump_version() -> int:
+    """Raise the catalogue version inside the caller's transaction; the new version.
+
+    The UPDATE takes the write lock (SQLite) or the row lock (PostgreSQL), so
+    concurrent writers get distinct, increasing versions in commit order.
+    """
+    bumped = db.session.execute(
+        update(CatalogueVersion)
+        .where(CatalogueVersion.id == CATALOGUE_VERSION_ROW_ID)
+        .values(version=CatalogueVersion.version + 1)
+    )
+    if bumped.rowcount == 0:
+        db.session.add(CatalogueVersion(id=CATALOGUE_VERSION_ROW_ID, version=1))
+        db.session.flush()
+    return db.session.scalar(
+        select(CatalogueVersion.version).where(CatalogueVersion.id == CATALOGUE_VERSION_ROW_ID)
+    )
+
+
+def _commit_with_version(name: str) -> int:
+    """Bump the version and commit; a unique-index refusal becomes DuplicateCategoryNameError."""
+    try:
+        version = _bump_version()
+        db.session.commit()
+    except IntegrityError as error:
+        db.session.rollback()
+        raise DuplicateCategoryNameError(name) from error
+    return version
+
+
+def create_category(name: str) -> tuple[Category, int]:
+    """Insert ``name`` (already trimmed and validated); the category and the new version.
 
     Raises DuplicateCategoryNameError when the name is taken, whether the check
     sees it or a concurrent insert wins the race and the unique index refuses ours.
@@ -52,17 +120,50 @@ def create_category(name: str) -> Category:
         raise DuplicateCategoryNameError(name)
     category = Category(name=name)
     db.session.add(category)
-    try:
-        db.session.commit()
-    except IntegrityError as error:
-        db.session.rollback()
-        raise DuplicateCategoryNameError(name) from error
-    return category
+    return category, _commit_with_version(name)
 
 
-def add_missing_categories(names: Iterable[str]) -> list[str]:
-    """Insert the names not present yet, in one transaction; return those added."""
-    added = [name for name in names if not name_exists(name)]
-    db.session.add_all(Category(name=name) for name in added)
+def rename_category(category_id: int, name: str) -> tuple[Category, int]:
+    """Rename a category; the category and the new version.
+
+    Raises CategoryNotFoundError, or DuplicateCategoryNameError when another
+    category has the name (a category may change the case of its own name).
+    """
+    category = get_category(category_id)
+    if category is None:
+        raise CategoryNotFoundError(category_id)
+    if name_exists(name, except_id=category_id):
+        raise DuplicateCategoryNameError(name)
+    category.name = name
+    return category, _commit_with_version(name)
+
+
+def delete_category(category_id: int) -> int:
+    """Delete a category; the new version. Raises CategoryNotFoundError."""
+    category = get_category(category_id)
+    if category is None:
+        raise CategoryNotFoundError(category_id)
+    db.session.delete(category)
+    version = _bump_version()
     db.session.commit()
-    return added
+    return version
+
+
+def ensure_catalogue_version() -> bool:
+    """Create the version row if it is missing (init-db); True if created."""
+    if db.session.get(CatalogueVersion, CATALOGUE_VERSION_ROW_ID) is not None:
+        return False
+    db.session.add(CatalogueVersion(id=CATALOGUE_VERSION_ROW_ID, version=0))
+    db.session.commit()
+    return True
+
+
+def add_missing_categories(names: Iterable[str]) -> tuple[list[str], int | None]:
+    """Insert the names not present yet, in one transaction; those added and the new version."""
+    added = [name for name in names if not name_exists(name)]
+    if not added:
+        return [], None
+    db.session.add_all(Category(name=name) for name in added)
+    version = _bump_version()
+    db.session.commit()
+    return added, version

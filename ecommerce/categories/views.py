@@ -59,8 +59,16 @@ def get_category(category_id: int) -> Response:
     """One category straight from the database: the target of POST's Location header."""
     category = repository.get_category(category_id)
     if category is None:
-        raise NotFound(f"no category with id {category_id}")
+        raise _not_found(category_id)
     return jsonify(category.to_dict())
+
+
+def _not_found(category_id: int) -> NotFound:
+    return NotFound(f"no category with id {category_id}")
+
+
+def _name_taken(name: str) -> Conflict:
+    return Conflict(f"a category named {name!r} already exists (names ignore case)")
 
 
 @bp.post("/categories")
@@ -68,9 +76,34 @@ def get_category(category_id: int) -> Response:
 def create_category() -> tuple[Response, int, dict[str, str]]:
     name = _category_name_from_request()
     try:
-        category = repository.create_category(name)
+        category, version = repository.create_category(name)
     except repository.DuplicateCategoryNameError:
-        raise Conflict(f"a category named {name!r} already exists (names ignore case)") from None
-    after_categories_changed()
+        raise _name_taken(name) from None
+    after_categories_changed(version)
     location = url_for(".get_category", category_id=category.id)
     return jsonify(category.to_dict()), 201, {"Location": location}
+
+
+@bp.patch("/categories/<int:category_id>")
+@admin_token_required
+def rename_category(category_id: int) -> Response:
+    name = _category_name_from_request()
+    try:
+        category, version = repository.rename_category(category_id, name)
+    except repository.CategoryNotFoundError:
+        raise _not_found(category_id) from None
+    except repository.DuplicateCategoryNameError:
+        raise _name_taken(name) from None
+    after_categories_changed(version)
+    return jsonify(category.to_dict())
+
+
+@bp.delete("/categories/<int:category_id>")
+@admin_token_required
+def delete_category(category_id: int) -> tuple[str, int]:
+    try:
+        version = repository.delete_category(category_id)
+    except repository.CategoryNotFoundError:
+        raise _not_found(category_id) from None
+    after_categories_changed(version)
+    return "", 204

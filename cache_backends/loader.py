@@ -1,0 +1,358 @@
+"""Read-through loading of one versioned key: one load per expiry, fleet-wide.
+
+:class:`VersionedLoader` is the whole dance in one place, in the spirit of
+dogpile.cache's ``get_or_create``; it works on any Flask-Caching/cachelib
+backend and needs no Flask:
+
+- a fresh entry is a ``HIT``;
+- an entry past its TTL but inside its stale window (or marked stale by a
+  write) is served at once as ``STALE``, and the caller that wins the lease
+  reloads it in the background (RFC 5861's stale-while-revalidate);
+- an absent entry or a tombstone is a ``MISS``: exactly one caller wins the
+  lease and loads; the others poll the cache until its value appears, and load
+  themselves only if the lease ends without one or their wait runs out;
+- every store goes through :func:`cache_backends.versioned.store_entry`, so
+  an older snapshot never replaces a newer one.
+
+The lease is ``cache.add(lease_key, token, timeout)``, atomic on DynamoDB (a
+conditional put), SimpleCache (a lock) and Redis (SET NX): a holder that dies
+blocks nobody for longer than the lease. A backend that fails is treated as
+absent: the caller loads from the database instead (the cache is never a
+dependency), and ``on_error`` hears about it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from cache_backends.versioned import VersionedEntry, store_entry, timeout_for
+
+logger = logging.getLogger(__name__)
+
+#: Waiters poll the cache from this interval, doubling up to the maximum: a
+#: DynamoDB GetItem per poll, so a few dozen per load at most.
+POLL_FIRST_SECONDS = 0.02
+POLL_MAX_SECONDS = 0.25
+LEASE_SUFFIX = ":lease"
+#: A lease younger than its lifetime minus this is surely still ours: room for
+#: clock skew between the instances that compare its expiry.
+LEASE_SAFETY_MARGIN_SECONDS = 1.0
+
+#: ``load()`` returns the value and the database version it was read at.
+Load = Callable[[], tuple[Any, int]]
+
+
+class CacheStatus(StrEnum):
+    """Where an answer came from; the app sends it as the X-Cache header."""
+
+    HIT = "HIT"
+    MISS = "MISS"
+    STALE = "STALE"
+
+
+class LoaderEvent(StrEnum):
+    """What the loader reports to ``on_event`` (metrics)."""
+
+    #: This caller won the lease and loaded (or refreshed).
+    LEASE_ACQUIRED = "lease_acquired"
+    #: Another caller held the lease; this one waited for its result.
+    LEASE_WAITED = "lease_waited"
+    #: The wait ran out without a result; this caller loaded itself.
+    LEASE_TIMED_OUT = "lease_timed_out"
+    #: A store was refused because the cache holds a newer version.
+    STORE_FENCED = "store_fenced"
+    #: A background refresh could not be queued (pool full or shut down).
+    REFRESH_DROPPED = "refresh_dropped"
+
+
+class _BackendFailed(Exception):
+    """The backend raised while taking the lease (already logged)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Lease:
+    token: str
+    acquired_at: float  # time.monotonic()
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    value: Any
+    version: int
+    status: CacheStatus
+
+
+class BackgroundRefresher:
+    """A small, bounded pool for refreshes, drained on shutdown.
+
+    Bounded twice: ``max_workers`` threads, and at most ``max_pending`` refreshes
+    queued or running; a refresh that does not fit is refused (the caller releases
+    its lease, and a later reader tries again) rather than piling up.
+    """
+
+    def __init__(self, max_workers: int = 1, max_pending: int = 4) -> None:
+        self._pool = ThreadPoolExecutor(max_workers, thread_name_prefix="cache-refresh")
+        self._slots = threading.BoundedSemaphore(max_pending)
+
+    def submit(self, job: Callable[[], None]) -> bool:
+        if not self._slots.acquire(blocking=False):
+            return False
+
+        def run() -> None:
+            try:
+                job()
+            except Exception:  # a refresh has no caller to raise to
+                logger.exception("background cache refresh failed")
+            finally:
+                self._slots.release()
+
+        try:
+            self._pool.submit(run)
+        except RuntimeError:  # shut down
+            self._slots.release()
+            return False
+        return True
+
+    def drain(self, timeout: float | None = None) -> bool:
+        """Refuse new refreshes and wait for those queued; True if all finished in time."""
+        self._pool.shutdown(wait=False)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for thread in list(self._pool._threads):  # shutdown(wait=True) has no timeout
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            thread.join(remaining)
+        return not any(thread.is_alive() for thread in self._pool._threads)
+
+
+class VersionedLoader:
+    """Serve ``key`` of ``cache`` with one load per expiry; see the module docstring.
+
+    :param cache: a Flask-Caching/cachelib backend object (not the ``Cache``
+        extension wrapper): ``get``, ``get_many``, ``set``, ``add``, ``delete``,
+        and ``set_versioned`` where it has one.
+    :param key: the key of the value.
+    :param ttl: seconds a loaded value is fresh (a callable, for jitter); 0 or
+        less: fresh for ever.
+    :param stale_seconds: seconds past the TTL during which the old value is
+        served as ``STALE`` while one caller refreshes it; 0 turns this off.
+    :param lease_seconds: how long the right to load lasts, and how long a
+        waiter waits before it loads itself. Longer than a load takes.
+    :param refresher: runs background refreshes; None refreshes inline.
+    :param on_event: called with each :class:`LoaderEvent`.
+    :param on_error: called after a backend error was logged (the caller then
+        behaves as if the cache were empty).
+    """
+
+    def __init__(
+        self,
+        cache: Any,
+        key: str,
+        *,
+        ttl: Callable[[], float],
+        stale_seconds: float = 0.0,
+        lease_seconds: int = 5,
+        refresher: BackgroundRefresher | None = None,
+        on_event: Callable[[LoaderEvent], None] = lambda event: None,
+        on_error: Callable[[], None] = lambda: None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.cache = cache
+        self.key = key
+        self.lease_key = key + LEASE_SUFFIX
+        self.ttl = ttl
+        self.stale_seconds = stale_seconds
+        self.lease_seconds = lease_seconds
+        self.refresher = refresher
+        self.on_event = on_event
+        self.on_error = on_error
+        self.clock = clock
+
+    # -- reads -------------------------------------------------------------
+
+    def get(self, load: Load) -> Loaded:
+        """The value: fresh from the cache, stale while refreshing, or loaded once."""
+        entry = self._read()
+        now = self.clock()
+        if entry is not None and entry.is_fresh(now):
+            return Loaded(entry.value, entry.version, CacheStatus.HIT)
+        if entry is not None and entry.is_servable_stale(now):
+            self.refresh_in_background(load)
+            return Loaded(entry.value, entry.version, CacheStatus.STALE)
+        return self._load_under_lease(load)
+
+    def _load_under_lease(self, load: Load) -> Loaded:
+        """Win the lease and load, or wait for the winner's value, or give up and load."""
+        deadline = time.monotonic() + self.lease_seconds
+        delay = POLL_FIRST_SECONDS
+        waited = lease_missing = False
+        while True:
+            try:
+                lease = self._acquire_lease()
+            except _BackendFailed:
+                value, version = load()  # no cache to coordinate through
+                return Loaded(value, version, CacheStatus.MISS)
+            if lease is not None:
+                self.on_event(LoaderEvent.LEASE_ACQUIRED)
+                try:
+                    # Double-checked: a holder may have stored and released between
+                    # our read and our add; loading again would be a wasted load.
+                    entry = self._read()
+                    if entry is not None and entry.is_fresh(self.clock()):
+                        return Loaded(entry.value, entry.version, CacheStatus.HIT)
+                    value, version = self._load_and_store(load)
+                    return Loaded(value, version, CacheStatus.MISS)
+                finally:
+                    self._release_lease(lease)
+            if not waited:
+                self.on_event(LoaderEvent.LEASE_WAITED)
+                waited = True
+            if time.monotonic() >= deadline:
+                self.on_event(LoaderEvent.LEASE_TIMED_OUT)
+                value, version = self._load_and_store(load)
+                return Loaded(value, version, CacheStatus.MISS)
+            time.sleep(delay)
+            delay = min(delay * 2, POLL_MAX_SECONDS)
+            entry, holder = self._read_with_lease()
+            if entry is not None and entry.is_fresh(self.clock()):
+                return Loaded(entry.value, entry.version, CacheStatus.HIT)
+            if holder is None:
+                # add() refused while nobody holds the lease, twice: the backend is
+                # failing (DynamoDB's add answers False in an outage). Waiting would
+                # only add the lease's length to a request the database can answer.
+                if lease_missing:
+                    value, version = load()
+                    return Loaded(value, version, CacheStatus.MISS)
+                lease_missing = True
+
+    # -- writes ------------------------------------------------------------
+
+    def store(self, value: Any, version: int) -> bool:
+        """Store a value read at ``version`` (a load, or a write-through); True if stored."""
+        now = self.clock()
+        ttl = self.ttl()
+        fresh_until = now + ttl if ttl > 0 else math.inf
+        entry = VersionedEntry(value, version, version, fresh_until, fresh_until + self.stale_seconds)
+        return self._store(entry, now)
+
+    def invalidate(self, version: int) -> bool:
+        """Leave a tombstone at ``version``: a reader's older snapshot cannot land after it."""
+        return self._store(VersionedEntry.tombstone(version), self.clock(), self._longest_life())
+
+    def mark_stale(self, version: int) -> bool:
+        """Keep the current value but no longer as fresh, fenced at ``version``.
+
+        Readers get it as ``STALE`` (never blocked) until a refresh stores the
+        value at ``version``; with no value cached, this is a tombstone.
+        """
+        entry = self._read()
+        now = self.clock()
+        if entry is None or not entry.has_value:
+            return self.invalidate(version)
+        stale = entry.marked_stale(version, now + self.lease_seconds)
+        return self._store(stale, now)
+
+    def refresh_in_background(self, load: Load) -> bool:
+        """Reload on the refresher if this caller wins the lease; True if a refresh started."""
+        try:
+            lease = self._acquire_lease()
+        except _BackendFailed:
+            return False
+        if lease is None:
+            return False  # someone else is loading
+        self.on_event(LoaderEvent.LEASE_ACQUIRED)
+
+        def refresh() -> None:
+            try:
+                self._load_and_store(load)
+            finally:
+                self._release_lease(lease)
+
+        if self.refresher is None:
+            refresh()
+            return True
+        if not self.refresher.submit(refresh):
+            self.on_event(LoaderEvent.REFRESH_DROPPED)
+            self._release_lease(lease)
+            return False
+        return True
+
+    # -- internals ---------------------------------------------------------
+
+    def _load_and_store(self, load: Load) -> tuple[Any, int]:
+        value, version = load()
+        self.store(value, version)
+        return value, version
+
+    def _longest_life(self) -> int:
+        """Seconds a tombstone must outlive any value written before it: TTL + stale window."""
+        ttl = self.ttl()
+        return 0 if ttl <= 0 else math.ceil(ttl + self.stale_seconds)
+
+    def _store(self, entry: VersionedEntry, now: float, timeout: int | None = None) -> bool:
+        try:
+            stored = store_entry(self.cache, self.key, entry, timeout or timeout_for(entry, now))
+        except Exception:
+            self._backend_failed("store")
+            return False
+        if not stored:
+            self.on_event(LoaderEvent.STORE_FENCED)
+        return stored
+
+    def _read(self) -> VersionedEntry | None:
+        try:
+            entry = self.cache.get(self.key)
+        except Exception:
+            self._backend_failed("get")
+            return None
+        return entry if isinstance(entry, VersionedEntry) else None
+
+    def _read_with_lease(self) -> tuple[VersionedEntry | None, Any]:
+        """The entry and the lease in one call (one BatchGetItem on DynamoDB)."""
+        try:
+            entry, lease = self.cache.get_many(self.key, self.lease_key)
+        except Exception:
+            self._backend_failed("get_many")
+            return None, None
+        return (entry if isinstance(entry, VersionedEntry) else None), lease
+
+    def _acquire_lease(self) -> _Lease | None:
+        """The lease if this caller won it, None if someone holds it."""
+        token = uuid.uuid4().hex
+        acquired_at = time.monotonic()
+        try:
+            won = self.cache.add(self.lease_key, token, timeout=self.lease_seconds)
+        except Exception as error:
+            self._backend_failed("add")
+            raise _BackendFailed from error
+        return _Lease(token, acquired_at) if won else None
+
+    def _release_lease(self, lease: _Lease) -> None:
+        """Delete the lease so the next expiry need not wait for it, if it is still ours.
+
+        Ours for certain while well inside its lifetime (nobody can add a live
+        key): one delete. Later, read first and delete if it still holds our
+        token; BaseCache has no delete-if-equal, and the gap between the two
+        costs at most one extra load, never a stale value (stores are fenced).
+        """
+        try:
+            held = time.monotonic() - lease.acquired_at
+            if held < self.lease_seconds - LEASE_SAFETY_MARGIN_SECONDS or (
+                self.cache.get(self.lease_key) == lease.token
+            ):
+                self.cache.delete(self.lease_key)
+        except Exception:
+            self._backend_failed("delete")
+
+    def _backend_failed(self, operation: str) -> None:
+        logger.warning(
+            "cache %s for %r failed; treated as a miss", operation, self.key, exc_info=True
+        )
+        self.on_error()

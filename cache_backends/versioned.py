@@ -1,0 +1,119 @@
+"""Versioned cache entries and the one write rule that keeps them in order.
+
+A value loaded from a database is only as new as the snapshot it was read
+from. Two writers, or a slow reader and a writer, can reach the cache in the
+opposite order from the one in which their snapshots were taken; a plain
+``set`` would then leave the older list in the cache until its TTL. Here every
+entry carries a *fence*, the database version it stands for, and
+:func:`store_entry` never replaces an entry whose fence is higher than the new
+one's. Equal fences may replace each other: both describe the same database.
+
+The rule needs one atomic step from the backend:
+
+- backends with a native ``set_versioned(key, value, version, timeout)``
+  (:class:`cache_backends.dynamodb.DynamoDBCache`: one conditional ``PutItem``)
+  do it fleet-wide;
+- any other backend gets a compare-and-set under a lock of this process. That
+  is exact for an in-process cache (Flask-Caching's ``SimpleCache``) and only
+  best effort for a shared one without ``set_versioned`` (Redis, Memcached),
+  where another process can write between the read and the write.
+
+No Flask here: any cachelib/Flask-Caching ``BaseCache`` works.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import weakref
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True, slots=True)
+class VersionedEntry:
+    """What a versioned key holds: a value (or a tombstone) and its freshness.
+
+    :param value: the cached value; ignored for a tombstone.
+    :param version: the database version ``value`` was read at.
+    :param fence: no store with a lower version may replace this entry. Equal to
+        ``version`` for a freshly loaded value; higher for a tombstone or a
+        stale mark written after a database write.
+    :param fresh_until: epoch seconds; until then the value is served as fresh.
+    :param serve_stale_until: epoch seconds; until then an entry past
+        ``fresh_until`` may still be served, marked stale, while one caller
+        refreshes it.
+    :param has_value: False for a tombstone (an invalidation that remembers
+        its version, unlike a bare delete).
+    """
+
+    value: Any
+    version: int
+    fence: int
+    fresh_until: float
+    serve_stale_until: float
+    has_value: bool = True
+
+    @classmethod
+    def tombstone(cls, version: int) -> VersionedEntry:
+        return cls(None, version, version, 0.0, 0.0, has_value=False)
+
+    def is_fresh(self, now: float) -> bool:
+        return self.has_value and now < self.fresh_until
+
+    def is_servable_stale(self, now: float) -> bool:
+        return self.has_value and now < self.serve_stale_until
+
+    def marked_stale(self, fence: int, serve_stale_until: float) -> VersionedEntry:
+        """This value, no longer fresh, fenced at ``fence`` (a write newer than it)."""
+        return VersionedEntry(
+            self.value,
+            self.version,
+            max(fence, self.fence),
+            0.0,
+            max(serve_stale_until, self.serve_stale_until),
+        )
+
+
+@runtime_checkable
+class SupportsVersionedSet(Protocol):
+    """A backend that can store a value unless the key holds a higher version, atomically."""
+
+    def set_versioned(self, key: str, value: Any, version: int, timeout: int | None) -> bool:
+        """Store ``value``; False if a live item of a higher version is there (or on failure)."""
+
+
+#: One lock per cache object for the compare-and-set of backends without set_versioned.
+_locks: weakref.WeakKeyDictionary[Any, threading.Lock] = weakref.WeakKeyDictionary()
+_locks_guard = threading.Lock()
+
+
+def _lock_for(cache: Any) -> threading.Lock:
+    with _locks_guard:
+        return _locks.setdefault(cache, threading.Lock())
+
+
+def timeout_for(entry: VersionedEntry, now: float) -> int:
+    """Whole seconds the backend keeps ``entry``: until it may no longer be served.
+
+    Rounded up (backends and DynamoDB's TTL count whole seconds) and at least 1,
+    since 0 means "never expire" to Flask-Caching backends.
+    """
+    keep_until = max(entry.serve_stale_until, entry.fresh_until)
+    if math.isinf(keep_until):
+        return 0
+    return max(1, math.ceil(keep_until - now))
+
+
+def store_entry(cache: Any, key: str, entry: VersionedEntry, timeout: int) -> bool:
+    """Store ``entry`` unless ``key`` holds an entry with a higher fence; True if stored.
+
+    Backend errors propagate: the caller decides how a failing cache degrades.
+    """
+    if isinstance(cache, SupportsVersionedSet):
+        return cache.set_versioned(key, entry, entry.fence, timeout)
+    with _lock_for(cache):
+        current = cache.get(key)
+        if isinstance(current, VersionedEntry) and current.fence > entry.fence:
+            return False
+        return bool(cache.set(key, entry, timeout=timeout))
