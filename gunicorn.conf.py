@@ -268,4 +268,4 @@ def worker_exit(server: Any, worker: Any) -> None:
     from ecommerce.categories.cache_policy import drain_background_refreshes
 
     if not drain_background_refreshes(worker.wsgi):
-        server.log.warning("worker %s: background cache refreshes still running at exit", worker.pid)
+        server.log.warning("worker %s: cache refreshes still running at exit", worker.pid)

@@ -239,8 +239,8 @@ class VersionedLoader:
         now = self.clock()
         ttl = self.ttl()
         fresh_until = now + ttl if ttl > 0 else math.inf
-        entry = VersionedEntry(value, version, version, fresh_until, fresh_until + self.stale_seconds)
-        return self._store(entry, now)
+        stale_until = fresh_until + self.stale_seconds
+        return self._store(VersionedEntry(value, version, version, fresh_until, stale_until), now)
 
     def invalidate(self, version: int) -> bool:
         """Leave a tombstone at ``version``: a reader's older snapshot cannot land after it."""

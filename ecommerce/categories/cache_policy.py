@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import random
+
 from flask import Flask, current_app
 
 from cache_backends.loader import (

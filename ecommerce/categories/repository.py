@@ -61,9 +61,8 @@ def list_categories_at_version() -> tuple[list[CategoryDict], int]:
         categories = [CategoryDict(id=row.id, name=row.name) for row in rows if row.id is not None]
     else:  # no version row yet (a database init-db has not upgraded): version 0
         version = 0
-        categories = [
-            category.to_dict() for category in db.session.scalars(select(Category).order_by(Category.id))
-        ]
+        every_category = select(Category).order_by(Category.id)
+        categories = [category.to_dict() for category in db.session.scalars(every_category)]
     _simulate_slow_database()
     return categories, version
 
