@@ -1,0 +1,229 @@
+"""Readers and writers racing through the app, with the interleaving forced.
+
+Each test pauses one database list load right after its snapshot was read
+(where DB_LATENCY_MS would wait), lets other requests run, then resumes it.
+Without version-fenced stores each of these leaves an older list in the cache;
+the assertions fail every time without the fix, on both backends.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from ecommerce.categories import repository
+from ecommerce.categories.cache_policy import CATEGORIES_CACHE_KEY, _loader
+from ecommerce.metrics import DB_LOADS
+from tests.test_categories import (  # noqa: F401 (make_story_app is a fixture)
+    SEED_CATEGORIES,
+    TOYS,
+    get_categories,
+    make_story_app,
+    post_category,
+)
+
+GAMES = {"id": 5, "name": "Games"}
+#: A paused step that never resumes must fail the test, not hang it.
+PAUSE_TIMEOUT_SECONDS = 10.0
+POLL_INTERVAL_SECONDS = 0.02
+
+STRATEGIES = ["invalidate", "write-through", "refresh-async"]
+
+
+class PausedLoad:
+    """Pauses the next list load made by a thread other than the test's own.
+
+    The load has read its snapshot (list and version) when it pauses: it is a
+    slow query that started before whatever the test does next.
+    """
+
+    def __init__(self) -> None:
+        self.snapshot_taken = threading.Event()
+        self.resume = threading.Event()
+        self._test_thread = threading.get_ident()
+        self._armed = False
+        self._lock = threading.Lock()
+
+    def arm(self) -> None:
+        self._armed = True
+
+    def after_snapshot(self) -> None:
+        with self._lock:
+            pause = self._armed and threading.get_ident() != self._test_thread
+            self._armed = self._armed and not pause
+        if pause:
+            self.snapshot_taken.set()
+            assert self.resume.wait(PAUSE_TIMEOUT_SECONDS), "the paused load was never resumed"
+
+    def wait_until_paused(self) -> None:
+        assert self.snapshot_taken.wait(PAUSE_TIMEOUT_SECONDS), "no load reached the pause"
+
+
+@pytest.fixture
+def paused_load(monkeypatch: pytest.MonkeyPatch) -> PausedLoad:
+    """Hook the pause into the point where DB_LATENCY_MS waits after reading."""
+    pause = PausedLoad()
+    slow_database = repository._simulate_slow_database
+
+    def pausing_slow_database() -> None:
+        pause.after_snapshot()
+        slow_database()
+
+    monkeypatch.setattr(repository, "_simulate_slow_database", pausing_slow_database)
+    return pause
+
+
+@pytest.fixture
+def in_background() -> Iterator[Callable[..., Future[Any]]]:
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        yield pool.submit
+
+
+def db_loads() -> float:
+    return DB_LOADS._value.get()
+
+
+def settle(app: Flask) -> None:
+    """Wait until no load holds the lease: init-db's own refresh (refresh-async) is done."""
+    with app.app_context():
+        loader = _loader()
+    for _ in range(int(PAUSE_TIMEOUT_SECONDS / POLL_INTERVAL_SECONDS)):
+        if loader.cache.get(loader.lease_key) is None:
+            return
+        threading.Event().wait(POLL_INTERVAL_SECONDS)
+    raise AssertionError("the lease was never released")
+
+
+def settled_app(
+    make_story_app: Callable[..., Flask], paused_load: PausedLoad, **config: Any
+) -> Flask:
+    """A seeded app whose start-up loads are over, with the pause armed from now on."""
+    app = make_story_app(**config)
+    settle(app)
+    paused_load.arm()
+    return app
+
+
+def drop_cached_list(app: Flask) -> None:
+    """Start cold: init-db may have written the seed list through."""
+    with app.app_context():
+        _loader().cache.delete(CATEGORIES_CACHE_KEY)
+
+
+def wait_for_hit(app: Flask) -> tuple[list[dict[str, Any]], str]:
+    """GET until the answer is a HIT (a background refresh has landed)."""
+    client = app.test_client()
+    for _ in range(int(PAUSE_TIMEOUT_SECONDS / POLL_INTERVAL_SECONDS)):
+        answer = get_categories(client)
+        if answer[1] == "HIT":
+            return answer
+        threading.Event().wait(POLL_INTERVAL_SECONDS)
+    raise AssertionError("no HIT within the deadline")
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_a_slow_reader_never_leaves_its_older_list_after_a_write(
+    make_story_app: Callable[..., Flask],
+    paused_load: PausedLoad,
+    in_background: Callable[..., Future[Any]],
+    strategy: str,
+) -> None:
+    """Reader loads (seed list), writer commits Toys and updates the cache, reader stores."""
+    app = settled_app(make_story_app, paused_load, CATEGORIES_CACHE_STRATEGY=strategy)
+    drop_cached_list(app)
+    reader = in_background(get_categories, app.test_client())
+    paused_load.wait_until_paused()
+
+    assert post_category(app.test_client(), "Toys") == TOYS
+    paused_load.resume.set()
+
+    # The reader answers with its snapshot, as any slow query would...
+    assert reader.result(PAUSE_TIMEOUT_SECONDS) == (SEED_CATEGORIES, "MISS")
+    # ...but its older list never becomes what the cache serves.
+    client = app.test_client()
+    assert get_categories(client)[0] == [*SEED_CATEGORIES, TOYS]
+    assert get_categories(client) == ([*SEED_CATEGORIES, TOYS], "HIT")
+
+
+def test_two_write_throughs_landing_in_the_wrong_order_keep_the_newer_list(
+    make_story_app: Callable[..., Flask],
+    paused_load: PausedLoad,
+    in_background: Callable[..., Future[Any]],
+) -> None:
+    """Toys commits first but its read-back lands after the one of Games, which commits later."""
+    app = settled_app(make_story_app, paused_load, CATEGORIES_CACHE_STRATEGY="write-through")
+    first_writer = in_background(post_category, app.test_client(), "Toys")
+    paused_load.wait_until_paused()  # Toys committed; its read-back (without Games) waits
+
+    assert post_category(app.test_client(), "Games") == GAMES
+    paused_load.resume.set()
+    assert first_writer.result(PAUSE_TIMEOUT_SECONDS) == TOYS
+
+    assert get_categories(app.test_client()) == ([*SEED_CATEGORIES, TOYS, GAMES], "HIT")
+
+
+def test_refresh_async_answers_the_write_before_the_reload_and_serves_stale_meanwhile(
+    make_story_app: Callable[..., Flask], paused_load: PausedLoad
+) -> None:
+    """The POST returns while its refresh is paused mid-load; readers get the old list at once."""
+    app = settled_app(make_story_app, paused_load, CATEGORIES_CACHE_STRATEGY="refresh-async")
+    client = app.test_client()
+    assert get_categories(client)[0] == SEED_CATEGORIES  # cached
+    loads_before = db_loads()
+
+    assert post_category(client, "Toys") == TOYS  # returned although...
+    paused_load.wait_until_paused()  # ...its background reload is still loading
+    assert get_categories(client) == (SEED_CATEGORIES, "STALE")
+    assert get_categories(client) == (SEED_CATEGORIES, "STALE")
+    paused_load.resume.set()
+
+    assert wait_for_hit(app) == ([*SEED_CATEGORIES, TOYS], "HIT")
+    assert db_loads() == loads_before + 1  # the refresh's, and nothing else
+
+
+def test_a_refresh_lost_with_its_process_is_taken_over_by_the_next_reader(
+    make_story_app: Callable[..., Flask],
+) -> None:
+    """The stale mark outlives the refresh: the next reader answers STALE and refreshes."""
+    app = make_story_app(CATEGORIES_CACHE_STRATEGY="refresh-async")
+    settle(app)
+    client = app.test_client()
+    assert get_categories(client)[0] == SEED_CATEGORIES
+    with app.app_context():
+        _, version = repository.create_category("Toys")
+        _loader().mark_stale(version)  # and then the process died: no refresh was queued
+
+    assert get_categories(client) == (SEED_CATEGORIES, "STALE")
+    assert wait_for_hit(app) == ([*SEED_CATEGORIES, TOYS], "HIT")
+
+
+def test_stale_while_revalidate_serves_the_old_list_after_the_ttl_and_refreshes_once(
+    make_story_app: Callable[..., Flask], paused_load: PausedLoad
+) -> None:
+    app = settled_app(
+        make_story_app,
+        paused_load,
+        CATEGORIES_CACHE_TTL=1,
+        CATEGORIES_CACHE_STALE_WHILE_REVALIDATE=30,
+    )
+    client = app.test_client()
+    drop_cached_list(app)
+    assert get_categories(client) == (SEED_CATEGORIES, "MISS")  # the test's own thread
+    with app.app_context():
+        repository.create_category("Toys")  # behind the cache's back: only the TTL tells
+    loads_before = db_loads()
+
+    while (answer := get_categories(client))[1] == "HIT":
+        threading.Event().wait(POLL_INTERVAL_SECONDS)
+    assert answer == (SEED_CATEGORIES, "STALE")
+    paused_load.wait_until_paused()  # the one background refresh
+    assert get_categories(client) == (SEED_CATEGORIES, "STALE")
+    paused_load.resume.set()
+
+    assert wait_for_hit(app) == ([*SEED_CATEGORIES, TOYS], "HIT")
+    assert db_loads() == loads_before + 1
