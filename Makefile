@@ -11,7 +11,7 @@ DEV_SIGNING_KEY := dev-only-signing-key-not-for-production
 
 export FLASK_APP := wsgi
 
-.PHONY: help install system-deps run run-dynamodb dynamodb-local cluster test lint bench clean
+.PHONY: help install system-deps run run-dynamodb dynamodb-local cluster test lint bench stampede clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -66,6 +66,9 @@ lint: $(BIN)/activate  ## ruff on the code, cfn-lint on the CloudFormation templ
 
 bench: $(BIN)/activate $(DDB_LOCAL)  ## Benchmark ours vs cachelib's DynamoDbCache vs bare GetItem
 	$(BIN)/python -m benchmarks
+
+stampede: $(BIN)/activate $(DDB_LOCAL)  ## Concurrent GETs at a cold cache, at expiry, stale; POST latency per strategy
+	$(BIN)/python -m scripts.stampede
 
 clean:  ## Remove the virtualenv, node_modules and caches
 	rm -rf $(VENV) node_modules instance .pytest_cache .ruff_cache *.egg-info

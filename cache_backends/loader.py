@@ -10,7 +10,8 @@ backend and needs no Flask:
   reloads it in the background (RFC 5861's stale-while-revalidate);
 - an absent entry or a tombstone is a ``MISS``: exactly one caller wins the
   lease and loads; the others poll the cache until its value appears, and load
-  themselves only if the lease ends without one or their wait runs out;
+  themselves only if the lease ends without one or their wait runs out. Inside
+  one process only one thread polls; the others share its answer;
 - every store goes through :func:`cache_backends.versioned.store_entry`, so
   an older snapshot never replaces a newer one.
 
@@ -29,7 +30,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -38,10 +39,10 @@ from cache_backends.versioned import VersionedEntry, store_entry, timeout_for
 
 logger = logging.getLogger(__name__)
 
-#: Waiters poll the cache from this interval, doubling up to the maximum: a
-#: DynamoDB GetItem per poll, so a few dozen per load at most.
+#: A waiting process polls the cache from this interval, doubling up to the
+#: maximum: one BatchGetItem per poll on DynamoDB, a dozen or two per load.
 POLL_FIRST_SECONDS = 0.02
-POLL_MAX_SECONDS = 0.25
+POLL_MAX_SECONDS = 0.1
 LEASE_SUFFIX = ":lease"
 #: A lease younger than its lifetime minus this is surely still ours: room for
 #: clock skew between the instances that compare its expiry.
@@ -174,6 +175,8 @@ class VersionedLoader:
         self.on_event = on_event
         self.on_error = on_error
         self.clock = clock
+        self._flight: Future[Loaded] | None = None  # this process's load under way
+        self._flight_lock = threading.Lock()
 
     # -- reads -------------------------------------------------------------
 
@@ -186,7 +189,35 @@ class VersionedLoader:
         if entry is not None and entry.is_servable_stale(now):
             self.refresh_in_background(load)
             return Loaded(entry.value, entry.version, CacheStatus.STALE)
-        return self._load_under_lease(load)
+        return self._join_or_lead(load)
+
+    def _join_or_lead(self, load: Load) -> Loaded:
+        """One caller per process goes for the lease; the process's others share its answer.
+
+        Across processes the lease decides who loads; inside one, a thread that
+        finds a load under way simply waits for it, so a process polls the
+        cache once however many of its threads are waiting.
+        """
+        with self._flight_lock:
+            flight = self._flight
+            leading = flight is None
+            if flight is None:
+                flight = self._flight = Future()
+        if not leading:
+            self.on_event(LoaderEvent.LEASE_WAITED)
+            shared: Loaded = flight.result()  # re-raises the leader's load error
+            return Loaded(shared.value, shared.version, CacheStatus.HIT)
+        try:
+            loaded = self._load_under_lease(load)
+        except BaseException as error:
+            flight.set_exception(error)
+            raise
+        else:
+            flight.set_result(loaded)
+            return loaded
+        finally:
+            with self._flight_lock:
+                self._flight = None
 
     def _load_under_lease(self, load: Load) -> Loaded:
         """Win the lease and load, or wait for the winner's value, or give up and load."""

@@ -239,12 +239,16 @@ def gunicorn_instance(
     settings: Mapping[str, Any],
     workdir: Path,
     workers: int = DEFAULT_WORKERS_PER_INSTANCE,
+    *,
+    threads: int | None = None,
+    app_root: Path = REPOSITORY_ROOT,
 ) -> Iterator[Instance]:
     """``gunicorn wsgi:app`` with the repository's gunicorn.conf.py on a free port.
 
     Each instance gets its own PROMETHEUS_MULTIPROC_DIR: two masters sharing one
     would wipe each other's files at start and mix their counts, while on EC2
-    each instance is a separate machine with a directory of its own.
+    each instance is a separate machine with a directory of its own. ``app_root``
+    runs another checkout of the app (an older commit, to compare with).
     """
     port = free_port()
     metrics_directory = workdir / f"{name}-metrics"
@@ -254,9 +258,11 @@ def gunicorn_instance(
         "GUNICORN_WORKERS": str(workers),
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_directory),
     }
+    if threads is not None:
+        environment["GUNICORN_THREADS"] = str(threads)
     log_path = workdir / f"{name}.log"
     command = [sys.executable, "-m", "gunicorn", "wsgi:app"]
-    with _running(command, log_path, cwd=REPOSITORY_ROOT, env=environment) as process:
+    with _running(command, log_path, cwd=app_root, env=environment) as process:
         yield Instance(name, port, process, log_path)
 
 
@@ -308,7 +314,9 @@ def cluster(
         yield Cluster(url, instances)
 
 
-def prepare(settings: Mapping[str, Any]) -> None:
+def prepare(
+    settings: Mapping[str, Any], app_root: Path = REPOSITORY_ROOT, *, quiet: bool = False
+) -> None:
     """Create the schema and seed data once, and the DynamoDB table when the cache uses one.
 
     Done before the instances start: two instances creating the same table at
@@ -321,9 +329,10 @@ def prepare(settings: Mapping[str, Any]) -> None:
     )
     subprocess.run(
         [sys.executable, "-m", "flask", "--app", "wsgi", "init-db"],
-        cwd=REPOSITORY_ROOT,
+        cwd=app_root,
         env=flask_environment({**settings, **create_table}),
         check=True,
+        stdout=subprocess.DEVNULL if quiet else None,
     )
 
 
