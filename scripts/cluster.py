@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from cache_backends.local import DynamoDBLocal, free_port
+from ecommerce.config import CacheStrategy
 
 REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
 #: Debian installs nginx in /usr/sbin, which is not on a normal user's PATH.
@@ -344,7 +345,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=DEFAULT_LISTEN_PORT, help="nginx's port")
     parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS_PER_INSTANCE)
-    parser.add_argument("--strategy", choices=["invalidate", "write-through"], default="invalidate")
+    parser.add_argument(
+        "--strategy", choices=[strategy.value for strategy in CacheStrategy], default="invalidate"
+    )
     args = parser.parse_args(argv)
 
     nginx = find_nginx()

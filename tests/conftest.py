@@ -102,6 +102,24 @@ def dynamodb_cache_config(dynamodb_local: DynamoDBLocal, table_name: str) -> dic
     }
 
 
+@pytest.fixture(params=["SimpleCache", "DynamoDBCache"])
+def make_story_app(
+    request: pytest.FixtureRequest, make_app: Callable[..., Flask]
+) -> Callable[..., Flask]:
+    """Build seeded apps on one backend; DynamoDB gets a fresh table in DynamoDB Local.
+
+    Tests that take it run twice: the app must tell the same story on both backends.
+    """
+    backend_settings: dict[str, Any] = {}
+    if request.param == "DynamoDBCache":
+        backend_settings = request.getfixturevalue("dynamodb_cache_config")
+
+    def build(**overrides: Any) -> Flask:
+        return make_app(**backend_settings, **overrides)
+
+    return build
+
+
 @contextmanager
 def recorded_sql(app: Flask) -> Iterator[list[str]]:
     """Collect every SQL statement ``app`` sends while the block runs.

@@ -19,13 +19,7 @@ from flask import Flask
 from ecommerce.categories import repository
 from ecommerce.categories.cache_policy import CATEGORIES_CACHE_KEY, _loader
 from ecommerce.metrics import DB_LOADS
-from tests.test_categories import (  # noqa: F401 (make_story_app is a fixture)
-    SEED_CATEGORIES,
-    TOYS,
-    get_categories,
-    make_story_app,
-    post_category,
-)
+from tests.test_categories import SEED_CATEGORIES, TOYS, get_categories, post_category
 
 GAMES = {"id": 5, "name": "Games"}
 #: A paused step that never resumes must fail the test, not hang it.

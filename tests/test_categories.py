@@ -34,21 +34,6 @@ EXPIRY_GRANULARITY_SECONDS = 1.0
 POLL_INTERVAL_SECONDS = 0.05
 
 
-@pytest.fixture(params=["SimpleCache", "DynamoDBCache"])
-def make_story_app(
-    request: pytest.FixtureRequest, make_app: Callable[..., Flask]
-) -> Callable[..., Flask]:
-    """Build seeded apps on one backend; DynamoDB gets a fresh table in DynamoDB Local."""
-    backend_settings: dict[str, Any] = {}
-    if request.param == "DynamoDBCache":
-        backend_settings = request.getfixturevalue("dynamodb_cache_config")
-
-    def build(**overrides: Any) -> Flask:
-        return make_app(**backend_settings, **overrides)
-
-    return build
-
-
 class SizeLimitedCache(SimpleCache):
     """Refuses lists longer than the seed list, as DynamoDB refuses items over 400 KB."""
 
