@@ -189,35 +189,45 @@ class VersionedLoader:
         if entry is not None and entry.is_servable_stale(now):
             self.refresh_in_background(load)
             return Loaded(entry.value, entry.version, CacheStatus.STALE)
-        return self._join_or_lead(load)
+        return self._join_or_lead(load, min_version=0 if entry is None else entry.fence)
 
-    def _join_or_lead(self, load: Load) -> Loaded:
+    def _join_or_lead(self, load: Load, min_version: int) -> Loaded:
         """One caller per process goes for the lease; the process's others share its answer.
 
         Across processes the lease decides who loads; inside one, a thread that
-        finds a load under way simply waits for it, so a process polls the
-        cache once however many of its threads are waiting.
+        finds a load under way waits for it, so a process polls the cache once
+        however many of its threads are waiting. A shared answer older than
+        ``min_version`` (the tombstone this caller saw: a load that began
+        before that write) is not taken; the caller joins a newer load or leads.
         """
-        with self._flight_lock:
-            flight = self._flight
-            leading = flight is None
-            if flight is None:
-                flight = self._flight = Future()
-        if not leading:
+        while True:
+            with self._flight_lock:
+                flight = self._flight
+                leading = flight is None
+                if flight is None:
+                    flight = self._flight = Future()
+            if leading:
+                return self._lead(flight, load)
             self.on_event(LoaderEvent.LEASE_WAITED)
             shared: Loaded = flight.result()  # re-raises the leader's load error
-            return Loaded(shared.value, shared.version, CacheStatus.HIT)
+            if shared.version >= min_version:
+                return Loaded(shared.value, shared.version, CacheStatus.HIT)
+
+    def _lead(self, flight: Future[Loaded], load: Load) -> Loaded:
+        """Load under the lease for this process, then hand the answer to its waiting threads."""
         try:
             loaded = self._load_under_lease(load)
         except BaseException as error:
+            self._end_flight()
             flight.set_exception(error)
             raise
-        else:
-            flight.set_result(loaded)
-            return loaded
-        finally:
-            with self._flight_lock:
-                self._flight = None
+        self._end_flight()  # first: a thread that refuses this answer must find a new flight
+        flight.set_result(loaded)
+        return loaded
+
+    def _end_flight(self) -> None:
+        with self._flight_lock:
+            self._flight = None
 
     def _load_under_lease(self, load: Load) -> Loaded:
         """Win the lease and load, or wait for the winner's value, or give up and load."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -17,16 +18,19 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from ecommerce.categories import repository
-from ecommerce.categories.cache_policy import _loader, cached_entry
+from ecommerce.categories.cache_policy import (
+    CACHE_NAME,
+    CATEGORIES_CACHE_KEY,
+    _loader,
+    cached_entry,
+)
 from ecommerce.categories.models import NAME_MAX_LENGTH
 from ecommerce.config import MAX_REQUEST_BODY_BYTES
-from tests import test_categories
+from ecommerce.metrics import CACHE_LOADER_EVENTS
 from tests.conftest import cached_categories, categories_in_db, recorded_sql
+from tests.test_cache_races import PAUSE_TIMEOUT_SECONDS, PausedLoad
 from tests.test_categories import SEED_CATEGORIES, TOYS, get_categories, post_category
 from tests.test_errors import assert_problem
-
-#: The parametrized SimpleCache / DynamoDBCache app factory, shared with test_categories.py.
-make_story_app = test_categories.make_story_app
 
 ELECTRONICS, CLOTHING, BOOKS = SEED_CATEGORIES
 #: Clothing (id 2) renamed; the list keeps its id order.
@@ -65,10 +69,12 @@ def delete_category(client: FlaskClient, category_id: int, **kwargs: Any) -> Non
 
 
 def rename_clothing(client: FlaskClient) -> None:
+    """PATCH Clothing to Apparel."""
     assert patch_category(client, CLOTHING["id"], APPAREL["name"]) == APPAREL
 
 
 def delete_clothing(client: FlaskClient) -> None:
+    """DELETE Clothing."""
     delete_category(client, CLOTHING["id"])
 
 
@@ -175,7 +181,7 @@ def test_delete_of_an_unknown_id_is_a_404_problem_and_changes_nothing(
     assert catalogue_version(app) == SEEDED_VERSION
 
 
-@pytest.mark.parametrize("new_name", ["BOOKS", "books", "Books", "  bOoKs  "])
+@pytest.mark.parametrize("new_name", ["BOOKS", "Books", "  bOoKs  "])
 def test_patch_may_change_the_letter_case_of_its_own_name(
     make_story_app: Callable[..., Flask], new_name: str
 ) -> None:
@@ -290,6 +296,55 @@ def test_write_through_caches_the_renamed_list_at_the_new_version(
     assert entry.version == entry.fence == SEEDED_VERSION + 1 == catalogue_version(app)
 
 
+def lease_waits() -> float:
+    """How often a GET has waited for another caller's load (the lease_waited counter)."""
+    return CACHE_LOADER_EVENTS.labels(CACHE_NAME, "lease_waited")._value.get()
+
+
+@WRITES
+def test_a_get_after_the_write_is_never_handed_a_load_that_started_before_it(
+    make_story_app: Callable[..., Flask],
+    monkeypatch: pytest.MonkeyPatch,
+    write: Callable[[FlaskClient], None],
+    expected: list[dict[str, Any]],
+) -> None:
+    """invalidate: a GET begun after the write returned sees it, even if an older load is in flight.
+
+    An early GET misses and loads the pre-write list, paused right after its snapshot;
+    the write commits and leaves its tombstone; a late GET then arrives in the same
+    process. The early load's store is fenced off, so the late GET must load again
+    (the lease makes it wait for the early one first), not take the early list.
+    """
+    app = warm_and_settled(make_story_app(CATEGORIES_CACHE_STRATEGY="invalidate"))
+    with app.app_context():
+        _loader().cache.delete(CATEGORIES_CACHE_KEY)  # cold: the next GET loads
+    pause = PausedLoad()
+    slow_database = repository._simulate_slow_database
+
+    def pausing_slow_database() -> None:
+        pause.after_snapshot()
+        slow_database()
+
+    monkeypatch.setattr(repository, "_simulate_slow_database", pausing_slow_database)
+    pause.arm()
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        early = pool.submit(get_categories, app.test_client())
+        pause.wait_until_paused()  # its snapshot is the list before the write
+        write(app.test_client())
+        waits_before = lease_waits()
+        late = pool.submit(get_categories, app.test_client())
+        deadline = time.monotonic() + POLL_DEADLINE_SECONDS
+        while lease_waits() == waits_before and not late.done():
+            assert time.monotonic() < deadline, "the late GET neither waited nor answered"
+            time.sleep(POLL_INTERVAL_SECONDS)
+        pause.resume.set()
+
+        assert early.result(PAUSE_TIMEOUT_SECONDS) == (SEED_CATEGORIES, "MISS")
+        assert late.result(PAUSE_TIMEOUT_SECONDS)[0] == expected
+    assert get_categories(app.test_client()) == (expected, "HIT")
+
+
 # --- refused PATCHes change nothing ---------------------------------------------------
 
 
@@ -341,7 +396,7 @@ def test_write_through_caches_the_renamed_list_at_the_new_version(
     ],
 )
 def test_a_refused_patch_is_a_problem_and_changes_nothing(
-    make_story_app: Callable[..., Flask],
+    make_app: Callable[..., Flask],
     category_id: int,
     body: bytes,
     content_type: str | None,
@@ -350,9 +405,10 @@ def test_a_refused_patch_is_a_problem_and_changes_nothing(
 ) -> None:
     """Each bad PATCH answers its problem+json; database, cached list and version are untouched.
 
-    Under invalidate, the strategy where a stray after-write call would drop the list.
+    SimpleCache under invalidate, where a stray after-write call would drop the list; the
+    refusals on both backends are in the version test at the end of this file.
     """
-    app = warm_and_settled(make_story_app(CATEGORIES_CACHE_STRATEGY="invalidate"))
+    app = warm_and_settled(make_app(CATEGORIES_CACHE_STRATEGY="invalidate"))
 
     response = app.test_client().patch(
         f"/categories/{category_id}", data=body, content_type=content_type
@@ -375,8 +431,16 @@ def test_a_name_of_the_maximum_length_is_accepted_by_patch(app: Flask) -> None:
 
 
 @pytest.fixture
-def protected_app(make_story_app: Callable[..., Flask]) -> Flask:
-    """A seeded app with ADMIN_TOKEN set and the seed list cached (invalidate strategy)."""
+def protected_app(make_app: Callable[..., Flask]) -> Flask:
+    """A seeded SimpleCache app with ADMIN_TOKEN set and the seed list cached (invalidate)."""
+    return warm_and_settled(
+        make_app(ADMIN_TOKEN=ADMIN_TOKEN, CATEGORIES_CACHE_STRATEGY="invalidate")
+    )
+
+
+@pytest.fixture
+def protected_story_app(make_story_app: Callable[..., Flask]) -> Flask:
+    """As ``protected_app``, on each backend."""
     return warm_and_settled(
         make_story_app(ADMIN_TOKEN=ADMIN_TOKEN, CATEGORIES_CACHE_STRATEGY="invalidate")
     )
@@ -416,17 +480,35 @@ def test_a_write_without_the_right_bearer_token_is_401_and_changes_nothing(
     assert catalogue_version(protected_app) == SEEDED_VERSION
 
 
-@pytest.mark.parametrize("scheme", ["Bearer", "bearer"])
-def test_patch_and_delete_with_the_token_succeed(protected_app: Flask, scheme: str) -> None:
-    """With the token, PATCH answers 200 and DELETE 204, and the list follows."""
+def test_unauthorized_writes_change_nothing_on_either_backend_then_the_token_works(
+    protected_story_app: Flask,
+) -> None:
+    """Token-less and wrong-token PATCH/DELETE are 401s that leave all alone; the token works."""
+    app = protected_story_app
+    client = app.test_client()
+    for headers in [{}, {"Authorization": "Bearer wrong-token"}]:
+        assert_problem(
+            client.patch("/categories/2", json={"name": "Apparel"}, headers=headers), 401
+        )
+        assert_problem(client.delete("/categories/2", headers=headers), 401)
+    assert categories_in_db(app) == SEED_CATEGORIES
+    assert cached_categories(app) == SEED_CATEGORIES
+    assert catalogue_version(app) == SEEDED_VERSION
+
+    authorized = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    assert patch_category(client, 2, "Apparel", headers=authorized) == APPAREL
+    delete_category(client, 1, headers=authorized)
+    assert get_categories(client)[0] == [APPAREL, BOOKS]
+    assert catalogue_version(app) == SEEDED_VERSION + 2
+
+
+def test_the_token_scheme_is_case_insensitive_for_patch_and_delete(protected_app: Flask) -> None:
+    """``bearer`` works as well as ``Bearer``, as for POST."""
     client = protected_app.test_client()
-    headers = {"Authorization": f"{scheme} {ADMIN_TOKEN}"}
+    headers = {"Authorization": f"bearer {ADMIN_TOKEN}"}
 
     assert patch_category(client, 2, "Apparel", headers=headers) == APPAREL
-    delete_category(client, 1, headers=headers)
-
-    assert get_categories(client)[0] == [APPAREL, BOOKS]
-    assert catalogue_version(protected_app) == SEEDED_VERSION + 2
+    delete_category(client, 2, headers=headers)
 
 
 # --- the catalogue version ------------------------------------------------------------
@@ -450,6 +532,9 @@ def test_each_successful_write_raises_the_version_by_one_and_refused_ones_do_not
     assert_version(version + 2)
     delete_category(client, TOYS["id"])
     assert_version(version + 3)
+    assert get_categories(client)[0] == SEED_CATEGORIES  # cache it again (invalidate)
+    cache_before = cached_categories(app)
+    assert cache_before == SEED_CATEGORIES
 
     refused = [
         (client.post("/categories", json={"name": "books"}), 409),
@@ -463,6 +548,8 @@ def test_each_successful_write_raises_the_version_by_one_and_refused_ones_do_not
     for response, status in refused:
         assert_problem(response, status)
     assert_version(version + 3)
+    assert categories_in_db(app) == SEED_CATEGORIES
+    assert cached_categories(app) == cache_before
 
     # A rename to the same name is still a write: one more, and no more.
     assert patch_category(client, 1, "Electronics") == ELECTRONICS
