@@ -339,7 +339,9 @@ class VersionedLoader:
 
     def _store(self, entry: VersionedEntry, now: float, timeout: int | None = None) -> bool:
         try:
-            stored = store_entry(self.cache, self.key, entry, timeout or timeout_for(entry, now))
+            if timeout is None:
+                timeout = timeout_for(entry, now)
+            stored = store_entry(self.cache, self.key, entry, timeout)
         except Exception:
             self._backend_failed("store")
             return False

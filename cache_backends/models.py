@@ -13,9 +13,9 @@ One item per cache key; compare with ``deploy/cloudformation.yaml``::
                    attribute, for DynamoDB's own (lazy) deletion
     key_prefix  S  the writing cache's key_prefix, so clear() can remove
                    exactly its own items; absent without a prefix
-    version     N  set_versioned() only: the version the value stands for, so
-                   a conditional put can refuse an older one (versioned.py);
-                   not signed, it only decides which write wins
+    version     N  set_versioned() only: the number a conditional put compares,
+                   so an older write is refused (versioned.py passes an entry's
+                   rank); not signed, it only decides which write wins
 
 DynamoDB's TTL only knows whole seconds and deletes hours to days late, so
 reads go by ``expires_ms``: a one-second timeout means one second.

@@ -5,8 +5,12 @@ from. Two writers, or a slow reader and a writer, can reach the cache in the
 opposite order from the one in which their snapshots were taken; a plain
 ``set`` would then leave the older list in the cache until its TTL. Here every
 entry carries a *fence*, the database version it stands for, and
-:func:`store_entry` never replaces an entry whose fence is higher than the new
-one's. Equal fences may replace each other: both describe the same database.
+:func:`store_entry` never replaces an entry of a higher *rank*:
+
+- rank = 2 x fence, plus 1 for a value loaded at its fence; so a newer
+  version always wins, and at one version a loaded value wins over a
+  tombstone or a stale mark (which only say "a value of this version is
+  due"), while equal ranks replace each other (both describe one database).
 
 The rule needs one atomic step from the backend:
 
@@ -58,6 +62,12 @@ class VersionedEntry:
     def tombstone(cls, version: int) -> VersionedEntry:
         return cls(None, version, version, 0.0, 0.0, has_value=False)
 
+    @property
+    def rank(self) -> int:
+        """What stores compare: a higher version wins; at one version, a loaded value wins."""
+        complete = self.has_value and self.version >= self.fence
+        return 2 * self.fence + (1 if complete else 0)
+
     def is_fresh(self, now: float) -> bool:
         return self.has_value and now < self.fresh_until
 
@@ -106,14 +116,14 @@ def timeout_for(entry: VersionedEntry, now: float) -> int:
 
 
 def store_entry(cache: Any, key: str, entry: VersionedEntry, timeout: int) -> bool:
-    """Store ``entry`` unless ``key`` holds an entry with a higher fence; True if stored.
+    """Store ``entry`` unless ``key`` holds an entry of a higher rank; True if stored.
 
     Backend errors propagate: the caller decides how a failing cache degrades.
     """
     if isinstance(cache, SupportsVersionedSet):
-        return cache.set_versioned(key, entry, entry.fence, timeout)
+        return cache.set_versioned(key, entry, entry.rank, timeout)
     with _lock_for(cache):
         current = cache.get(key)
-        if isinstance(current, VersionedEntry) and current.fence > entry.fence:
+        if isinstance(current, VersionedEntry) and current.rank > entry.rank:
             return False
         return bool(cache.set(key, entry, timeout=timeout))
