@@ -396,14 +396,23 @@ class DynamoDBCache(BaseCache):
         return stored
 
     @_failed
-    def set_versioned(self, key: str, value: Any, version: int, timeout: int | None = None) -> bool:
+    def set_versioned(
+        self,
+        key: str,
+        value: Any,
+        version: int,
+        timeout: int | None = None,
+        expected_version: int | None = None,
+    ) -> bool:
         """``set`` unless the key holds a live item of a higher ``version``: one conditional put.
 
         Beyond ``BaseCache``: the atomic step of ``cache_backends.versioned``, so
         that of two writers the one with the newer database snapshot wins on
         every instance, whatever order their puts arrive in. Equal versions
         replace each other; items without a version (plain ``set``) and expired
-        items are always replaced. False when refused or on failure.
+        items are always replaced. With ``expected_version``, a compare-and-set:
+        only an item that still holds exactly that version is replaced (an
+        update derived from what was read). False when refused or on failure.
         """
         entry = self._new_entry(key, value, timeout)
         if entry is None:
@@ -416,6 +425,8 @@ class DynamoDBCache(BaseCache):
             | (model.version <= version)
             | (model.expires_ms <= _now_ms())
         )
+        if expected_version is not None:  # compare-and-set: still the item that was read
+            replaceable = (model.version == expected_version) & (model.version <= version)
         try:
             self._call("PutItem", entry.cache_key, entry.save, condition=replaceable)
         except PynamoDBException:  # the condition failed: a newer version is there

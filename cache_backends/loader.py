@@ -293,12 +293,25 @@ class VersionedLoader:
         Readers get it as ``STALE`` (never blocked) until a refresh stores the
         value at ``version``; with no value cached, this is a tombstone.
         """
-        entry = self._read()
-        now = self.clock()
-        if entry is None or not entry.has_value:
-            return self.invalidate(version)
-        stale = entry.marked_stale(version, now + self.lease_seconds)
-        return self._store(stale, now)
+        for _ in range(3):  # the entry changed between our read and our store: again
+            entry = self._read()
+            now = self.clock()
+            if entry is None or not entry.has_value:
+                return self.invalidate(version)
+            if entry.version >= version:
+                return True  # loaded at (or after) this write already: nothing is stale
+            stale = entry.marked_stale(version, now + self.lease_seconds)
+            if self._store(stale, now, replacing=entry):
+                return True
+        return False
+
+    def forget(self) -> bool:
+        """Delete the entry whatever its version: for a database whose versions start again."""
+        try:
+            return bool(self.cache.delete(self.key))
+        except Exception:
+            self._backend_failed("delete")
+            return False
 
     def refresh_in_background(self, load: Load) -> bool:
         """Reload on the refresher if this caller wins the lease; True if a refresh started."""
@@ -337,11 +350,17 @@ class VersionedLoader:
         ttl = self.ttl()
         return 0 if ttl <= 0 else math.ceil(ttl + self.stale_seconds)
 
-    def _store(self, entry: VersionedEntry, now: float, timeout: int | None = None) -> bool:
+    def _store(
+        self,
+        entry: VersionedEntry,
+        now: float,
+        timeout: int | None = None,
+        replacing: VersionedEntry | None = None,
+    ) -> bool:
         try:
             if timeout is None:
                 timeout = timeout_for(entry, now)
-            stored = store_entry(self.cache, self.key, entry, timeout)
+            stored = store_entry(self.cache, self.key, entry, timeout, replacing=replacing)
         except Exception:
             self._backend_failed("store")
             return False

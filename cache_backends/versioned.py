@@ -89,8 +89,18 @@ class VersionedEntry:
 class SupportsVersionedSet(Protocol):
     """A backend that can store a value unless the key holds a higher version, atomically."""
 
-    def set_versioned(self, key: str, value: Any, version: int, timeout: int | None) -> bool:
-        """Store ``value``; False if a live item of a higher version is there (or on failure)."""
+    def set_versioned(
+        self,
+        key: str,
+        value: Any,
+        version: int,
+        timeout: int | None,
+        expected_version: int | None = None,
+    ) -> bool:
+        """Store ``value``; False if a live item of a higher version is there (or on failure).
+
+        With ``expected_version``: only if the item still holds exactly that version.
+        """
 
 
 #: One lock per cache object for the compare-and-set of backends without set_versioned.
@@ -115,15 +125,31 @@ def timeout_for(entry: VersionedEntry, now: float) -> int:
     return max(1, math.ceil(keep_until - now))
 
 
-def store_entry(cache: Any, key: str, entry: VersionedEntry, timeout: int) -> bool:
+def store_entry(
+    cache: Any,
+    key: str,
+    entry: VersionedEntry,
+    timeout: int,
+    *,
+    replacing: VersionedEntry | None = None,
+) -> bool:
     """Store ``entry`` unless ``key`` holds an entry of a higher rank; True if stored.
+
+    With ``replacing`` (the entry the caller read and derived ``entry`` from): also
+    only if the key still holds an entry of that rank, a compare-and-set.
 
     Backend errors propagate: the caller decides how a failing cache degrades.
     """
     if isinstance(cache, SupportsVersionedSet):
-        return cache.set_versioned(key, entry, entry.rank, timeout)
+        if replacing is None:
+            return cache.set_versioned(key, entry, entry.rank, timeout)
+        return cache.set_versioned(key, entry, entry.rank, timeout, replacing.rank)
     with _lock_for(cache):
         current = cache.get(key)
+        if replacing is not None and not (
+            isinstance(current, VersionedEntry) and current.rank == replacing.rank
+        ):
+            return False
         if isinstance(current, VersionedEntry) and current.rank > entry.rank:
             return False
         return bool(cache.set(key, entry, timeout=timeout))

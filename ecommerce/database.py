@@ -7,7 +7,7 @@ from flask.cli import with_appcontext
 from sqlalchemy import inspect
 
 from ecommerce.categories import repository
-from ecommerce.categories.cache_policy import after_categories_changed
+from ecommerce.categories.cache_policy import after_categories_changed, forget_cached_categories
 from ecommerce.extensions import db
 
 SEED_CATEGORY_NAMES = ("Electronics", "Clothing", "Books")
@@ -27,7 +27,10 @@ def init_db_command() -> None:
         click.echo("Tables: present, nothing created")
 
     if repository.ensure_catalogue_version():
-        click.echo("Created the catalogue version row")
+        # Versions start again at 0: whatever the cache holds was fenced by another
+        # database's versions and could refuse this one's lists until it expires.
+        forget_cached_categories()
+        click.echo("Created the catalogue version row; dropped any cached category list")
     added, version = repository.add_missing_categories(SEED_CATEGORY_NAMES)
     if version is not None:
         # A cache filled from an older database must not hide them.

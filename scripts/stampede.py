@@ -27,6 +27,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -106,7 +107,7 @@ class Stage:
             settings |= {
                 "CACHE_TYPE": DYNAMODB_CACHE_TYPE,
                 "CACHE_DYNAMODB_ENDPOINT_URL": self.dynamodb.endpoint_url,
-                "CACHE_DYNAMODB_TABLE": f"stampede-{self.runs}",
+                "CACHE_DYNAMODB_TABLE": f"stampede-{uuid.uuid4().hex[:12]}",
                 "CACHE_DYNAMODB_SIGNING_KEY": DEV_SIGNING_KEY,
             }
         return settings | overrides

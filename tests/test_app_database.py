@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from flask import Flask
 
 from ecommerce.categories.cache_policy import CATEGORIES_CACHE_KEY
 from ecommerce.extensions import cache
 from tests.conftest import cached_categories, categories_in_db
+from tests.test_categories import SEED_CATEGORIES, TOYS, get_categories, post_category
 
 SEED = [
     {"id": 1, "name": "Electronics"},
@@ -53,3 +55,18 @@ def test_seeding_invalidates_a_list_cached_from_another_database(
     app.test_cli_runner().invoke(args=["init-db"])
 
     assert cached_categories(app) is None
+
+
+def test_init_db_of_a_new_database_drops_the_list_another_database_left_cached(
+    make_story_app: Callable[..., Flask], tmp_path: Path
+) -> None:
+    """Versions start again in a new database: a list cached at a higher one must not block it."""
+    first = make_story_app()
+    post_category(first.test_client(), "Toys")
+    assert get_categories(first.test_client())[0] == [*SEED_CATEGORIES, TOYS]  # cached, version 2
+
+    second = make_story_app(SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'new.sqlite'}")
+
+    client = second.test_client()
+    assert get_categories(client) == (SEED_CATEGORIES, "MISS")
+    assert get_categories(client) == (SEED_CATEGORIES, "HIT")

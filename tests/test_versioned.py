@@ -1,9 +1,10 @@
 """Version-fenced stores (cache_backends/versioned.py) on SimpleCache and DynamoDB Local.
 
-Every store goes through ``store_entry``: an entry never replaces one with a
-higher fence. DynamoDB does it in one conditional put (``set_versioned``);
-other backends get a compare-and-set under a lock of this process, whose
-atomicity is proven here by pausing one thread inside it.
+Every store goes through ``store_entry``: an entry never replaces one of a
+higher rank (a higher fence, or at one fence a loaded value). DynamoDB does it
+in one conditional put (``set_versioned``); other backends get a compare-and-set
+under a lock of this process, whose atomicity is proven here by pausing one
+thread inside it.
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ def put_expired(cache: Any, request: pytest.FixtureRequest, key: str, item: Any)
             "value": EntryCodec(TEST_SIGNING_KEY).seal(skey, pickle.dumps(item), expires_ms),
             "expires_ms": expires_ms,
             "expires_at": expires_ms // 1000 + 1,
-            "version": item.fence,
+            "version": item.rank,  # what set_versioned compares
             "key_prefix": cache.key_prefix,
         }
     )
@@ -174,6 +175,26 @@ def test_the_fence_not_the_version_decides(cache: Any) -> None:
     assert store_entry(cache, key, entry(4), TIMEOUT) is True
 
 
+def test_at_one_version_a_loaded_value_outranks_a_tombstone_or_a_stale_mark(cache: Any) -> None:
+    """A tombstone or stale mark at version 3 only says "a value of 3 is due": it must not
+    replace a value loaded at 3 that got there first, and a value loaded at 3 replaces it."""
+    key = new_key()
+    loaded = entry(3)
+    assert store_entry(cache, key, loaded, TIMEOUT)
+    assert store_entry(cache, key, VersionedEntry.tombstone(3), TIMEOUT) is False
+    assert store_entry(cache, key, entry(2, fence=3), TIMEOUT) is False, "a stale mark at 3"
+    assert cache.get(key) == loaded
+    assert store_entry(cache, key, VersionedEntry.tombstone(4), TIMEOUT) is True
+
+
+def test_rank() -> None:
+    """What stores compare: 2 x fence, +1 for a value loaded at its fence."""
+    assert entry(3).rank == 7
+    assert VersionedEntry.tombstone(3).rank == 6
+    assert entry(2, fence=3).rank == 6, "a value of 2 marked stale by a write at 3"
+    assert entry(2).rank < VersionedEntry.tombstone(3).rank < entry(3).rank
+
+
 def test_a_plain_set_value_is_replaced(cache: Any) -> None:
     """A key written by plain ``set`` (no version; on DynamoDB no version attribute) is replaced."""
     key = new_key()
@@ -231,25 +252,26 @@ def test_set_versioned_holds_across_instances(
     """Two app instances (no lock in common): the higher version wins in either order."""
     first = make_dynamodb_cache(dynamodb_local, dynamodb_table)
     second = make_dynamodb_cache(dynamodb_local, dynamodb_table)
-    key = new_key()
-    newer = entry(7)
-    assert store_entry(first, key, newer, TIMEOUT)
-    assert store_entry(second, key, entry(6), TIMEOUT) is False
-    assert second.get(key) == newer
+    newer_first, older_first = new_key(), new_key()
+    assert store_entry(first, newer_first, entry(7), TIMEOUT)
+    assert store_entry(second, newer_first, entry(6), TIMEOUT) is False
+    assert store_entry(second, older_first, entry(6), TIMEOUT)
+    assert store_entry(first, older_first, entry(7), TIMEOUT) is True
+    assert second.get(newer_first) == first.get(older_first) == entry(7)
 
 
 def test_set_versioned_keeps_the_highest_of_concurrent_writers(
     dynamodb_local: DynamoDBLocal, dynamodb_table: str
 ) -> None:
-    """16 writers on 4 instances, released at once: whatever the order, the highest remains."""
-    instances = [make_dynamodb_cache(dynamodb_local, dynamodb_table) for _ in range(4)]
+    """16 writers on 2 instances, released at once: whatever the order, the highest remains."""
+    instances = [make_dynamodb_cache(dynamodb_local, dynamodb_table) for _ in range(2)]
     key = new_key()
     start = threading.Barrier(16)
     results: dict[int, bool] = {}
 
     def write(version: int) -> None:
         start.wait(WAIT_SECONDS)
-        results[version] = store_entry(instances[version % 4], key, entry(version), TIMEOUT)
+        results[version] = store_entry(instances[version % 2], key, entry(version), TIMEOUT)
 
     threads = [threading.Thread(target=write, args=(version,)) for version in range(16)]
     for thread in threads:

@@ -149,6 +149,11 @@ def after_categories_changed(version: int) -> None:
     loader.invalidate(version)
 
 
+def forget_cached_categories() -> None:
+    """Drop the cached list whatever its version (a new database: versions start again)."""
+    _loader().forget()
+
+
 def cached_entry() -> VersionedEntry | None:
     """What the cache holds under the categories key right now (tests, diagnostics)."""
     entry = _loader().cache.get(CATEGORIES_CACHE_KEY)

@@ -1,0 +1,693 @@
+"""VersionedLoader and BackgroundRefresher (cache_backends/loader.py) on SimpleCache and DynamoDB.
+
+Every race here is forced, never left to timing: loads pause on events and are
+released once ``on_event`` (or the test) has seen the other side get where it
+must be. Loads are counted by counting calls of the ``load`` callable. The only
+sleeps wait out an expiry under test (a lease, a tombstone: about a second each).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from flask_caching.backends.simplecache import SimpleCache
+
+from cache_backends.dynamodb import DynamoDBCache
+from cache_backends.loader import (
+    BackgroundRefresher,
+    CacheStatus,
+    Loaded,
+    LoaderEvent,
+    VersionedLoader,
+)
+from cache_backends.local import DynamoDBLocal, free_port
+from cache_backends.versioned import VersionedEntry
+from tests.conftest import TEST_SIGNING_KEY, RaisingCache
+
+#: A paused step that never resumes must fail the test, not hang it.
+WAIT_SECONDS = 10.0
+STAMPEDE = 16
+
+HIT, MISS, STALE = CacheStatus.HIT, CacheStatus.MISS, CacheStatus.STALE
+
+
+# -- helpers ---------------------------------------------------------------------
+
+
+class Load:
+    """A ``load`` callable returning ``(value, version)`` that counts its calls.
+
+    With a ``gate`` it pauses after "reading its snapshot" until the gate opens:
+    ``entered`` tells the test it got there.
+    """
+
+    def __init__(self, value: Any, version: int, gate: threading.Event | None = None) -> None:
+        self.value = value
+        self.version = version
+        self.gate = gate
+        self.entered = threading.Event()
+        self.calls = 0
+        self._lock = threading.Lock()
+
+    def __call__(self) -> tuple[Any, int]:
+        with self._lock:
+            self.calls += 1
+        self.entered.set()
+        if self.gate is not None and not self.gate.wait(WAIT_SECONDS):
+            raise TimeoutError("the test never released this load")
+        return self.value, self.version
+
+
+def never_called() -> Load:
+    """A load that a HIT must not call (checked through ``calls``)."""
+    return Load("must not be loaded", -1)
+
+
+class Events:
+    """``on_event`` recorder, safe across threads."""
+
+    def __init__(self) -> None:
+        self.seen: list[LoaderEvent] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, event: LoaderEvent) -> None:
+        with self._lock:
+            self.seen.append(event)
+
+    def count(self, event: LoaderEvent) -> int:
+        with self._lock:
+            return self.seen.count(event)
+
+
+class FakeClock:
+    """The loader's ``clock``: real time at first, moved on only by the test."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def run_threads(count: int, target: Callable[[int], None]) -> None:
+    """Start ``count`` threads released together by a barrier; fail if any is still running."""
+    start = threading.Barrier(count)
+
+    def run(index: int) -> None:
+        start.wait(WAIT_SECONDS)
+        target(index)
+
+    threads = [threading.Thread(target=run, args=(index,)) for index in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(WAIT_SECONDS)
+    assert not any(thread.is_alive() for thread in threads), "a thread is still blocked"
+
+
+def blocked_until(gate: threading.Event) -> Callable[[], None]:
+    """A job that holds its worker until ``gate`` opens."""
+
+    def job() -> None:
+        gate.wait(WAIT_SECONDS)
+
+    return job
+
+
+def start_of_a_second() -> None:
+    """Wait (at most 0.1 s) unless more than 0.1 s remain in this wall-clock second.
+
+    SimpleCache stores ``int(time()) + timeout``: a 1 s item added at x.999 lives
+    1 ms. Added early in a second, it outlives the few milliseconds that follow.
+    """
+    fraction = time.time() % 1
+    if fraction > 0.9:
+        time.sleep(1 - fraction + 0.005)
+
+
+# -- backends --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def dynamodb_cache(dynamodb_local: DynamoDBLocal) -> DynamoDBCache:
+    """One table for this module: tests keep apart by using keys of their own."""
+    return DynamoDBCache(
+        f"test-loader-{uuid.uuid4().hex[:12]}",
+        endpoint_url=dynamodb_local.endpoint_url,
+        region_name="us-east-1",
+        create_table=True,
+        signing_key=TEST_SIGNING_KEY,
+        key_prefix="loader:",
+    )
+
+
+@pytest.fixture(params=["simple", "dynamodb"])
+def cache(request: pytest.FixtureRequest) -> Any:
+    """Flask-Caching's SimpleCache, or DynamoDBCache on DynamoDB Local."""
+    if request.param == "simple":
+        return SimpleCache()
+    return request.getfixturevalue("dynamodb_cache")
+
+
+@pytest.fixture
+def events() -> Events:
+    return Events()
+
+
+MakeLoader = Callable[..., VersionedLoader]
+
+
+@pytest.fixture
+def make_loader(events: Events) -> MakeLoader:
+    """A loader of a key no other test uses (TTL 60 s, events recorded) unless told otherwise."""
+    key = f"loader-{uuid.uuid4().hex}"
+
+    def make(cache: Any, **options: Any) -> VersionedLoader:
+        options.setdefault("ttl", lambda: 60)
+        options.setdefault("on_event", events)
+        return VersionedLoader(cache, key, **options)
+
+    return make
+
+
+# -- reads -----------------------------------------------------------------------
+
+
+def test_first_get_is_a_miss_then_a_hit(cache: Any, make_loader: MakeLoader) -> None:
+    """The first get loads once and stores the value; the second one does not load."""
+    loader = make_loader(cache)
+    load = Load("value", 1)
+    assert loader.get(load) == Loaded("value", 1, MISS)
+    assert load.calls == 1
+    stored = cache.get(loader.key)
+    assert isinstance(stored, VersionedEntry)
+    assert (stored.value, stored.version, stored.fence) == ("value", 1, 1)
+    assert loader.get(load) == Loaded("value", 1, HIT)
+    assert load.calls == 1
+    assert cache.get(loader.lease_key) is None, "the lease was released"
+
+
+@pytest.mark.parametrize("processes", [1, 4], ids=["one-process", "four-processes"])
+def test_a_stampede_loads_once(
+    cache: Any, make_loader: MakeLoader, events: Events, processes: int
+) -> None:
+    """16 callers on an empty key: one loads, 15 wait for its value.
+
+    One loader object stands for one process: inside it, threads share one flight;
+    across them (four loaders on one key), the lease in the cache decides. The load
+    stays paused until all 15 others have reported LEASE_WAITED, so every one of
+    them met the key empty and the load under way: none came late to a hit.
+    """
+    everyone_waits = threading.Event()
+
+    def on_event(event: LoaderEvent) -> None:
+        events(event)
+        if events.count(LoaderEvent.LEASE_WAITED) == STAMPEDE - 1:
+            everyone_waits.set()
+
+    loaders = [make_loader(cache, on_event=on_event, lease_seconds=10) for _ in range(processes)]
+    load = Load("value", 1, gate=everyone_waits)
+    results: list[Loaded | None] = [None] * STAMPEDE
+
+    def get(index: int) -> None:
+        results[index] = loaders[index % processes].get(load)
+
+    run_threads(STAMPEDE, get)
+    assert load.calls == 1
+    assert {(result.value, result.version) for result in results if result} == {("value", 1)}
+    statuses = [result.status for result in results if result]
+    assert (statuses.count(MISS), statuses.count(HIT)) == (1, STAMPEDE - 1)
+    # A waiting process may still win the lease just after the loader released it; it
+    # then finds the value stored (double-checked) and loads nothing: load.calls above.
+    assert events.count(LoaderEvent.LEASE_TIMED_OUT) == 0
+
+
+def test_a_dead_holders_lease_expires_and_a_waiter_takes_it(
+    cache: Any, make_loader: MakeLoader, events: Events
+) -> None:
+    """A holder that died blocks nobody past its lease: the waiter takes the lease and loads.
+
+    The dead lease lasts 1 s, the waiter's patience 2 s: it expires while the waiter
+    polls, so the waiter wins it (not a timeout) about 1 s in.
+    """
+    loader = make_loader(cache, lease_seconds=2)
+    start_of_a_second()
+    assert cache.add(loader.lease_key, "someone who died", timeout=1)
+    load = Load("value", 1)
+    started = time.monotonic()
+    assert loader.get(load) == Loaded("value", 1, MISS)
+    assert time.monotonic() - started < 2
+    assert load.calls == 1
+    assert events.seen == [LoaderEvent.LEASE_WAITED, LoaderEvent.LEASE_ACQUIRED]
+    assert loader.get(load) == Loaded("value", 1, HIT)
+
+
+def test_a_waiter_whose_wait_runs_out_loads_itself(
+    cache: Any, make_loader: MakeLoader, events: Events
+) -> None:
+    """A lease that outlives the waiter's patience (1 s): LEASE_TIMED_OUT, then its own load.
+
+    (With the dead lease and the patience both 1 s, whether the wait times out or
+    the lease expires first is a race; the held-longer lease makes it certain.)
+    """
+    loader = make_loader(cache, lease_seconds=1)
+    assert cache.add(loader.lease_key, "someone slow", timeout=5)
+    load = Load("value", 1)
+    assert loader.get(load) == Loaded("value", 1, MISS)
+    assert load.calls == 1
+    assert events.seen == [LoaderEvent.LEASE_WAITED, LoaderEvent.LEASE_TIMED_OUT]
+    assert cache.get(loader.key).value == "value", "its value was stored"
+    assert cache.get(loader.lease_key) == "someone slow", "someone else's lease is left alone"
+    assert loader.get(load) == Loaded("value", 1, HIT)
+
+
+def test_a_raising_backend_loads_without_waiting(make_loader: MakeLoader, events: Events) -> None:
+    """A backend whose every call raises is no cache: load at once, tell on_error."""
+    errors: list[None] = []
+    loader = make_loader(RaisingCache(), on_error=lambda: errors.append(None))
+    load = Load("value", 1)
+    assert loader.get(load) == Loaded("value", 1, MISS)
+    assert load.calls == 1
+    assert LoaderEvent.LEASE_WAITED not in events.seen
+    assert events.seen == []
+    assert errors, "on_error was called"
+
+
+def test_a_dynamodb_outage_does_not_wait_out_the_lease(
+    make_loader: MakeLoader, events: Events
+) -> None:
+    """DynamoDB down: get misses and add answers False (no exception). The caller sees
+    nobody holding the lease and loads, instead of waiting the 10 s lease out."""
+    down = DynamoDBCache(
+        "unreachable",
+        endpoint_url=f"http://127.0.0.1:{free_port()}",
+        region_name="us-east-1",
+        signing_key=TEST_SIGNING_KEY,
+        connect_timeout=0.2,
+        read_timeout=0.2,
+        max_retries=0,
+    )
+    loader = make_loader(down, lease_seconds=10)
+    load = Load("value", 1)
+    started = time.monotonic()
+    assert loader.get(load) == Loaded("value", 1, MISS)
+    assert load.calls == 1
+    assert LoaderEvent.LEASE_TIMED_OUT not in events.seen
+    assert time.monotonic() - started < 5
+
+
+# -- writes ----------------------------------------------------------------------
+
+
+def test_a_slow_reader_cannot_overwrite_an_invalidation(
+    cache: Any, make_loader: MakeLoader, events: Events
+) -> None:
+    """A load that read version 1 before a write at 2 is answered but not stored."""
+    loader = make_loader(cache)
+    resume = threading.Event()
+    slow = Load("v1", 1, gate=resume)
+    result: list[Loaded] = []
+    reader = threading.Thread(target=lambda: result.append(loader.get(slow)))
+    reader.start()
+    assert slow.entered.wait(WAIT_SECONDS), "the reader has read version 1"
+    assert loader.invalidate(2) is True
+    resume.set()
+    reader.join(WAIT_SECONDS)
+    assert not reader.is_alive()
+
+    assert result == [Loaded("v1", 1, MISS)], "the reader still gets its own value"
+    assert events.count(LoaderEvent.STORE_FENCED) == 1
+    assert cache.get(loader.key) == VersionedEntry.tombstone(2)
+    fresh = Load("v2", 2)
+    assert loader.get(fresh) == Loaded("v2", 2, MISS)
+    assert loader.get(fresh) == Loaded("v2", 2, HIT)
+    assert fresh.calls == 1
+
+
+def test_a_get_begun_after_an_invalidation_never_gets_the_older_snapshot(
+    cache: Any, make_loader: MakeLoader, events: Events
+) -> None:
+    """A slow reader has read version 1; invalidate(2) completes; only then does a second
+    get begin. The write happened before it began: it must not answer with version 1.
+
+    The second get is let wait (LEASE_WAITED: it joined this process's load under way)
+    before the slow reader resumes; it must refuse that older answer and load again.
+    """
+    waiting = threading.Event()
+
+    def on_event(event: LoaderEvent) -> None:
+        events(event)
+        if event is LoaderEvent.LEASE_WAITED:
+            waiting.set()
+
+    loader = make_loader(cache, on_event=on_event)
+    resume = threading.Event()
+    slow = Load("v1", 1, gate=resume)
+    results: dict[str, Loaded] = {}
+    reader = threading.Thread(target=lambda: results.update(reader=loader.get(slow)))
+    reader.start()
+    assert slow.entered.wait(WAIT_SECONDS)
+    assert loader.invalidate(2) is True
+
+    fresh = Load("v2", 2)
+    later = threading.Thread(target=lambda: results.update(later=loader.get(fresh)))
+    later.start()
+    try:
+        assert waiting.wait(WAIT_SECONDS), "the later get waits for the load under way"
+    finally:
+        resume.set()
+    reader.join(WAIT_SECONDS)
+    later.join(WAIT_SECONDS)
+    assert not reader.is_alive() and not later.is_alive()
+
+    assert results["reader"] == Loaded("v1", 1, MISS), "begun before the write: may see 1"
+    assert (results["later"].value, results["later"].version) == ("v2", 2)
+
+
+def test_write_throughs_in_the_wrong_order_keep_the_newer(
+    cache: Any, make_loader: MakeLoader, events: Events
+) -> None:
+    """store(v=3) then store(v=2): the later, older write is refused."""
+    loader = make_loader(cache)
+    assert loader.store("v3", 3) is True
+    assert loader.store("v2", 2) is False
+    assert events.seen == [LoaderEvent.STORE_FENCED]
+    assert cache.get(loader.key).version == 3
+    load = never_called()
+    assert loader.get(load) == Loaded("v3", 3, HIT)
+    assert load.calls == 0
+
+
+def test_a_tombstone_outlives_values_that_never_expire(cache: Any, make_loader: MakeLoader) -> None:
+    """ttl <= 0 keeps values for ever, so a tombstone must fence them for ever too.
+
+    A reader that read version 1 before invalidate(2) and stores 1.1 s later must
+    still be refused; otherwise version 1 stays in the cache, never to expire.
+    (The timeout 0 must reach the backend as 0, "never", not become 1 s.)
+    """
+    loader = make_loader(cache, ttl=lambda: 0)
+    resume = threading.Event()
+    slow = Load("v1", 1, gate=resume)
+    result: list[Loaded] = []
+    reader = threading.Thread(target=lambda: result.append(loader.get(slow)))
+    reader.start()
+    assert slow.entered.wait(WAIT_SECONDS)
+    assert loader.invalidate(2) is True
+    time.sleep(1.1)  # past the 1 s timeout the tombstone got
+    resume.set()
+    reader.join(WAIT_SECONDS)
+    assert result == [Loaded("v1", 1, MISS)]
+    assert cache.get(loader.key) == VersionedEntry.tombstone(2), "version 1 landed for good"
+
+
+# -- stale-while-revalidate ------------------------------------------------------
+
+
+def test_stale_while_revalidate(cache: Any, make_loader: MakeLoader, events: Events) -> None:
+    """Past the TTL, inside the stale window: 16 gets answer at once with the old value
+    while exactly one background refresh runs; past the window, a get blocks and loads.
+
+    The refresh's load stays paused until all 16 gets have returned, so none of them
+    waited for it. The fake clock moves the loader's view of time; the backend keeps
+    real time, and the loader's timeouts are relative, so entries stay in it.
+    """
+    clock = FakeClock()
+    refresher = BackgroundRefresher(max_workers=1, max_pending=4)
+    loader = make_loader(cache, ttl=lambda: 10, stale_seconds=20, refresher=refresher, clock=clock)
+    assert loader.store("old", 1)
+    clock.advance(15)
+
+    all_returned = threading.Event()
+    refresh = Load("new", 2, gate=all_returned)
+    results: list[Loaded | None] = [None] * STAMPEDE
+
+    def get(index: int) -> None:
+        results[index] = loader.get(refresh)
+
+    try:
+        run_threads(STAMPEDE, get)
+        assert results == [Loaded("old", 1, STALE)] * STAMPEDE
+        assert events.count(LoaderEvent.LEASE_ACQUIRED) == 1, "one refresh was started"
+    finally:
+        all_returned.set()
+        assert refresher.drain(WAIT_SECONDS)
+    assert refresh.calls == 1
+
+    unused = never_called()
+    assert loader.get(unused) == Loaded("new", 2, HIT)
+    assert unused.calls == 0
+
+    clock.advance(31)  # "new" was fresh until +10 and servable until +30
+    blocking = Load("newest", 3)
+    assert loader.get(blocking) == Loaded("newest", 3, MISS)
+    assert blocking.calls == 1
+    assert LoaderEvent.REFRESH_DROPPED not in events.seen, "a MISS loads, it queues nothing"
+
+
+def test_mark_stale_serves_the_value_as_stale_until_a_refresh(
+    cache: Any, make_loader: MakeLoader, events: Events
+) -> None:
+    """mark_stale(2): readers get the old value as STALE (never blocked); loads older than
+    2 are fenced; the one refresh stores version 2, which is then a HIT."""
+    refresher = BackgroundRefresher()
+    loader = make_loader(cache, refresher=refresher)
+    assert loader.store("v1", 1)
+    assert loader.mark_stale(2) is True
+
+    release = threading.Event()
+    refresh = Load("v2", 2, gate=release)
+    try:
+        assert loader.get(refresh) == Loaded("v1", 1, STALE)
+        assert loader.get(refresh) == Loaded("v1", 1, STALE), "the refresh is still running"
+        assert loader.store("v1 again", 1) is False, "fenced at 2"
+    finally:
+        release.set()
+        assert refresher.drain(WAIT_SECONDS)
+    assert refresh.calls == 1
+    assert events.count(LoaderEvent.LEASE_ACQUIRED) == 1
+
+    unused = never_called()
+    assert loader.get(unused) == Loaded("v2", 2, HIT)
+    assert unused.calls == 0
+
+
+def test_mark_stale_without_a_value_is_a_tombstone(
+    cache: Any, make_loader: MakeLoader, events: Events
+) -> None:
+    """Nothing cached to keep: mark_stale(2) leaves a tombstone, so the next get is a MISS
+    (a load older than 2 is answered, not stored); a load at 2 then makes it a HIT."""
+    loader = make_loader(cache)
+    assert loader.mark_stale(2) is True
+    assert cache.get(loader.key) == VersionedEntry.tombstone(2)
+
+    old = Load("v1", 1)
+    assert loader.get(old) == Loaded("v1", 1, MISS)
+    assert events.count(LoaderEvent.STORE_FENCED) == 1
+    new = Load("v2", 2)
+    assert loader.get(new) == Loaded("v2", 2, MISS)
+    assert loader.get(new) == Loaded("v2", 2, HIT)
+    assert (old.calls, new.calls) == (1, 1)
+
+
+class PausingCache:
+    """A backend whose first ``get`` from the thread named ``thread`` reads, then pauses."""
+
+    def __init__(self, backend: Any, thread: str) -> None:
+        self.backend = backend
+        self.thread = thread
+        self.has_read = threading.Event()
+        self.resume = threading.Event()
+        self._paused = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.backend, name)
+
+    def get(self, key: str) -> Any:
+        value = self.backend.get(key)
+        if threading.current_thread().name == self.thread and not self._paused:
+            self._paused = True
+            self.has_read.set()
+            if not self.resume.wait(WAIT_SECONDS):
+                raise TimeoutError("the test never resumed this read")
+        return value
+
+
+class PausingVersionedCache(PausingCache):
+    """The same for a backend with set_versioned (declared, so the Protocol sees it)."""
+
+    def set_versioned(self, key: str, value: Any, version: int, *args: Any, **kwargs: Any) -> bool:
+        return self.backend.set_versioned(key, value, version, *args, **kwargs)
+
+
+def mark_stale_while_v2_is_stored(cache: Any, make_loader: MakeLoader, version: int) -> Any:
+    """Store v1; mark_stale(version) reads it and pauses; v2 is stored; mark_stale resumes.
+
+    Returns the loader once mark_stale has returned.
+    """
+    pausing_class = PausingVersionedCache if hasattr(cache, "set_versioned") else PausingCache
+    pausing = pausing_class(cache, thread="marker")
+    loader = make_loader(pausing)
+    assert loader.store("v1", 1)
+    marker = threading.Thread(target=lambda: loader.mark_stale(version), name="marker")
+    marker.start()
+    assert pausing.has_read.wait(WAIT_SECONDS), "mark_stale has read v1"
+    assert loader.store("v2", 2) is True
+    pausing.resume.set()
+    marker.join(WAIT_SECONDS)
+    assert not marker.is_alive(), "mark_stale returned"
+    return loader
+
+
+def test_mark_stale_never_replaces_a_newer_value_stored_meanwhile(
+    cache: Any, make_loader: MakeLoader
+) -> None:
+    """mark_stale(2) has read v1; meanwhile a write-through stores v2. The older v1 must
+    not come back (as STALE) over v2: at one version a loaded value outranks a stale mark."""
+    loader = mark_stale_while_v2_is_stored(cache, make_loader, version=2)
+
+    current = cache.get(loader.key)
+    assert (current.value, current.version) == ("v2", 2), "the older value came back"
+    unused = never_called()
+    assert loader.get(unused) == Loaded("v2", 2, HIT)
+    assert unused.calls == 0
+
+
+def test_mark_stale_for_a_newer_write_keeps_the_value_stored_meanwhile(
+    cache: Any, make_loader: MakeLoader
+) -> None:
+    """mark_stale(3) has read v1; meanwhile v2 is stored. Afterwards the cache must hold v2
+    marked stale at 3: not v2 fresh (3 was written), and not v1 (older than v2)."""
+    loader = mark_stale_while_v2_is_stored(cache, make_loader, version=3)
+
+    current = cache.get(loader.key)
+    assert (current.value, current.version, current.fence) == ("v2", 2, 3)
+    assert not current.is_fresh(time.time())
+
+
+# -- BackgroundRefresher ---------------------------------------------------------
+
+
+def test_submit_beyond_max_pending_is_refused() -> None:
+    """max_pending counts queued and running jobs: while they are blocked, one more is refused."""
+    refresher = BackgroundRefresher(max_workers=1, max_pending=2)
+    gate = threading.Event()
+    ran: list[int] = []
+
+    def job(number: int) -> Callable[[], None]:
+        def run() -> None:
+            gate.wait(WAIT_SECONDS)
+            ran.append(number)
+
+        return run
+
+    try:
+        assert refresher.submit(job(1)) is True  # running, blocked
+        assert refresher.submit(job(2)) is True  # queued
+        assert refresher.submit(job(3)) is False
+    finally:
+        gate.set()
+        assert refresher.drain(WAIT_SECONDS)
+    assert ran == [1, 2]
+
+
+def test_drain_waits_for_queued_jobs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first job holds the only worker until drain has begun; drain still returns only
+    once the two jobs queued behind it have run. Then new jobs are refused."""
+    refresher = BackgroundRefresher(max_workers=1, max_pending=3)
+    draining = threading.Event()
+    shutdown = refresher._pool.shutdown
+
+    def shutdown_and_tell(*args: Any, **kwargs: Any) -> None:
+        shutdown(*args, **kwargs)
+        draining.set()
+
+    monkeypatch.setattr(refresher._pool, "shutdown", shutdown_and_tell)
+    ran: list[int] = []
+
+    def job(number: int) -> Callable[[], None]:
+        def run() -> None:
+            if number == 1:
+                draining.wait(WAIT_SECONDS)
+            ran.append(number)
+
+        return run
+
+    assert all(refresher.submit(job(number)) for number in (1, 2, 3))
+    assert refresher.drain() is True
+    assert ran == [1, 2, 3]
+    assert draining.is_set()
+    assert refresher.submit(job(4)) is False, "refused after drain"
+    assert ran == [1, 2, 3]
+
+
+def test_drain_with_a_timeout_reports_unfinished_jobs() -> None:
+    """drain(timeout) gives up on a job still blocked and says so; a later drain finishes."""
+    refresher = BackgroundRefresher()
+    gate = threading.Event()
+    assert refresher.submit(blocked_until(gate))
+    assert refresher.drain(timeout=0.05) is False
+    assert refresher.submit(lambda: None) is False, "already refusing"
+    gate.set()
+    assert refresher.drain(WAIT_SECONDS) is True
+
+
+def test_a_failing_job_frees_its_slot(caplog: pytest.LogCaptureFixture) -> None:
+    """A refresh that raises is logged, and its slot is given back."""
+    refresher = BackgroundRefresher(max_workers=1, max_pending=2)
+    holding, gate = threading.Event(), threading.Event()
+
+    def fail() -> None:
+        raise RuntimeError("database down")
+
+    def hold() -> None:
+        holding.set()
+        gate.wait(WAIT_SECONDS)
+
+    try:
+        assert refresher.submit(fail)
+        assert refresher.submit(hold)
+        # One worker: hold runs only once fail's wrapper has returned, slot given back.
+        assert holding.wait(WAIT_SECONDS)
+        assert refresher.submit(blocked_until(gate)) is True, "the failed job's slot is free"
+        assert refresher.submit(blocked_until(gate)) is False, "and only that one"
+    finally:
+        gate.set()
+        assert refresher.drain(WAIT_SECONDS)
+    assert "background cache refresh failed" in caplog.text
+    assert "database down" in caplog.text
+
+
+@pytest.mark.parametrize("refusal", ["full", "shut down"])
+def test_refresh_in_background_releases_the_lease_when_the_pool_refuses(
+    cache: Any, make_loader: MakeLoader, events: Events, refusal: str
+) -> None:
+    """REFRESH_DROPPED, and the lease is given back at once: a later caller can take it."""
+    refresher = BackgroundRefresher(max_workers=1, max_pending=1)
+    gate = threading.Event()
+    if refusal == "full":
+        assert refresher.submit(blocked_until(gate))
+    else:
+        assert refresher.drain(WAIT_SECONDS)
+    loader = make_loader(cache, refresher=refresher)
+    load = Load("value", 1)
+    try:
+        assert loader.refresh_in_background(load) is False
+    finally:
+        gate.set()
+        assert refresher.drain(WAIT_SECONDS)
+    assert events.seen == [LoaderEvent.LEASE_ACQUIRED, LoaderEvent.REFRESH_DROPPED]
+    assert load.calls == 0
+    assert cache.get(loader.lease_key) is None, "the lease was released"
+
+    inline = make_loader(cache)  # no refresher: refreshes inline
+    assert inline.refresh_in_background(load) is True, "the lease could be taken again"
+    assert load.calls == 1
+    assert cache.get(loader.key).value == "value"
