@@ -69,7 +69,8 @@ class LoaderEvent(StrEnum):
     LEASE_WAITED = "lease_waited"
     #: The wait ran out without a result; this caller loaded itself.
     LEASE_TIMED_OUT = "lease_timed_out"
-    #: A store was refused because the cache holds a newer version.
+    #: A store was refused: the cache holds a newer version (or, on DynamoDB, the put
+    #: failed: BaseCache's False does not say which; the backend logs failures).
     STORE_FENCED = "store_fenced"
     #: A background refresh could not be queued (pool full or shut down).
     REFRESH_DROPPED = "refresh_dropped"
@@ -265,13 +266,13 @@ class VersionedLoader:
             if entry is not None and entry.is_fresh(self.clock()):
                 return Loaded(entry.value, entry.version, CacheStatus.HIT)
             if holder is None:
-                # add() refused while nobody holds the lease, twice: the backend is
-                # failing (DynamoDB's add answers False in an outage). Waiting would
+                # add() refused while nobody holds the lease, twice running: the backend
+                # is failing (DynamoDB's add answers False in an outage). Waiting would
                 # only add the lease's length to a request the database can answer.
                 if lease_missing:
                     value, version = load()
                     return Loaded(value, version, CacheStatus.MISS)
-                lease_missing = True
+            lease_missing = holder is None
 
     # -- writes ------------------------------------------------------------
 
@@ -330,7 +331,11 @@ class VersionedLoader:
                 self._release_lease(lease)
 
         if self.refresher is None:
-            refresh()
+            try:
+                refresh()
+            except Exception:  # the caller already has its (stale) answer
+                logger.exception("cache refresh of %r failed", self.key)
+                return False
             return True
         if not self.refresher.submit(refresh):
             self.on_event(LoaderEvent.REFRESH_DROPPED)

@@ -21,7 +21,7 @@ from flask import Flask
 from cache_backends.local import DynamoDBLocal, free_port
 from ecommerce.categories.cache_policy import CATEGORIES_CACHE_KEY
 from scripts.cluster import gunicorn_instance, wait_until_healthy
-from tests.conftest import categories_in_db
+from tests.conftest import cached_categories, categories_in_db
 from tests.test_categories import SEED_CATEGORIES, TOYS, get_categories, post_category
 
 #: Connection refused is immediate; with one retry and the breaker, an outage
@@ -155,3 +155,27 @@ def test_a_write_through_one_process_is_what_the_other_process_reads_next(
         assert http_get_categories(invalidates) == (with_games, "HIT")
 
     assert categories_in_db(setup_app) == with_games
+
+
+@pytest.mark.slow
+def test_a_graceful_stop_finishes_the_refresh_a_write_queued(
+    make_app: Callable[..., Flask],
+    dynamodb_cache_config: dict[str, Any],
+    database_uri: str,
+    tmp_path: Path,
+) -> None:
+    """refresh-async: SIGTERM right after the POST, mid-reload; the worker drains its pool first."""
+    setup_app = make_app(**dynamodb_cache_config)
+    settings = {
+        **{k: v for k, v in dynamodb_cache_config.items() if k != "CACHE_DYNAMODB_CREATE_TABLE"},
+        "SQLALCHEMY_DATABASE_URI": database_uri,
+        "CATEGORIES_CACHE_STRATEGY": "refresh-async",
+        "DB_LATENCY_MS": 1500,
+    }
+    with gunicorn_instance("refresh-async", settings, tmp_path, workers=1) as instance:
+        wait_until_healthy(instance.url, instance.process, instance.log_path)
+        assert http_post_category(instance.url, "Toys") == TOYS
+        # Leaving the block sends SIGTERM while the reload still sleeps its 1.5 s.
+
+    assert instance.process.returncode == 0, instance.log_path.read_text()
+    assert cached_categories(setup_app) == [*SEED_CATEGORIES, TOYS]
