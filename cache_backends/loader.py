@@ -47,6 +47,9 @@ LEASE_SUFFIX = ":lease"
 #: A lease younger than its lifetime minus this is surely still ours: room for
 #: clock skew between the instances that compare its expiry.
 LEASE_SAFETY_MARGIN_SECONDS = 1.0
+#: mark_stale is a compare-and-set: each failed attempt means the entry changed
+#: between its read and its write (a store landed), so it reads again.
+MARK_STALE_ATTEMPTS = 3
 
 #: ``load()`` returns the value and the database version it was read at.
 Load = Callable[[], tuple[Any, int]]
@@ -265,13 +268,12 @@ class VersionedLoader:
             entry, holder = self._read_with_lease()
             if entry is not None and entry.is_fresh(self.clock()):
                 return Loaded(entry.value, entry.version, CacheStatus.HIT)
-            if holder is None:
-                # add() refused while nobody holds the lease, twice running: the backend
-                # is failing (DynamoDB's add answers False in an outage). Waiting would
-                # only add the lease's length to a request the database can answer.
-                if lease_missing:
-                    value, version = load()
-                    return Loaded(value, version, CacheStatus.MISS)
+            # add() refused while nobody holds the lease, twice running: the backend is
+            # failing (DynamoDB's add answers False in an outage). Waiting would only
+            # add the lease's length to a request the database can answer.
+            if holder is None and lease_missing:
+                value, version = load()
+                return Loaded(value, version, CacheStatus.MISS)
             lease_missing = holder is None
 
     # -- writes ------------------------------------------------------------
@@ -294,7 +296,7 @@ class VersionedLoader:
         Readers get it as ``STALE`` (never blocked) until a refresh stores the
         value at ``version``; with no value cached, this is a tombstone.
         """
-        for _ in range(3):  # the entry changed between our read and our store: again
+        for _ in range(MARK_STALE_ATTEMPTS):
             entry = self._read()
             now = self.clock()
             if entry is None or not entry.has_value:

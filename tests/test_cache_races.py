@@ -17,8 +17,8 @@ import pytest
 from flask import Flask
 
 from ecommerce.categories import repository
-from ecommerce.categories.cache_policy import CATEGORIES_CACHE_KEY, _loader
-from ecommerce.metrics import DB_LOADS
+from ecommerce.categories.cache_policy import CACHE_NAME, CATEGORIES_CACHE_KEY, _loader
+from ecommerce.metrics import CACHE_LOADER_EVENTS, CACHE_REQUESTS, DB_LOADS
 from tests.test_categories import SEED_CATEGORIES, TOYS, get_categories, post_category
 
 GAMES = {"id": 5, "name": "Games"}
@@ -80,6 +80,14 @@ def in_background() -> Iterator[Callable[..., Future[Any]]]:
 
 def db_loads() -> float:
     return DB_LOADS._value.get()
+
+
+def stale_answers() -> float:
+    return CACHE_REQUESTS.labels(CACHE_NAME, "stale")._value.get()
+
+
+def leases_acquired() -> float:
+    return CACHE_LOADER_EVENTS.labels(CACHE_NAME, "lease_acquired")._value.get()
 
 
 def settle(app: Flask) -> None:
@@ -168,16 +176,18 @@ def test_refresh_async_answers_the_write_before_the_reload_and_serves_stale_mean
     app = settled_app(make_story_app, paused_load, CATEGORIES_CACHE_STRATEGY="refresh-async")
     client = app.test_client()
     assert get_categories(client)[0] == SEED_CATEGORIES  # cached
-    loads_before = db_loads()
+    loads_before, stale_before, leases_before = db_loads(), stale_answers(), leases_acquired()
 
     assert post_category(client, "Toys") == TOYS  # returned although...
     paused_load.wait_until_paused()  # ...its background reload is still loading
     assert get_categories(client) == (SEED_CATEGORIES, "STALE")
     assert get_categories(client) == (SEED_CATEGORIES, "STALE")
+    assert stale_answers() == stale_before + 2  # X-Cache: STALE is counted in /metrics
     paused_load.resume.set()
 
     assert wait_for_hit(app) == ([*SEED_CATEGORIES, TOYS], "HIT")
     assert db_loads() == loads_before + 1  # the refresh's, and nothing else
+    assert leases_acquired() == leases_before + 1
 
 
 def test_a_refresh_lost_with_its_process_is_taken_over_by_the_next_reader(
