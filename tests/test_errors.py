@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from typing import Any
 
@@ -11,6 +12,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import create_engine, event, text
 from werkzeug.test import TestResponse
 
+from ecommerce.categories.models import MAX_CATEGORY_ID
 from ecommerce.config import MAX_REQUEST_BODY_BYTES
 from ecommerce.extensions import db
 from tests.conftest import cached_categories, categories_in_db
@@ -62,6 +64,11 @@ def warm_app(app: Flask) -> Flask:
         (b"name=Toys", "application/x-www-form-urlencoded", 415, "application/json"),
         (b'{"name": "Toys"}', None, 415, "application/json"),
         (OVERSIZED_BODY, JSON, 413, "larger than"),
+        # Hostile input: each of these was a 500 (a traceback in the log) once.
+        (b'{"name": "\\ud800"}', JSON, 400, "valid Unicode"),  # a JSON-escaped lone surrogate
+        (b'{"name": "\xed\xa0\x80"}', JSON, 400, "valid Unicode"),  # the same, as raw bytes
+        (b"[" * 5000 + b"]" * 5000, JSON, 400, "nested too deeply"),
+        (b'{"a":' * 2500 + b"1" + b"}" * 2500, JSON, 400, "nested too deeply"),
     ],
 )
 def test_bad_post_is_refused_and_changes_nothing(
@@ -118,6 +125,50 @@ def test_a_duplicate_inserted_concurrently_is_refused_by_the_unique_index_as_409
         "toys",
     ]
     assert cached_categories(warm_app) == cache_before
+
+
+def test_a_chunked_body_over_the_limit_is_a_413_not_a_400(warm_app: Flask) -> None:
+    """No Content-Length: Werkzeug cuts the stream at the limit, which must not parse as 400.
+
+    ``wsgi.input_terminated`` and no Content-Length is what gunicorn hands over
+    for ``Transfer-Encoding: chunked``.
+    """
+    database_before = categories_in_db(warm_app)
+    chunked = {"wsgi.input_terminated": True}
+
+    response = warm_app.test_client().post(
+        "/categories",
+        input_stream=io.BytesIO(OVERSIZED_BODY),
+        content_type=JSON,
+        headers={"Transfer-Encoding": "chunked"},
+        environ_overrides=chunked,
+    )
+    small = warm_app.test_client().post(
+        "/categories",
+        input_stream=io.BytesIO(b'{"name": "Toys"}'),
+        content_type=JSON,
+        headers={"Transfer-Encoding": "chunked"},
+        environ_overrides=chunked,
+    )
+
+    assert "larger than" in assert_problem(response, 413)["detail"]
+    assert small.status_code == 201  # chunked itself is fine
+    assert categories_in_db(warm_app) == [*database_before, small.get_json()]
+
+
+@pytest.mark.parametrize("method", ["get", "patch", "delete"])
+@pytest.mark.parametrize("category_id", [MAX_CATEGORY_ID + 1, 99999999999999999999])
+def test_an_id_beyond_the_database_integer_is_a_404_not_an_overflow(
+    warm_app: Flask, method: str, category_id: int
+) -> None:
+    database_before = categories_in_db(warm_app)
+
+    response = getattr(warm_app.test_client(), method)(
+        f"/categories/{category_id}", json={"name": "Toys"}
+    )
+
+    assert_problem(response, 404)
+    assert categories_in_db(warm_app) == database_before
 
 
 def test_unknown_route_is_a_404_problem(client: FlaskClient) -> None:

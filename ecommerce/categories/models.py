@@ -11,6 +11,8 @@ from ecommerce.extensions import db
 
 #: Longer names are refused with 400 before they reach the database.
 NAME_MAX_LENGTH = 100
+#: The largest id every supported database's INTEGER holds (PostgreSQL's is 32-bit).
+MAX_CATEGORY_ID = 2**31 - 1
 
 
 class CategoryDict(TypedDict):

@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ecommerce.categories.models import (
     CATALOGUE_VERSION_ROW_ID,
+    MAX_CATEGORY_ID,
     CatalogueVersion,
     Category,
     CategoryDict,
@@ -68,6 +69,9 @@ def list_categories_at_version() -> tuple[list[CategoryDict], int]:
 
 
 def get_category(category_id: int) -> Category | None:
+    """The category, or None; ids no database INTEGER holds are absent, not an overflow."""
+    if not 0 < category_id <= MAX_CATEGORY_ID:
+        return None
     return db.session.get(Category, category_id)
 
 

@@ -24,13 +24,22 @@ def _category_name_from_request() -> str:
     """The trimmed name from a ``{"name": "..."}`` JSON body, or a 400/413/415."""
     if not request.is_json:
         raise UnsupportedMediaType("send the category as JSON (Content-Type: application/json)")
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    too_large = RequestEntityTooLarge(f"the request body is larger than {limit} bytes")
+    try:
+        body = request.get_data(cache=True)
+    except RequestEntityTooLarge:
+        raise too_large from None
+    if request.content_length is None and len(body) >= limit:
+        # A chunked body: Werkzeug stops reading at the limit and hands over what it
+        # read, which would then fail to parse and be answered as a 400.
+        raise too_large
     try:
         payload = request.get_json()
     except BadRequest:
         raise BadRequest("the request body is not valid JSON") from None
-    except RequestEntityTooLarge:
-        limit = current_app.config["MAX_CONTENT_LENGTH"]
-        raise RequestEntityTooLarge(f"the request body is larger than {limit} bytes") from None
+    except RecursionError:  # json's decoder recurses once per nesting level
+        raise BadRequest("the request body is nested too deeply") from None
     if not isinstance(payload, dict):
         raise BadRequest('the request body must be a JSON object such as {"name": "Toys"}')
     if "name" not in payload:
@@ -38,6 +47,10 @@ def _category_name_from_request() -> str:
     name = payload["name"]
     if not isinstance(name, str):
         raise BadRequest('"name" must be a string')
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate ("\ud800"): no database can store it
+        raise BadRequest('"name" must be valid Unicode text') from None
     name = name.strip()
     if not name:
         raise BadRequest('"name" must not be blank')
