@@ -9,7 +9,7 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from cache_backends.cli import cache_cli
-from ecommerce import categories, health, observability
+from ecommerce import categories, health, observability, security
 from ecommerce.categories import cache_policy
 from ecommerce.config import DEFAULTS, validate_config
 from ecommerce.database import init_db_command
@@ -40,6 +40,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         x_host=app.config["PROXY_FIX_X_HOST"],
     )
     observability.init_app(app)  # before cache.init_app: it sets the backend's observer
+    security.init_app(app)
 
     db.init_app(app)
     cache.init_app(app)

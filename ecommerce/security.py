@@ -1,0 +1,33 @@
+"""Response headers every answer carries, whatever produced it (a view, an error, /metrics).
+
+- ``X-Content-Type-Options: nosniff``: a browser never second-guesses our JSON as HTML.
+- ``X-Frame-Options: DENY`` and CSP ``frame-ancestors 'none'``: no page can frame an
+  answer (the legacy header for old browsers, the CSP directive for current ones).
+- ``Cache-Control: no-store`` on writes and errors: no proxy or browser keeps a 201, a
+  204 or a 4xx/5xx (an error for one client is not an answer for the next).
+"""
+
+from __future__ import annotations
+
+from flask import Flask, Response, request
+
+#: Methods that never change anything; every other one is a write.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+ALWAYS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "frame-ancestors 'none'",
+}
+NO_STORE = "no-store"
+
+
+def _add_security_headers(response: Response) -> Response:
+    for name, value in ALWAYS.items():
+        response.headers.setdefault(name, value)
+    if request.method not in SAFE_METHODS or response.status_code >= 400:
+        response.headers["Cache-Control"] = NO_STORE
+    return response
+
+
+def init_app(app: Flask) -> None:
+    app.after_request(_add_security_headers)
