@@ -13,6 +13,7 @@ import functools
 import logging
 import math
 import random
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -58,6 +59,9 @@ BATCH_BACKOFF_CAP = 0.5
 #: Extra pages of one get_many/set_many/delete_many sent at once beside the
 #: caller's own; a few turn N round trips into about one within the HTTP pool.
 MAX_CONCURRENT_PAGES = 4
+#: Seconds a get/get_many/has may take, connect and read together, with no retry.
+#: DynamoDB answers a GetItem in single-digit milliseconds in a region.
+DEFAULT_GET_TIMEOUT = 0.1
 #: inc() on a key holding a set() value converts it with a conditional write;
 #: a concurrent writer can win that race, so the whole step is retried.
 COUNTER_ATTEMPTS = 5
@@ -168,6 +172,7 @@ class DynamoDBCache(BaseCache):
     ``CACHE_DYNAMODB_CONSISTENT_READ``    strongly consistent reads (``True``)
     ``CACHE_DYNAMODB_CONNECT_TIMEOUT``    seconds (``1.0``)
     ``CACHE_DYNAMODB_READ_TIMEOUT``       seconds (``1.0``)
+    ``CACHE_DYNAMODB_GET_TIMEOUT``        seconds for get and has (``0.1``)
     ``CACHE_DYNAMODB_MAX_RETRIES``        botocore retries per call (``1``)
     ``CACHE_DYNAMODB_MAX_POOL``           HTTP connections per process (``32``)
     ``CACHE_DYNAMODB_BREAKER_FAILURES``   failures that open the circuit (``5``)
@@ -198,11 +203,15 @@ class DynamoDBCache(BaseCache):
     :param consistent_read: strongly consistent reads (2x the read cost) so that
         a write on one instance is what the next read anywhere sees.
     :param connect_timeout: seconds to open a connection.
-    :param read_timeout: seconds to wait for a response.
+    :param read_timeout: seconds to wait for a response (writes, admin calls).
+    :param get_timeout: connect and read timeout of ``get`` and ``has``, tried
+        once: they sit on the request path, where the database is the
+        fallback, so a hung DynamoDB must cost a request about this, not more.
+        ``get_many`` keeps the full timeouts: a page may carry 16 MB.
     :param max_retries: botocore retries per idempotent call (standard mode;
-        DynamoDB's backoff starts at 25 ms). A call costs at most about
+        DynamoDB's backoff starts at 25 ms). A write costs at most about
         ``(1 + max_retries) * (connect_timeout + read_timeout)`` when DynamoDB
-        hangs, and nothing once the circuit is open. Conditional writes and
+        hangs, a read ``get_timeout``, and nothing once the circuit is open. Conditional writes and
         ``inc`` are never retried: a retry after a lost response would apply
         an ``ADD`` twice, or report a stored ``add`` as refused.
     :param max_pool_connections: HTTP connections kept per process; at least the
@@ -269,6 +278,7 @@ class DynamoDBCache(BaseCache):
         consistent_read: bool = True,
         connect_timeout: float = 1.0,
         read_timeout: float = 1.0,
+        get_timeout: float = DEFAULT_GET_TIMEOUT,
         max_retries: int = 1,
         max_pool_connections: int = 32,
         breaker_failures: int = 5,
@@ -303,9 +313,22 @@ class DynamoDBCache(BaseCache):
         self._model = entry_model_for(settings)
         # Conditional writes and ADD are not idempotent: they go out exactly once.
         self._write_once_model = entry_model_for(dataclasses.replace(settings, max_retries=0))
-        # Build both botocore clients now (no network): ~0.1 s each that the first
+        # get/has sit on the request path, where the database is the fallback: one
+        # short attempt, so a hung DynamoDB costs a request get_timeout, not
+        # (1 + retries) x (connect + read) timeouts. (get_many keeps the full ones:
+        # a BatchGetItem page may carry 16 MB.)
+        self._hot_read_model = entry_model_for(
+            dataclasses.replace(
+                settings,
+                connect_timeout=min(connect_timeout, get_timeout),
+                read_timeout=get_timeout,
+                max_retries=0,
+            )
+        )
+        self._last_call = threading.local()
+        # Build the botocore clients now (no network): ~0.1 s each that the first
         # get or the first invalidating delete would otherwise pay on a request.
-        for model in (self._model, self._write_once_model):
+        for model in (self._model, self._write_once_model, self._hot_read_model):
             model._get_connection().connection.client  # noqa: B018
         if create_table:
             self.create_table()
@@ -336,6 +359,7 @@ class DynamoDBCache(BaseCache):
             consistent_read=_setting(config, "CACHE_DYNAMODB_CONSISTENT_READ", bool, True),
             connect_timeout=_setting(config, "CACHE_DYNAMODB_CONNECT_TIMEOUT", float, 1.0),
             read_timeout=_setting(config, "CACHE_DYNAMODB_READ_TIMEOUT", float, 1.0),
+            get_timeout=_setting(config, "CACHE_DYNAMODB_GET_TIMEOUT", float, DEFAULT_GET_TIMEOUT),
             max_retries=_setting(config, "CACHE_DYNAMODB_MAX_RETRIES", int, 1),
             max_pool_connections=_setting(config, "CACHE_DYNAMODB_MAX_POOL", int, 32),
             breaker_failures=_setting(config, "CACHE_DYNAMODB_BREAKER_FAILURES", int, 5),
@@ -516,6 +540,15 @@ class DynamoDBCache(BaseCache):
     def dec(self, key: str, delta: int = 1) -> int | None:
         return self.inc(key, -delta)
 
+    def last_call_failed(self) -> bool:
+        """Whether this thread's latest DynamoDB call failed (or the open circuit skipped it).
+
+        Beyond ``BaseCache``: ``get`` answers None for a miss and for an outage
+        alike; a caller that would otherwise take a lease and write (the loader)
+        asks this to go straight to the database instead.
+        """
+        return bool(getattr(self._last_call, "failed", False))
+
     # -- administration ----------------------------------------------------
 
     def create_table(self) -> list[str]:
@@ -594,6 +627,7 @@ class DynamoDBCache(BaseCache):
         answer, not an outage); any other DynamoDB or network error is logged
         once and becomes :class:`CacheUnavailable`.
         """
+        self._last_call.failed = True  # until this call is known to have worked
         if not self._breaker.allow():
             skipped = CacheUnavailable(f"{operation} skipped: circuit open")
             self._observe(operation, 0.0, skipped)
@@ -607,6 +641,7 @@ class DynamoDBCache(BaseCache):
             if _is_condition_failure(error):
                 self._breaker.record_success(call_started)
                 self._observe(operation, elapsed, None)
+                self._last_call.failed = False
                 raise
             self._breaker.record_failure(call_started)
             self._observe(operation, elapsed, error)
@@ -622,14 +657,21 @@ class DynamoDBCache(BaseCache):
             raise
         self._breaker.record_success(call_started)
         self._observe(operation, time.perf_counter() - started, None)
+        self._last_call.failed = False
         return result
 
-    def _get_raw(self, skey: str, consistent_read: bool) -> dict[str, Any] | None:
-        """One GetItem: the item as DynamoDB returned it, or None."""
+    def _get_raw(
+        self, skey: str, consistent_read: bool, *, hot: bool = True
+    ) -> dict[str, Any] | None:
+        """One GetItem: the item as DynamoDB returned it, or None.
+
+        ``hot``: on the request path, within ``get_timeout`` and without retry.
+        """
+        model = self._hot_read_model if hot else self._model
         response = self._call(
             "GetItem",
             skey,
-            self._model._get_connection().get_item,
+            model._get_connection().get_item,
             skey,
             consistent_read=consistent_read,
         )
@@ -745,7 +787,7 @@ class DynamoDBCache(BaseCache):
         caller start over instead of overwriting that change.
         """
         model = self._write_once_model
-        raw = self._get_raw(skey, consistent_read=True)
+        raw = self._get_raw(skey, consistent_read=True, hot=False)
         current = None if raw is None else self._entry_from_raw(raw)
         if raw is not None and current is None:
             raise _NotACounter(skey)  # malformed: no condition could guard overwriting it
@@ -776,7 +818,10 @@ class DynamoDBCache(BaseCache):
         return base + delta
 
     def _batch_get(self, skeys: list[str]) -> dict[str, StoredItem]:
-        """BatchGetItem in pages of 100; what DynamoDB leaves unprocessed is asked again."""
+        """BatchGetItem in pages of 100; what DynamoDB leaves unprocessed is asked again.
+
+        On the full timeouts, not get_timeout: a page may carry up to 16 MB.
+        """
         connection = self._model._get_connection()
         found: dict[str, StoredItem] = {}
 

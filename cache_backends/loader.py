@@ -40,7 +40,7 @@ from cache_backends.versioned import VersionedEntry, store_entry, timeout_for
 logger = logging.getLogger(__name__)
 
 #: A waiting process polls the cache from this interval, doubling up to the
-#: maximum: one BatchGetItem per poll on DynamoDB, a dozen or two per load.
+#: maximum: two GetItems per poll on DynamoDB, a dozen or two polls per load.
 POLL_FIRST_SECONDS = 0.02
 POLL_MAX_SECONDS = 0.1
 LEASE_SUFFIX = ":lease"
@@ -141,7 +141,7 @@ class VersionedLoader:
     """Serve ``key`` of ``cache`` with one load per expiry; see the module docstring.
 
     :param cache: a Flask-Caching/cachelib backend object (not the ``Cache``
-        extension wrapper): ``get``, ``get_many``, ``set``, ``add``, ``delete``,
+        extension wrapper): ``get``, ``set``, ``add``, ``delete``,
         and ``set_versioned`` where it has one.
     :param key: the key of the value.
     :param ttl: seconds a loaded value is fresh (a callable, for jitter); 0 or
@@ -185,8 +185,17 @@ class VersionedLoader:
     # -- reads -------------------------------------------------------------
 
     def get(self, load: Load) -> Loaded:
-        """The value: fresh from the cache, stale while refreshing, or loaded once."""
-        entry = self._read()
+        """The value: fresh from the cache, stale while refreshing, or loaded once.
+
+        A cache that fails is not coordinated through: the caller loads at once,
+        and stores nothing (a write to a failing backend would only add its
+        timeout to the answer).
+        """
+        try:
+            entry = self._read(strict=True)
+        except _BackendFailed:
+            value, version = load()
+            return Loaded(value, version, CacheStatus.MISS)
         now = self.clock()
         if entry is not None and entry.is_fresh(now):
             return Loaded(entry.value, entry.version, CacheStatus.HIT)
@@ -265,7 +274,11 @@ class VersionedLoader:
                 return Loaded(value, version, CacheStatus.MISS)
             time.sleep(delay)
             delay = min(delay * 2, POLL_MAX_SECONDS)
-            entry, holder = self._read_with_lease()
+            try:
+                entry, holder = self._poll()
+            except _BackendFailed:
+                value, version = load()
+                return Loaded(value, version, CacheStatus.MISS)
             if entry is not None and entry.is_fresh(self.clock()):
                 return Loaded(entry.value, entry.version, CacheStatus.HIT)
             # add() refused while nobody holds the lease, twice running: the backend is
@@ -375,22 +388,50 @@ class VersionedLoader:
             self.on_event(LoaderEvent.STORE_FENCED)
         return stored
 
-    def _read(self) -> VersionedEntry | None:
+    def _read(self, *, strict: bool = False) -> VersionedEntry | None:
+        """The entry, or None; ``strict``: raise _BackendFailed if the backend failed."""
         try:
             entry = self.cache.get(self.key)
         except Exception:
             self._backend_failed("get")
-            return None
-        return entry if isinstance(entry, VersionedEntry) else None
+            entry = None
+        else:
+            if not self._backend_reported_failure():
+                return entry if isinstance(entry, VersionedEntry) else None
+        if strict:
+            raise _BackendFailed
+        return None
 
-    def _read_with_lease(self) -> tuple[VersionedEntry | None, Any]:
-        """The entry and the lease in one call (one BatchGetItem on DynamoDB)."""
+    def _poll(self) -> tuple[VersionedEntry | None, Any]:
+        """The entry and, while it is not fresh, the lease's holder.
+
+        Two ``get``s rather than one ``get_many``: a backend may give ``get``
+        a tighter budget (DynamoDBCache's get_timeout). Raises _BackendFailed
+        when the backend failed: a waiter then loads.
+        """
+        entry = self._read(strict=True)
+        if entry is not None and entry.is_fresh(self.clock()):
+            return entry, None
         try:
-            entry, lease = self.cache.get_many(self.key, self.lease_key)
-        except Exception:
-            self._backend_failed("get_many")
-            return None, None
-        return (entry if isinstance(entry, VersionedEntry) else None), lease
+            holder = self.cache.get(self.lease_key)
+        except Exception as error:
+            self._backend_failed("get")
+            raise _BackendFailed from error
+        if self._backend_reported_failure():
+            raise _BackendFailed
+        return entry, holder
+
+    def _backend_reported_failure(self) -> bool:
+        """A backend that never raises (DynamoDBCache) may say its last call failed.
+
+        Its ``get`` answers None for a miss and an outage alike; ``last_call_failed``
+        tells them apart. Already logged by the backend; reported to ``on_error``.
+        """
+        last_call_failed = getattr(self.cache, "last_call_failed", None)
+        if last_call_failed is None or not last_call_failed():
+            return False
+        self.on_error()
+        return True
 
     def _acquire_lease(self) -> _Lease | None:
         """The lease if this caller won it, None if someone holds it."""

@@ -132,9 +132,10 @@ def test_a_hit_is_exactly_one_get_item_on_the_wire(cache: DynamoDBCache) -> None
     """Counted by botocore itself, so a hidden DescribeTable would show up too."""
     cache.set("k", "v")
     sent: list[str] = []
-    cache._client().meta.events.register(
-        "before-call.dynamodb", lambda model, **_: sent.append(model.name)
-    )
+    for entry_model in (cache._model, cache._write_once_model, cache._hot_read_model):
+        entry_model._get_connection().connection.client.meta.events.register(
+            "before-call.dynamodb", lambda model, **_: sent.append(model.name)
+        )
     assert cache.get("k") == "v"
     assert cache.get_many("k", "k", "other") == ["v", "v", None]
     assert sent == ["GetItem", "BatchGetItem"]
