@@ -68,6 +68,10 @@ COUNTER_ATTEMPTS = 5
 #: What a counter item's ``value`` holds, signed: proof that inc() made it.
 COUNTER_MARKER = b"\x00dynamodb-cache-counter"
 CONDITION_FAILED = "ConditionalCheckFailedException"
+TABLE_MISSING = "ResourceNotFoundException"
+#: With create_table=True, a table found missing (DynamoDB Local restarted empty) is
+#: created again in the background, at most this often.
+RECREATE_INTERVAL_SECONDS = 10.0
 
 #: ``observer(operation, seconds, error)`` hears about every DynamoDB call.
 Observer = Callable[[str, float, BaseException | None], None]
@@ -121,12 +125,19 @@ def _old_signing_keys(config: Mapping[str, Any]) -> list[str]:
     raise ValueError("CACHE_DYNAMODB_OLD_SIGNING_KEYS must be a JSON list of non-empty strings")
 
 
-def _is_condition_failure(error: Exception) -> bool:
-    """A failed condition is an answer from DynamoDB, not an outage."""
+def _error_code(error: Exception) -> str | None:
+    """DynamoDB's error code behind a PynamoDB or botocore exception, if it answered."""
     # Not PynamoDB's cause_response_code: it raises when the cause is a read
     # timeout, whose ``response`` attribute is None.
-    response = getattr(getattr(error, "cause", None), "response", None) or {}
-    return response.get("Error", {}).get("Code") == CONDITION_FAILED
+    cause = getattr(error, "cause", None) or error
+    response = getattr(cause, "response", None) or {}
+    code: str | None = response.get("Error", {}).get("Code")
+    return code
+
+
+def _is_condition_failure(error: Exception) -> bool:
+    """A failed condition is an answer from DynamoDB, not an outage."""
+    return _error_code(error) == CONDITION_FAILED
 
 
 def _degrades_to(fallback: Callable[..., Any]) -> Callable[[Callable[..., T]], Callable[..., T]]:
@@ -193,7 +204,8 @@ class DynamoDBCache(BaseCache):
     :param endpoint_url: talk to this endpoint instead of AWS (DynamoDB Local).
     :param region_name: AWS region; default from the AWS chain.
     :param create_table: create the table (on-demand, TTL on ``expires_at``) if
-        it does not exist. For local runs: production tables come from
+        it does not exist, at start-up and again (in the background) whenever a
+        call finds it gone. For local runs: production tables come from
         CloudFormation (``deploy/cloudformation.yaml``).
     :param signing_key: HMAC-SHA256 key; required, and the same on every
         instance (a per-process key would make each reject the others' entries).
@@ -330,6 +342,10 @@ class DynamoDBCache(BaseCache):
         # get or the first invalidating delete would otherwise pay on a request.
         for model in (self._model, self._write_once_model, self._hot_read_model):
             model._get_connection().connection.client  # noqa: B018
+        self._creates_table = create_table
+        self._recreate_lock = threading.Lock()
+        self._recreating = False
+        self._last_recreate = -RECREATE_INTERVAL_SECONDS
         if create_table:
             self.create_table()
 
@@ -583,6 +599,34 @@ class DynamoDBCache(BaseCache):
             logger.info("cache table: %s", line)
         return done
 
+    def _table_missing(self) -> None:
+        """Create the table again, in the background, if this cache creates its own.
+
+        Only with ``create_table=True`` (local runs): a DynamoDB Local restarted
+        in memory comes back empty, and hits must resume without an app restart.
+        Production tables come from CloudFormation and are never created here.
+        """
+        if not self._creates_table:
+            return
+        with self._recreate_lock:
+            now = time.monotonic()
+            if self._recreating or now - self._last_recreate < RECREATE_INTERVAL_SECONDS:
+                return
+            self._recreating, self._last_recreate = True, now
+        threading.Thread(
+            target=self._recreate_table, name="cache-recreate-table", daemon=True
+        ).start()
+
+    def _recreate_table(self) -> None:
+        logger.warning("cache table %s is missing: creating it again", self.table_name)
+        try:
+            self.create_table()
+        except (PynamoDBException, BotoCoreError, ClientError):
+            logger.exception("cache table %s could not be created again", self.table_name)
+        finally:
+            with self._recreate_lock:
+                self._recreating = False
+
     def check_table(self) -> bool:
         """Start-up check: log loudly if the table is missing or unreachable."""
         try:
@@ -648,6 +692,8 @@ class DynamoDBCache(BaseCache):
             logger.warning(
                 "DynamoDB %s on %s (key %r) failed: %s", operation, self.table_name, key, error
             )
+            if _error_code(error) == TABLE_MISSING:
+                self._table_missing()
             raise CacheUnavailable(f"{operation} failed: {error}") from error
         except BaseException as error:
             # Not DynamoDB's fault (a bug, an interrupt): the breaker must still hear

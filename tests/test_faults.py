@@ -1,0 +1,131 @@
+"""DynamoDB misbehaving while the app serves: hung (SIGSTOP), and back without its table.
+
+A slow or absent cache must never cost a request more than skipping it would,
+and hits must come back on their own once DynamoDB does.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import boto3
+import pytest
+from flask import Flask
+
+from cache_backends.local import DynamoDBLocal
+from ecommerce.categories import repository
+from tests.test_categories import SEED_CATEGORIES, get_categories
+
+#: The simulated database: what an answer without any cache costs.
+DB_LATENCY_MS = 50
+READERS = 4
+HUNG_SECONDS = 3.0
+#: What a hung cache may add to a database-only answer: one get_timeout (0.1 s) and
+#: the scheduling of four reader threads on two cores.
+HUNG_EXTRA_BUDGET_SECONDS = 0.3
+BREAKER_COOLDOWN_SECONDS = 2
+RESUME_DEADLINE_SECONDS = 20.0
+RECREATE_DEADLINE_SECONDS = 25.0
+POLL_SECONDS = 0.1
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def app(make_app: Callable[..., Flask], dynamodb_cache_config: dict[str, Any]) -> Flask:
+    return make_app(
+        **dynamodb_cache_config,
+        DB_LATENCY_MS=DB_LATENCY_MS,
+        CACHE_DYNAMODB_BREAKER_COOLDOWN=BREAKER_COOLDOWN_SECONDS,
+    )
+
+
+@contextmanager
+def stopped(dynamodb_local: DynamoDBLocal) -> Iterator[None]:
+    """DynamoDB Local frozen: it accepts connections and never answers."""
+    assert dynamodb_local.process is not None
+    os.kill(dynamodb_local.process.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(dynamodb_local.process.pid, signal.SIGCONT)
+
+
+def database_only_seconds(app: Flask) -> float:
+    """The slowest of a few list loads straight from the database."""
+    timings = []
+    with app.app_context():
+        for _ in range(5):
+            started = time.perf_counter()
+            repository.list_categories_at_version()
+            timings.append(time.perf_counter() - started)
+    return max(timings)
+
+
+def read_concurrently(app: Flask, seconds: float) -> list[tuple[list[Any], str, float]]:
+    """READERS threads GET /categories for ``seconds``: (body, X-Cache, duration) each."""
+    answers: list[tuple[list[Any], str, float]] = []
+    deadline = time.monotonic() + seconds
+
+    def reader() -> None:
+        client = app.test_client()
+        while time.monotonic() < deadline:
+            started = time.perf_counter()
+            body, cache_result = get_categories(client)
+            answers.append((body, cache_result, time.perf_counter() - started))
+
+    threads = [threading.Thread(target=reader) for _ in range(READERS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return answers
+
+
+def seconds_until_a_hit(app: Flask, deadline: float) -> float:
+    client = app.test_client()
+    started = time.monotonic()
+    while get_categories(client)[1] != "HIT":
+        assert time.monotonic() - started < deadline, "hits never came back"
+        time.sleep(POLL_SECONDS)
+    return time.monotonic() - started
+
+
+def test_a_hung_dynamodb_costs_a_get_no_more_than_a_database_answer_plus_a_short_timeout(
+    app: Flask, dynamodb_local: DynamoDBLocal
+) -> None:
+    client = app.test_client()
+    assert get_categories(client) == (SEED_CATEGORIES, "MISS")
+    assert get_categories(client) == (SEED_CATEGORIES, "HIT")
+    database_only = database_only_seconds(app)
+
+    with stopped(dynamodb_local):
+        answers = read_concurrently(app, HUNG_SECONDS)
+
+    assert answers, "no request finished while DynamoDB hung"
+    assert all(body == SEED_CATEGORIES for body, _, _ in answers), "every answer is correct"
+    durations = sorted(duration for _, _, duration in answers)
+    p99 = durations[int(len(durations) * 0.99) - 1]
+    assert p99 <= database_only + HUNG_EXTRA_BUDGET_SECONDS, (p99, database_only)
+    assert seconds_until_a_hit(app, RESUME_DEADLINE_SECONDS) < RESUME_DEADLINE_SECONDS
+
+
+def test_dynamodb_back_without_its_table_gets_it_created_again_and_hits_resume(
+    app: Flask, dynamodb_local: DynamoDBLocal, table_name: str
+) -> None:
+    """As after a restart of an in-memory DynamoDB Local, with CACHE_DYNAMODB_CREATE_TABLE."""
+    client = app.test_client()
+    assert get_categories(client) == (SEED_CATEGORIES, "MISS")
+    dynamodb = boto3.client("dynamodb", endpoint_url=dynamodb_local.endpoint_url)
+    dynamodb.delete_table(TableName=table_name)
+
+    assert get_categories(client)[0] == SEED_CATEGORIES  # the database answers meanwhile
+
+    assert seconds_until_a_hit(app, RECREATE_DEADLINE_SECONDS) < RECREATE_DEADLINE_SECONDS
+    assert dynamodb.describe_table(TableName=table_name)["Table"]["TableStatus"] == "ACTIVE"
