@@ -7,7 +7,7 @@ variable, so the same file serves ``make run`` and the EC2 fleet behind the ALB
     GUNICORN_BIND             127.0.0.1:8000   the deploy sets 0.0.0.0:8000
     GUNICORN_WORKERS          1 with SimpleCache (or FLASK_CACHE_TYPE unset),
                               otherwise CPUs + 1, at most 8
-    GUNICORN_THREADS          4
+    GUNICORN_WORKER_CONNECTIONS  1000 (gevent workers: concurrent connections each)
     FORWARDED_ALLOW_IPS       127.0.0.1,::1    the deploy sets the VPC CIDR
     PROMETHEUS_MULTIPROC_DIR  a fresh temporary directory created here
 
@@ -113,13 +113,20 @@ else:
 bind = [os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")]
 
 # --- Workers ----------------------------------------------------------------------------
-worker_class = "gthread"
+# gevent, not gthread: a gthread worker reads each request's body in one of its few
+# threads, so 20 clients that send headers and then trickle a body (a laptop on the
+# internet can) hold every thread and the instance stops answering, health checks
+# included, and the ALB in front does not buffer bodies. A gevent worker gives each
+# connection a greenlet: a slow client costs a few KB, not a thread. The app mostly
+# waits (DynamoDB, the database), which is what greenlets are for; gevent patches
+# sockets, time.sleep and threading in the worker before the app is imported
+# (preload_app stays off), so botocore, the SQLAlchemy pool, the cache lease's waits
+# and the background refresh pool all cooperate.
+worker_class = "gevent"
 workers = _positive_int_from_env("GUNICORN_WORKERS", _default_workers)
-# 4 threads keep a worker busy while requests wait on DynamoDB or the database, and stay
-# below SQLAlchemy's default pool of 5, so a thread never queues for a connection. The
-# DynamoDB backend's connection pool must be at least this large too. More threads
-# mostly add GIL contention to each request's latency.
-threads = _positive_int_from_env("GUNICORN_THREADS", 4)
+# Concurrent connections per worker, slow ones included. Requests beyond the database
+# pool (SQLAlchemy's 5 + 10 overflow) wait for a connection there, not in a thread.
+worker_connections = _positive_int_from_env("GUNICORN_WORKER_CONNECTIONS", 1000)
 
 # Not preloaded: botocore clients (under PynamoDB) and SQLAlchemy pools do not survive
 # fork; sockets opened in the master would be shared by every worker. Loading the app in
