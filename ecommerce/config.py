@@ -131,6 +131,17 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LOG_FORMATS = ("json", "text")
 
 
+def _admin_tokens(value: Any) -> str | None:
+    """One token, or a list of them while rotating; None (unset) disables writes."""
+    if value is None:
+        return None
+    if isinstance(value, list):
+        if value and all(_non_empty_string(token) is None for token in value):
+            return None
+        return "must be a non-empty JSON list of non-empty strings"
+    return _non_empty_string(value)
+
+
 def _database_uri(value: Any) -> str | None:
     problem = _non_empty_string(value)
     if problem:
@@ -167,8 +178,9 @@ REQUIRED_SETTINGS: dict[str, Callable[[Any], str | None]] = {
     "DB_LATENCY_MS": _non_negative_number,
     "SQLALCHEMY_DATABASE_URI": _database_uri,
     "MAX_CONTENT_LENGTH": _positive_int,
-    # An empty token would silently turn auth off: unset it to mean "no auth".
-    "ADMIN_TOKEN": _optional_string,
+    # Unset: writes are refused (403). An empty token is refused here rather than
+    # accepted as "no auth".
+    "ADMIN_TOKEN": _admin_tokens,
     "PROXY_FIX_X_FOR": _non_negative_int,
     "PROXY_FIX_X_PROTO": _non_negative_int,
     "PROXY_FIX_X_HOST": _non_negative_int,

@@ -54,6 +54,10 @@ DEFAULT_WORKERS_PER_INSTANCE = 2
 INSTANCE_NAMES = ("instance-a", "instance-b")
 #: Development-only values, as in the Makefile; DynamoDB Local accepts any credentials.
 DEV_SIGNING_KEY = "dev-only-signing-key-not-for-production"
+#: Writes are refused without an ADMIN_TOKEN: every local instance gets this one unless
+#: its settings name another, and clients send it as ``DEV_ADMIN_AUTHORIZATION``.
+DEV_ADMIN_TOKEN = "dev-only-admin-token"
+DEV_ADMIN_AUTHORIZATION = {"Authorization": f"Bearer {DEV_ADMIN_TOKEN}"}
 LOCAL_AWS_ENVIRONMENT = {
     "AWS_ACCESS_KEY_ID": "local",
     "AWS_SECRET_ACCESS_KEY": "local",
@@ -157,11 +161,13 @@ http {{
 def flask_environment(settings: Mapping[str, Any]) -> dict[str, str]:
     """This process's environment without FLASK_*, plus ``FLASK_<name>`` per setting.
 
+    ``ADMIN_TOKEN`` defaults to the development token ``DEV_ADMIN_TOKEN``.
+
     The app parses FLASK_* values as JSON, so non-strings are written as JSON
     (``true``, ``1``) and strings as they are.
     """
     environment = {k: v for k, v in os.environ.items() if not k.startswith("FLASK_")}
-    for name, value in settings.items():
+    for name, value in {"ADMIN_TOKEN": DEV_ADMIN_TOKEN, **settings}.items():
         environment[f"FLASK_{name}"] = value if isinstance(value, str) else json.dumps(value)
     return environment
 
@@ -377,7 +383,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"DynamoDB Local: {ddb.endpoint_url}; logs and metrics files: {workdir}")
             for instance in running.instances:
                 print(f"{instance.name}: {instance.url} (metrics: {instance.url}/metrics)")
-            print(f"nginx round-robin: {running.url}/categories  (Ctrl-C stops all)", flush=True)
+            print(f"nginx round-robin: {running.url}/categories  (Ctrl-C stops all)")
+            print(f"writes need: -H 'Authorization: Bearer {DEV_ADMIN_TOKEN}'", flush=True)
             while not (exited := [i for i in running.instances if i.process.poll() is not None]):
                 time.sleep(1)
             for instance in exited:

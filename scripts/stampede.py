@@ -39,6 +39,7 @@ import requests
 
 from cache_backends.local import DynamoDBLocal
 from scripts.cluster import (
+    DEV_ADMIN_AUTHORIZATION,
     DEV_SIGNING_KEY,
     DYNAMODB_CACHE_TYPE,
     LOCAL_AWS_ENVIRONMENT,
@@ -151,7 +152,10 @@ def get_list(url: str) -> Answer:
 def post(url: str, name: str) -> Answer:
     return timed(
         lambda: requests.post(
-            f"{url}/categories", json={"name": name}, timeout=HTTP_TIMEOUT_SECONDS
+            f"{url}/categories",
+            json={"name": name},
+            headers=DEV_ADMIN_AUTHORIZATION,
+            timeout=HTTP_TIMEOUT_SECONDS,
         )
     )
 
@@ -279,7 +283,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=32, help="concurrent GETs per burst")
     parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--threads", type=int, default=8, help="threads per worker")
+    parser.add_argument(
+        "--threads", type=int, default=8, help="threads per gthread worker (older checkouts)"
+    )
     parser.add_argument("--db-latency-ms", type=int, default=1500)
     parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated")
     parser.add_argument("--app-root", type=Path, default=REPOSITORY_ROOT, help="app checkout")
@@ -291,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     shape = (args.workers, args.threads, args.db_latency_ms)
 
     print(
-        f"app: {args.app_root}; gunicorn {args.workers} workers x {args.threads} threads; "
+        f"app: {args.app_root}; gunicorn {args.workers} workers; "
         f"DB_LATENCY_MS={args.db_latency_ms}",
         flush=True,
     )

@@ -32,6 +32,18 @@ os.environ.pop("AWS_SESSION_TOKEN", None)
 
 #: Tests sign entries with this; the app refuses to start with DynamoDB and no key.
 TEST_SIGNING_KEY = "test-signing-key"
+#: Writes are refused without a configured token; test apps have this one, and their
+#: test clients send it unless a test sends its own Authorization header.
+TEST_ADMIN_TOKEN = "test-admin-token"
+ADMIN_AUTHORIZATION = {"Authorization": f"Bearer {TEST_ADMIN_TOKEN}"}
+
+
+class AdminTestClient(FlaskClient):
+    """A test client that carries the test admin token, as an operator's client would."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.environ_base["HTTP_AUTHORIZATION"] = ADMIN_AUTHORIZATION["Authorization"]
 
 
 @pytest.fixture(scope="session")
@@ -69,7 +81,14 @@ def make_app(clean_flask_env: None, database_uri: str) -> Callable[..., Flask]:
     from ecommerce import create_app
 
     def build(*, init_db: bool = True, **overrides: Any) -> Flask:
-        app = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": database_uri, **overrides})
+        settings = {
+            "TESTING": True,
+            "SQLALCHEMY_DATABASE_URI": database_uri,
+            "ADMIN_TOKEN": TEST_ADMIN_TOKEN,
+            **overrides,
+        }
+        app = create_app(settings)
+        app.test_client_class = AdminTestClient
         if init_db:
             result = app.test_cli_runner().invoke(args=["init-db"])
             assert result.exit_code == 0, result.output

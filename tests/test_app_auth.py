@@ -1,4 +1,4 @@
-"""ADMIN_TOKEN: when set, creating a category needs ``Authorization: Bearer <token>``."""
+"""ADMIN_TOKEN: writes need ``Authorization: Bearer <token>``, and are refused without one set."""
 
 from __future__ import annotations
 
@@ -63,5 +63,37 @@ def test_reads_need_no_token(protected_app: Flask) -> None:
     assert protected_app.test_client().get("/categories").status_code == 200
 
 
-def test_without_admin_token_posts_are_open(client) -> None:
-    assert client.post("/categories", json={"name": "Toys"}).status_code == 201
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("post", "/categories", {"name": "Toys"}),
+        ("patch", "/categories/1", {"name": "Gadgets"}),
+        ("delete", "/categories/1", None),
+    ],
+)
+def test_without_an_admin_token_configured_writes_are_refused_with_403(
+    make_app: Callable[..., Flask], method: str, path: str, body: dict[str, str] | None
+) -> None:
+    """Closed by default: a forgotten variable never leaves the catalogue writable."""
+    app = make_app(ADMIN_TOKEN=None)
+    database_before = categories_in_db(app)
+
+    response = getattr(app.test_client(), method)(path, json=body)
+
+    assert "ADMIN_TOKEN" in assert_problem(response, 403)["detail"]
+    assert categories_in_db(app) == database_before
+
+
+def test_several_tokens_are_accepted_while_rotating(make_app: Callable[..., Flask]) -> None:
+    app = make_app(ADMIN_TOKEN=["new-token", "old-token"])
+    client = app.test_client()
+
+    for token, name in (("old-token", "Toys"), ("new-token", "Games")):
+        response = client.post(
+            "/categories", json={"name": name}, headers={"Authorization": f"Bearer {token}"}
+        )
+        assert response.status_code == 201
+    assert_problem(
+        client.post("/categories", json={"name": "X"}, headers={"Authorization": "Bearer other"}),
+        401,
+    )

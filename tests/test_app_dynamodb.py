@@ -20,7 +20,7 @@ from flask import Flask
 
 from cache_backends.local import DynamoDBLocal, free_port
 from ecommerce.categories.cache_policy import CATEGORIES_CACHE_KEY
-from scripts.cluster import gunicorn_instance, wait_until_healthy
+from scripts.cluster import DEV_ADMIN_AUTHORIZATION, gunicorn_instance, wait_until_healthy
 from tests.conftest import cached_categories, categories_in_db
 from tests.test_categories import SEED_CATEGORIES, TOYS, get_categories, post_category
 
@@ -107,7 +107,12 @@ def http_get_categories(url: str) -> tuple[list[dict[str, Any]], str]:
 
 
 def http_post_category(url: str, name: str) -> dict[str, Any]:
-    response = requests.post(f"{url}/categories", json={"name": name}, timeout=HTTP_TIMEOUT_SECONDS)
+    response = requests.post(
+        f"{url}/categories",
+        json={"name": name},
+        headers=DEV_ADMIN_AUTHORIZATION,
+        timeout=HTTP_TIMEOUT_SECONDS,
+    )
     assert response.status_code == 201, response.text
     return response.json()
 

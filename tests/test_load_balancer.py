@@ -29,6 +29,7 @@ import requests
 from flask import Flask
 
 from scripts.cluster import (
+    DEV_ADMIN_AUTHORIZATION,
     UPSTREAM_HEADER,
     Cluster,
     Instance,
@@ -93,7 +94,12 @@ def get_categories(http: requests.Session, url: str, **headers: str) -> Answer:
 
 def post_category(http: requests.Session, url: str, name: str) -> tuple[dict[str, Any], str]:
     """Create ``name``; return the category and the instance that took the POST."""
-    response = http.post(f"{url}/categories", json={"name": name}, timeout=HTTP_TIMEOUT_SECONDS)
+    response = http.post(
+        f"{url}/categories",
+        json={"name": name},
+        headers=DEV_ADMIN_AUTHORIZATION,
+        timeout=HTTP_TIMEOUT_SECONDS,
+    )
     assert response.status_code == 201, response.text
     return response.json(), response.headers[UPSTREAM_HEADER]
 
