@@ -2,15 +2,61 @@
 
 from __future__ import annotations
 
+import warnings
+from collections import defaultdict
+
 import click
 from flask.cli import with_appcontext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, select, text, update
+from sqlalchemy.exc import SAWarning
 
 from ecommerce.categories import repository
 from ecommerce.categories.cache_policy import after_categories_changed, forget_cached_categories
+from ecommerce.categories.models import NAME_KEY_INDEX, Category
+from ecommerce.categories.names import name_key
 from ecommerce.extensions import db
 
 SEED_CATEGORY_NAMES = ("Electronics", "Clothing", "Books")
+
+
+def _add_name_keys() -> bool:
+    """Give a categories table made before name keys existed its key column and index.
+
+    Existing rows keep their ids and names. Rows whose names become the same
+    key (say "Books" and its fullwidth twin) stop the upgrade, named, before
+    anything changes: which one to keep is a person's decision, not this command's.
+    Create-all made new databases whole; this runs only on older ones.
+    """
+    with db.engine.begin() as connection:
+        inspector = inspect(connection)
+        columns = {column["name"] for column in inspector.get_columns(Category.__tablename__)}
+        with warnings.catch_warnings():  # lower(name)'s index: SQLite cannot reflect it
+            warnings.filterwarnings("ignore", "Skipped unsupported reflection", SAWarning)
+            indexes = {index["name"] for index in inspector.get_indexes(Category.__tablename__)}
+        if "name_key" in columns and NAME_KEY_INDEX.name in indexes:
+            return False
+        rows = connection.execute(select(Category.id, Category.name)).all()
+        by_key: dict[str, list[str]] = defaultdict(list)
+        for row in rows:
+            by_key[name_key(row.name)].append(row.name)
+        clashes = [names for names in by_key.values() if len(names) > 1]
+        if clashes:
+            listed = "; ".join(" = ".join(repr(name) for name in names) for names in clashes)
+            raise click.ClickException(
+                f"cannot make category names unique by casefolded key: {listed}. Rename or "
+                "delete all but one of each group, then run init-db again; nothing was changed"
+            )
+        if "name_key" not in columns:
+            # A default, because SQLite adds a NOT NULL column only with one.
+            connection.execute(
+                text("ALTER TABLE categories ADD COLUMN name_key TEXT NOT NULL DEFAULT ''")
+            )
+        for row in rows:
+            connection.execute(
+                update(Category).where(Category.id == row.id).values(name_key=name_key(row.name))
+            )
+        NAME_KEY_INDEX.create(connection)
+    return True
 
 
 @click.command("init-db")
@@ -25,6 +71,8 @@ def init_db_command() -> None:
         click.echo(f"Created tables: {', '.join(created_tables)}")
     else:
         click.echo("Tables: present, nothing created")
+    if _add_name_keys():
+        click.echo("Added name keys to existing categories (unique by casefolded name)")
 
     if repository.ensure_catalogue_version():
         # Versions start again at 0: whatever the cache holds was fenced by another

@@ -65,8 +65,8 @@ def warm_app(app: Flask) -> Flask:
         (b'{"name": "Toys"}', None, 415, "application/json"),
         (OVERSIZED_BODY, JSON, 413, "larger than"),
         # Hostile input: each of these was a 500 (a traceback in the log) once.
-        (b'{"name": "\\ud800"}', JSON, 400, "valid Unicode"),  # a JSON-escaped lone surrogate
-        (b'{"name": "\xed\xa0\x80"}', JSON, 400, "valid Unicode"),  # the same, as raw bytes
+        (b'{"name": "\\ud800"}', JSON, 400, "lone surrogate"),  # a JSON-escaped lone surrogate
+        (b'{"name": "\xed\xa0\x80"}', JSON, 400, "lone surrogate"),  # the same, as raw bytes
         (b"[" * 5000 + b"]" * 5000, JSON, 400, "nested too deeply"),
         (b'{"a":' * 2500 + b"1" + b"}" * 2500, JSON, 400, "nested too deeply"),
     ],
@@ -105,7 +105,9 @@ def test_a_duplicate_inserted_concurrently_is_refused_by_the_unique_index_as_409
         if not fired and statement.startswith("INSERT INTO categories"):
             fired.append(statement)
             with concurrent_writer.begin() as other:
-                other.execute(text("INSERT INTO categories (name) VALUES ('toys')"))
+                other.execute(
+                    text("INSERT INTO categories (name, name_key) VALUES ('toys', 'toys')")
+                )
 
     with warm_app.app_context():
         engine = db.engine

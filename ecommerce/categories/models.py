@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import TypedDict
 
-from sqlalchemy import Index, String, func
+from sqlalchemy import Index, String, Text, func
 from sqlalchemy.orm import Mapped, mapped_column
 
+from ecommerce.categories.names import NAME_MAX_LENGTH, name_key
 from ecommerce.extensions import db
 
-#: Longer names are refused with 400 before they reach the database.
-NAME_MAX_LENGTH = 100
 #: The largest id every supported database's INTEGER holds (PostgreSQL's is 32-bit).
 MAX_CATEGORY_ID = 2**31 - 1
 
@@ -23,12 +22,20 @@ class CategoryDict(TypedDict):
 
 
 class Category(db.Model):
-    """A product category; its name is unique regardless of letter case."""
+    """A product category; its name is unique by its casefolded key (names.py)."""
 
     __tablename__ = "categories"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(NAME_MAX_LENGTH))
+    #: name_key(name): what uniqueness compares. Text: folding may lengthen a name.
+    name_key: Mapped[str] = mapped_column(Text)
+
+    def __init__(self, *, name: str) -> None:
+        super().__init__(name=name, name_key=name_key(name))
+
+    def rename(self, name: str) -> None:
+        self.name, self.name_key = name, name_key(name)
 
     def to_dict(self) -> CategoryDict:
         return {"id": self.id, "name": self.name}
@@ -52,7 +59,9 @@ class CatalogueVersion(db.Model):
 CATALOGUE_VERSION_ROW_ID = 1
 
 
-# The real guard against two concurrent POSTs of "Toys" and "toys": the existence
-# check in the repository only gives the common case a clean 409 without an
-# insert. SQLite's lower() folds ASCII only, and so does the check that uses it.
+# The real guard against two concurrent POSTs of "Toys" and its fullwidth twin: the existence
+# check in the repository only gives the common case a clean 409 without an insert.
+NAME_KEY_INDEX = Index("uq_categories_name_key", Category.name_key, unique=True)
+# The first guard (lower() folds ASCII only in SQLite), kept: databases created before
+# name_key have it, and every pair it refuses name_key refuses too.
 Index("uq_categories_name_lower", func.lower(Category.name), unique=True)

@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterable
 
 from flask import current_app
-from sqlalchemy import exists, func, select, true, update
+from sqlalchemy import select, true, update
 from sqlalchemy.exc import IntegrityError
 
 from ecommerce.categories.models import (
@@ -22,13 +22,18 @@ from ecommerce.categories.models import (
     Category,
     CategoryDict,
 )
+from ecommerce.categories.names import name_key
 from ecommerce.extensions import db
 
 MILLISECONDS_PER_SECOND = 1000
 
 
 class DuplicateCategoryNameError(Exception):
-    """A category with this name (ignoring letter case) already exists."""
+    """A category with this name's key (names.py) already exists, named ``stored_name``."""
+
+    def __init__(self, stored_name: str) -> None:
+        super().__init__(stored_name)
+        self.stored_name = stored_name
 
 
 class CategoryNotFoundError(Exception):
@@ -75,12 +80,18 @@ def get_category(category_id: int) -> Category | None:
     return db.session.get(Category, category_id)
 
 
-def name_exists(name: str, *, except_id: int | None = None) -> bool:
-    """Whether ``name`` is taken, compared with the same lower() as the unique index."""
-    same_name = func.lower(Category.name) == func.lower(name)
+def stored_name_like(name: str, *, except_id: int | None = None) -> str | None:
+    """The stored name with ``name``'s key (the same category to a reader), or None."""
+    query = select(Category.name).where(Category.name_key == name_key(name))
     if except_id is not None:
-        same_name &= Category.id != except_id
-    return bool(db.session.scalar(select(exists().where(same_name))))
+        query = query.where(Category.id != except_id)
+    return db.session.scalar(query.limit(1))
+
+
+def _refuse_if_taken(name: str, *, except_id: int | None = None) -> None:
+    stored = stored_name_like(name, except_id=except_id)
+    if stored is not None:
+        raise DuplicateCategoryNameError(stored)
 
 
 def _bump_version() -> int:
@@ -109,7 +120,8 @@ def _commit_with_version(name: str) -> int:
         db.session.commit()
     except IntegrityError as error:
         db.session.rollback()
-        raise DuplicateCategoryNameError(name) from error
+        # A concurrent writer committed the name after our check: name what it stored.
+        raise DuplicateCategoryNameError(stored_name_like(name) or name) from error
     return version
 
 
@@ -119,8 +131,7 @@ def create_category(name: str) -> tuple[Category, int]:
     Raises DuplicateCategoryNameError when the name is taken, whether the check
     sees it or a concurrent insert wins the race and the unique index refuses ours.
     """
-    if name_exists(name):
-        raise DuplicateCategoryNameError(name)
+    _refuse_if_taken(name)
     category = Category(name=name)
     db.session.add(category)
     return category, _commit_with_version(name)
@@ -135,9 +146,8 @@ def rename_category(category_id: int, name: str) -> tuple[Category, int]:
     category = get_category(category_id)
     if category is None:
         raise CategoryNotFoundError(category_id)
-    if name_exists(name, except_id=category_id):
-        raise DuplicateCategoryNameError(name)
-    category.name = name
+    _refuse_if_taken(name, except_id=category_id)
+    category.rename(name)
     return category, _commit_with_version(name)
 
 
@@ -163,7 +173,7 @@ def ensure_catalogue_version() -> bool:
 
 def add_missing_categories(names: Iterable[str]) -> tuple[list[str], int | None]:
     """Insert the names not present yet, in one transaction; those added and the new version."""
-    added = [name for name in names if not name_exists(name)]
+    added = [name for name in names if stored_name_like(name) is None]
     if not added:
         return [], None
     db.session.add_all(Category(name=name) for name in added)

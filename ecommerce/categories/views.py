@@ -14,7 +14,7 @@ from werkzeug.exceptions import (
 from ecommerce.auth import admin_token_required
 from ecommerce.categories import repository
 from ecommerce.categories.cache_policy import after_categories_changed, read_categories
-from ecommerce.categories.models import NAME_MAX_LENGTH
+from ecommerce.categories.names import InvalidName, normalize_name
 from ecommerce.observability import CACHE_STATUS_HEADER
 
 bp = Blueprint("categories", __name__)
@@ -48,15 +48,9 @@ def _category_name_from_request() -> str:
     if not isinstance(name, str):
         raise BadRequest('"name" must be a string')
     try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:  # a lone surrogate ("\ud800"): no database can store it
-        raise BadRequest('"name" must be valid Unicode text') from None
-    name = name.strip()
-    if not name:
-        raise BadRequest('"name" must not be blank')
-    if len(name) > NAME_MAX_LENGTH:
-        raise BadRequest(f'"name" must be at most {NAME_MAX_LENGTH} characters')
-    return name
+        return normalize_name(name)
+    except InvalidName as error:
+        raise BadRequest(str(error)) from None
 
 
 @bp.get("/categories")
@@ -80,8 +74,11 @@ def _not_found(category_id: int) -> NotFound:
     return NotFound(f"no category with id {category_id}")
 
 
-def _name_taken(name: str) -> Conflict:
-    return Conflict(f"a category named {name!r} already exists (names ignore case)")
+def _name_taken(error: repository.DuplicateCategoryNameError) -> Conflict:
+    """Names the stored category: the client may have spelled it another way."""
+    return Conflict(
+        f"a category named {error.stored_name!r} already exists (names ignore case and width)"
+    )
 
 
 @bp.post("/categories")
@@ -90,8 +87,8 @@ def create_category() -> tuple[Response, int, dict[str, str]]:
     name = _category_name_from_request()
     try:
         category, version = repository.create_category(name)
-    except repository.DuplicateCategoryNameError:
-        raise _name_taken(name) from None
+    except repository.DuplicateCategoryNameError as error:
+        raise _name_taken(error) from None
     after_categories_changed(version)
     location = url_for(".get_category", category_id=category.id)
     return jsonify(category.to_dict()), 201, {"Location": location}
@@ -105,8 +102,8 @@ def rename_category(category_id: int) -> Response:
         category, version = repository.rename_category(category_id, name)
     except repository.CategoryNotFoundError:
         raise _not_found(category_id) from None
-    except repository.DuplicateCategoryNameError:
-        raise _name_taken(name) from None
+    except repository.DuplicateCategoryNameError as error:
+        raise _name_taken(error) from None
     after_categories_changed(version)
     return jsonify(category.to_dict())
 

@@ -1,0 +1,163 @@
+"""Category names as identifiers: NFKC, nothing invisible, unique by casefold, in the database."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.exc import IntegrityError
+
+from ecommerce.categories.names import InvalidName, name_key, normalize_name
+from tests.conftest import categories_in_db
+from tests.test_errors import assert_problem
+
+FULLWIDTH_BOOKS = "\uff22\uff4f\uff4f\uff4b\uff53"  # "Books" in fullwidth letters
+
+
+@pytest.mark.parametrize(
+    ("raw", "stored"),
+    [
+        (FULLWIDTH_BOOKS, "Books"),
+        ("  Board Games \t\n", "Board Games"),
+        ("Caf\u0065\u0301", "Caf\u00e9"),  # e + combining acute: one precomposed character
+        ("\u2160 Roman", "I Roman"),  # compatibility forms fold to their plain letters
+    ],
+)
+def test_names_are_stored_in_nfkc_and_trimmed(raw: str, stored: str) -> None:
+    assert normalize_name(raw) == stored
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        ("\u200b", "invisible"),  # zero-width space alone
+        ("\u200bBooks", "invisible"),
+        ("Books\u200d", "invisible"),  # zero-width joiner
+        ("\u202eskoob", "invisible"),  # right-to-left override
+        ("a\x00b", "control"),
+        ("\x1b[31mred", "control"),
+        ("bell\x07", "control"),
+        ("tab\tinside", "control"),
+        ("x\u0378", "unassigned"),
+        ("\ud800", "surrogate"),
+        ("   ", "blank"),
+        ("x" * 101, "at most 100"),
+    ],
+)
+def test_invisible_control_and_unassigned_characters_are_refused(raw: str, reason: str) -> None:
+    with pytest.raises(InvalidName, match=reason):
+        normalize_name(raw)
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("Books", FULLWIDTH_BOOKS),
+        ("\u00c9lectronique", "\u00e9LECTRONIQUE"),
+        ("Stra\u00dfe", "STRASSE"),  # casefold, not lower: ß folds to ss
+        ("\u03a3\u03bf\u03c6\u03af\u03b1", "\u03c3\u03bf\u03c6\u03af\u03b1"),  # Greek capital sigma
+    ],
+)
+def test_names_that_read_the_same_have_one_key(first: str, second: str) -> None:
+    assert name_key(normalize_name(first)) == name_key(normalize_name(second))
+
+
+@pytest.mark.parametrize(
+    ("existing", "duplicate"),
+    [
+        ("Books", FULLWIDTH_BOOKS),
+        ("\u00c9lectronique", "\u00e9lectronique"),
+        ("Stra\u00dfe", "STRASSE"),
+    ],
+)
+def test_a_name_that_reads_the_same_is_409_naming_the_stored_category(
+    app: Flask, existing: str, duplicate: str
+) -> None:
+    client = app.test_client()
+    if existing != "Books":
+        assert client.post("/categories", json={"name": existing}).status_code == 201
+    database_before = categories_in_db(app)
+
+    response = client.post("/categories", json={"name": duplicate})
+
+    assert f"named {existing!r}" in assert_problem(response, 409)["detail"]
+    assert categories_in_db(app) == database_before
+
+
+def test_a_fullwidth_name_is_stored_in_plain_letters(app: Flask) -> None:
+    response = app.test_client().post("/categories", json={"name": "\uff27\uff41\uff4d\uff45"})
+
+    assert response.status_code == 201
+    assert response.get_json()["name"] == "Game"
+
+
+def test_the_database_itself_refuses_a_second_row_with_the_same_key(
+    app: Flask, database_uri: str
+) -> None:
+    """Not only the check in Python: a writer that skips it meets the unique index."""
+    other_writer = create_engine(database_uri)
+    try:
+        with pytest.raises(IntegrityError), other_writer.begin() as connection:
+            connection.execute(
+                text("INSERT INTO categories (name, name_key) VALUES (:name, 'books')"),
+                {"name": FULLWIDTH_BOOKS},
+            )
+    finally:
+        other_writer.dispose()
+
+
+# --- databases created before name keys ------------------------------------------------
+
+OLD_SCHEMA = (
+    "CREATE TABLE categories (id INTEGER NOT NULL PRIMARY KEY, name VARCHAR(100) NOT NULL)",
+    "CREATE UNIQUE INDEX uq_categories_name_lower ON categories (lower(name))",
+)
+
+
+def old_database(path: Path, names: list[str]) -> str:
+    """A SQLite file as this app's code made it before name keys (and the version row)."""
+    uri = f"sqlite:///{path}"
+    engine = create_engine(uri)
+    with engine.begin() as connection:
+        for statement in OLD_SCHEMA:
+            connection.execute(text(statement))
+        for name in names:
+            connection.execute(text("INSERT INTO categories (name) VALUES (:name)"), {"name": name})
+    engine.dispose()
+    return uri
+
+
+def test_init_db_upgrades_an_older_database_keeping_every_row(
+    make_app: Callable[..., Flask], tmp_path: Path
+) -> None:
+    rows = ["Electronics", "Clothing", "Books", "\u00c9lectronique", "Stra\u00dfe"]
+    uri = old_database(tmp_path / "old.sqlite", rows)
+    app = make_app(init_db=False, SQLALCHEMY_DATABASE_URI=uri)
+
+    result = app.test_cli_runner().invoke(args=["init-db"])
+
+    assert result.exit_code == 0, result.output
+    assert "Added name keys" in result.output
+    assert categories_in_db(app) == [{"id": i, "name": n} for i, n in enumerate(rows, start=1)]
+    client = app.test_client()
+    assert_problem(client.post("/categories", json={"name": "STRASSE"}), 409)
+    assert client.post("/categories", json={"name": "Toys"}).status_code == 201
+    again = app.test_cli_runner().invoke(args=["init-db"])
+    assert again.exit_code == 0 and "Added name keys" not in again.output
+
+
+def test_init_db_stops_on_older_rows_that_collide_and_names_them(
+    make_app: Callable[..., Flask], tmp_path: Path
+) -> None:
+    uri = old_database(tmp_path / "old.sqlite", ["Books", FULLWIDTH_BOOKS, "Toys"])
+    app = make_app(init_db=False, SQLALCHEMY_DATABASE_URI=uri)
+
+    result = app.test_cli_runner().invoke(args=["init-db"])
+
+    assert result.exit_code != 0
+    assert "'Books'" in result.output and repr(FULLWIDTH_BOOKS) in result.output
+    columns = {c["name"] for c in inspect(create_engine(uri)).get_columns("categories")}
+    assert "name_key" not in columns, "nothing was changed"
