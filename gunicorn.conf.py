@@ -274,5 +274,6 @@ def worker_exit(server: Any, worker: Any) -> None:
     # for long: the next reader finds the list marked stale and takes over the refresh.
     from ecommerce.categories.cache_policy import drain_background_refreshes
 
-    if not drain_background_refreshes(worker.wsgi):
+    app = getattr(worker, "wsgi", None)  # None: the worker failed before loading the app
+    if app is not None and not drain_background_refreshes(app):
         server.log.warning("worker %s: cache refreshes still running at exit", worker.pid)

@@ -69,6 +69,7 @@ COUNTER_ATTEMPTS = 5
 COUNTER_MARKER = b"\x00dynamodb-cache-counter"
 CONDITION_FAILED = "ConditionalCheckFailedException"
 TABLE_MISSING = "ResourceNotFoundException"
+TABLE_IN_USE = "ResourceInUseException"
 #: With create_table=True, a table found missing (DynamoDB Local restarted empty) is
 #: created again in the background, at most this often.
 RECREATE_INTERVAL_SECONDS = 10.0
@@ -347,7 +348,17 @@ class DynamoDBCache(BaseCache):
         self._recreating = False
         self._last_recreate = -RECREATE_INTERVAL_SECONDS
         if create_table:
-            self.create_table()
+            try:
+                self.create_table()
+            except (PynamoDBException, BotoCoreError, ClientError) as error:
+                # A cache that is down must not stop the app from starting (a gunicorn
+                # worker failing to boot takes the whole server down): the first call
+                # that finds the table missing creates it in the background.
+                logger.warning(
+                    "cache table %s not created at start-up, retried when DynamoDB answers: %s",
+                    table_name,
+                    error,
+                )
 
     @classmethod
     def factory(
@@ -578,11 +589,18 @@ class DynamoDBCache(BaseCache):
         if model.exists():
             done.append(f"table {self.table_name} already exists")
         else:
-            model.create_table(billing_mode="PAY_PER_REQUEST", wait=False)
+            try:
+                model.create_table(billing_mode="PAY_PER_REQUEST", wait=False)
+                done.append(f"created table {self.table_name} (on-demand)")
+            except PynamoDBException as error:
+                # Several gunicorn workers starting at once all find the table missing;
+                # one CreateTable wins and the others wait for its table.
+                if _error_code(error) != TABLE_IN_USE:
+                    raise
+                done.append(f"table {self.table_name} was created by another process")
             self._client().get_waiter("table_exists").wait(
                 TableName=self.table_name, WaiterConfig={"Delay": 1, "MaxAttempts": 120}
             )
-            done.append(f"created table {self.table_name} (on-demand)")
         ttl = self._client().describe_time_to_live(TableName=self.table_name)
         status = ttl["TimeToLiveDescription"].get("TimeToLiveStatus", "DISABLED")
         if status in ("ENABLED", "ENABLING"):

@@ -20,7 +20,12 @@ from flask import Flask
 
 from cache_backends.local import DynamoDBLocal, free_port
 from ecommerce.categories.cache_policy import CATEGORIES_CACHE_KEY
-from scripts.cluster import DEV_ADMIN_AUTHORIZATION, gunicorn_instance, wait_until_healthy
+from scripts.cluster import (
+    DEV_ADMIN_AUTHORIZATION,
+    gunicorn_instance,
+    prepare,
+    wait_until_healthy,
+)
 from tests.conftest import cached_categories, categories_in_db
 from tests.test_categories import SEED_CATEGORIES, TOYS, get_categories, post_category
 
@@ -184,3 +189,21 @@ def test_a_graceful_stop_finishes_the_refresh_a_write_queued(
 
     assert instance.process.returncode == 0, instance.log_path.read_text()
     assert cached_categories(setup_app) == [*SEED_CATEGORIES, TOYS]
+
+
+@pytest.mark.slow
+def test_workers_starting_together_on_a_missing_table_all_boot(
+    dynamodb_cache_config: dict[str, Any], database_uri: str, tmp_path: Path
+) -> None:
+    """What `make run-dynamodb` does: every worker creates the table; none may fail to boot."""
+    settings = {**dynamodb_cache_config, "SQLALCHEMY_DATABASE_URI": database_uri}
+    prepare({**settings, "CACHE_DYNAMODB_TABLE": "unused-by-init-db"}, quiet=True)
+    with gunicorn_instance("boot", settings, tmp_path, workers=3) as instance:
+        wait_until_healthy(instance.url, instance.process, instance.log_path)
+        for _ in range(3):  # each worker answers, once the table is there
+            assert http_get_categories(instance.url)[0] == SEED_CATEGORIES
+        log = instance.log_path.read_text()
+
+    assert log.count("Booting worker") == 3, log
+    assert "Worker failed to boot" not in log
+    assert instance.process.returncode == 0, log

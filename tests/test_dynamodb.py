@@ -826,3 +826,35 @@ def test_malformed_items_are_misses_not_exceptions(
     assert cache.has("odd") is False
     assert cache.inc("odd") is None, "not a counter inc() can trust"
     assert cache.get_many("odd", "fine") == [None, 3]
+
+
+# -- creating the table --------------------------------------------------------------
+
+
+def test_a_table_created_by_another_process_meanwhile_is_success(
+    make_cache: MakeCache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """gunicorn's workers start together: each sees no table, one CreateTable wins.
+
+    The race is forced: this cache's existence check answers "absent" although
+    another process (the first cache) has just created the table.
+    """
+    make_cache()  # the other process: creates the table
+    late = make_cache(create_table=False)
+    monkeypatch.setattr(late._model, "exists", lambda: False)
+
+    done = late.create_table()
+
+    assert any("created by another process" in line for line in done)
+    late.set("k", "v")
+    assert late.get("k") == "v"
+
+
+def test_an_unreachable_dynamodb_at_start_up_does_not_stop_the_app_starting(
+    make_cache: MakeCache, unused_port: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A worker that raised here would fail to boot, and gunicorn would stop every worker."""
+    cache = make_cache(endpoint_url=f"http://127.0.0.1:{unused_port}", breaker_failures=0)
+
+    assert cache.get("k") is None
+    assert "not created at start-up" in caplog.text
