@@ -24,7 +24,7 @@ from cache_backends.codec import EntryCodec
 from cache_backends.dynamodb import MAX_BATCH_GET, MAX_BATCH_WRITE, DynamoDBCache
 from cache_backends.keys import MAX_PARTITION_KEY_BYTES
 from cache_backends.local import DynamoDBLocal
-from tests.conftest import TEST_SIGNING_KEY
+from tests.conftest import RELAXED_GET_TIMEOUT_SECONDS, TEST_SIGNING_KEY
 
 MakeCache = Callable[..., DynamoDBCache]
 
@@ -69,6 +69,7 @@ def make_cache(dynamodb_local: DynamoDBLocal, table_name: str, calls: CallLog) -
         options.setdefault("signing_key", TEST_SIGNING_KEY)
         options.setdefault("create_table", True)
         options.setdefault("observer", calls)
+        options.setdefault("get_timeout", RELAXED_GET_TIMEOUT_SECONDS)
         return DynamoDBCache(**options)
 
     return make

@@ -18,6 +18,7 @@ import boto3
 import pytest
 from flask import Flask
 
+from cache_backends.dynamodb import DEFAULT_GET_TIMEOUT
 from cache_backends.local import DynamoDBLocal
 from ecommerce.categories import repository
 from tests.test_categories import SEED_CATEGORIES, get_categories
@@ -40,7 +41,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def app(make_app: Callable[..., Flask], dynamodb_cache_config: dict[str, Any]) -> Flask:
     return make_app(
-        **dynamodb_cache_config,
+        **{**dynamodb_cache_config, "CACHE_DYNAMODB_GET_TIMEOUT": DEFAULT_GET_TIMEOUT},
         DB_LATENCY_MS=DB_LATENCY_MS,
         CACHE_DYNAMODB_BREAKER_COOLDOWN=BREAKER_COOLDOWN_SECONDS,
     )

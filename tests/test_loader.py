@@ -27,7 +27,7 @@ from cache_backends.loader import (
 )
 from cache_backends.local import DynamoDBLocal, free_port
 from cache_backends.versioned import VersionedEntry
-from tests.conftest import TEST_SIGNING_KEY, RaisingCache
+from tests.conftest import RELAXED_GET_TIMEOUT_SECONDS, TEST_SIGNING_KEY, RaisingCache
 
 #: A paused step that never resumes must fail the test, not hang it.
 WAIT_SECONDS = 10.0
@@ -146,6 +146,7 @@ def dynamodb_cache(dynamodb_local: DynamoDBLocal) -> DynamoDBCache:
         create_table=True,
         signing_key=TEST_SIGNING_KEY,
         key_prefix="loader:",
+        get_timeout=RELAXED_GET_TIMEOUT_SECONDS,
     )
 
 

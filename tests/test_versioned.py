@@ -26,7 +26,7 @@ from cache_backends.dynamodb import DynamoDBCache
 from cache_backends.keys import storage_key
 from cache_backends.local import DynamoDBLocal
 from cache_backends.versioned import VersionedEntry, store_entry, timeout_for
-from tests.conftest import TEST_SIGNING_KEY, RaisingCache
+from tests.conftest import RELAXED_GET_TIMEOUT_SECONDS, TEST_SIGNING_KEY, RaisingCache
 
 #: A paused thread that is never resumed must fail the test, not hang it.
 WAIT_SECONDS = 10.0
@@ -84,6 +84,7 @@ def make_dynamodb_cache(dynamodb_local: DynamoDBLocal, table: str) -> DynamoDBCa
         region_name="us-east-1",
         signing_key=TEST_SIGNING_KEY,
         key_prefix="versioned:",
+        get_timeout=RELAXED_GET_TIMEOUT_SECONDS,
     )
 
 
