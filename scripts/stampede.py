@@ -31,7 +31,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +95,8 @@ class Stage:
     dynamodb: DynamoDBLocal
     workdir: Path
     app_root: Path = REPOSITORY_ROOT
+    #: Settings every run gets (tests relax the read budget for a busy machine).
+    common_settings: Mapping[str, Any] = field(default_factory=dict)
     runs: int = 0
 
     def settings(self, backend: str, **overrides: Any) -> dict[str, Any]:
@@ -111,7 +113,7 @@ class Stage:
                 "CACHE_DYNAMODB_TABLE": f"stampede-{uuid.uuid4().hex[:12]}",
                 "CACHE_DYNAMODB_SIGNING_KEY": DEV_SIGNING_KEY,
             }
-        return settings | overrides
+        return settings | dict(self.common_settings) | overrides
 
     @contextmanager
     def serving(self, settings: Mapping[str, Any], workers: int, threads: int) -> Iterator[str]:
