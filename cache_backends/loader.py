@@ -31,6 +31,7 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -187,15 +188,15 @@ class VersionedLoader:
     def get(self, load: Load) -> Loaded:
         """The value: fresh from the cache, stale while refreshing, or loaded once.
 
-        A cache that fails is not coordinated through: the caller loads at once,
-        and stores nothing (a write to a failing backend would only add its
-        timeout to the answer).
+        A cache that fails is not coordinated through (no lease, no store: a
+        write to a failing backend would only add its timeout to the answer),
+        but a process still loads once for all its waiting threads, so an
+        outage does not send every request to the database at once.
         """
         try:
             entry = self._read(strict=True)
         except _BackendFailed:
-            value, version = load()
-            return Loaded(value, version, CacheStatus.MISS)
+            return self._join_or_lead(load, min_version=0, through_cache=False)
         now = self.clock()
         if entry is not None and entry.is_fresh(now):
             return Loaded(entry.value, entry.version, CacheStatus.HIT)
@@ -204,7 +205,7 @@ class VersionedLoader:
             return Loaded(entry.value, entry.version, CacheStatus.STALE)
         return self._join_or_lead(load, min_version=0 if entry is None else entry.fence)
 
-    def _join_or_lead(self, load: Load, min_version: int) -> Loaded:
+    def _join_or_lead(self, load: Load, min_version: int, *, through_cache: bool = True) -> Loaded:
         """One caller per process goes for the lease; the process's others share its answer.
 
         Across processes the lease decides who loads; inside one, a thread that
@@ -212,7 +213,10 @@ class VersionedLoader:
         however many of its threads are waiting. A shared answer older than
         ``min_version`` (the tombstone this caller saw: a load that began
         before that write) is not taken; the caller joins a newer load or leads.
+        A thread waits at most ``lease_seconds`` for its process's leader (whose
+        load may hang), then loads itself.
         """
+        deadline = time.monotonic() + self.lease_seconds
         while True:
             with self._flight_lock:
                 flight = self._flight
@@ -220,16 +224,27 @@ class VersionedLoader:
                 if flight is None:
                     flight = self._flight = Future()
             if leading:
-                return self._lead(flight, load)
+                return self._lead(flight, load, min_version, through_cache)
             self.on_event(LoaderEvent.LEASE_WAITED)
-            shared: Loaded = flight.result()  # re-raises the leader's load error
+            try:  # re-raises the leader's load error
+                shared: Loaded = flight.result(timeout=max(0.0, deadline - time.monotonic()))
+            except FutureTimeout:
+                self.on_event(LoaderEvent.LEASE_TIMED_OUT)
+                value, version = load()
+                return Loaded(value, version, CacheStatus.MISS)
             if shared.version >= min_version:
                 return Loaded(shared.value, shared.version, CacheStatus.HIT)
 
-    def _lead(self, flight: Future[Loaded], load: Load) -> Loaded:
-        """Load under the lease for this process, then hand the answer to its waiting threads."""
+    def _lead(
+        self, flight: Future[Loaded], load: Load, min_version: int, through_cache: bool
+    ) -> Loaded:
+        """Load for this process (under the lease if the cache works), then share the answer."""
         try:
-            loaded = self._load_under_lease(load)
+            if through_cache:
+                loaded = self._load_under_lease(load, min_version)
+            else:
+                value, version = load()
+                loaded = Loaded(value, version, CacheStatus.MISS)
         except BaseException as error:
             self._end_flight()
             flight.set_exception(error)
@@ -242,8 +257,18 @@ class VersionedLoader:
         with self._flight_lock:
             self._flight = None
 
-    def _load_under_lease(self, load: Load) -> Loaded:
-        """Win the lease and load, or wait for the winner's value, or give up and load."""
+    def _load_under_lease(self, load: Load, min_version: int = 0) -> Loaded:
+        """Win the lease and load, or wait for the winner's value, or give up and load.
+
+        A fresh entry older than ``min_version`` is not an answer: it can only be
+        one whose fence expired, and the caller saw a newer write.
+        """
+
+        def usable(entry: VersionedEntry | None) -> bool:
+            return (
+                entry is not None and entry.is_fresh(self.clock()) and entry.version >= min_version
+            )
+
         deadline = time.monotonic() + self.lease_seconds
         delay = POLL_FIRST_SECONDS
         waited = lease_missing = False
@@ -258,10 +283,14 @@ class VersionedLoader:
                 try:
                     # Double-checked: a holder may have stored and released between
                     # our read and our add; loading again would be a wasted load.
-                    entry = self._read()
-                    if entry is not None and entry.is_fresh(self.clock()):
+                    entry = self._read(strict=True)
+                    if usable(entry):
+                        assert entry is not None
                         return Loaded(entry.value, entry.version, CacheStatus.HIT)
                     value, version = self._load_and_store(load)
+                    return Loaded(value, version, CacheStatus.MISS)
+                except _BackendFailed:  # failing since our add: load, store nothing
+                    value, version = load()
                     return Loaded(value, version, CacheStatus.MISS)
                 finally:
                     self._release_lease(lease)
@@ -279,7 +308,8 @@ class VersionedLoader:
             except _BackendFailed:
                 value, version = load()
                 return Loaded(value, version, CacheStatus.MISS)
-            if entry is not None and entry.is_fresh(self.clock()):
+            if usable(entry):
+                assert entry is not None
                 return Loaded(entry.value, entry.version, CacheStatus.HIT)
             # add() refused while nobody holds the lease, twice running: the backend is
             # failing (DynamoDB's add answers False in an outage). Waiting would only
@@ -317,7 +347,11 @@ class VersionedLoader:
             if entry.version >= version:
                 return True  # loaded at (or after) this write already: nothing is stale
             stale = entry.marked_stale(version, now + self.lease_seconds)
-            if self._store(stale, now, replacing=entry):
+            # The fence must outlive the serving window: a load that began before this
+            # write may land long after the window closed, and must still be refused.
+            longest = self._longest_life()  # 0: values never expire, nor may this
+            keep = 0 if longest == 0 else max(timeout_for(stale, now), longest)
+            if self._store(stale, now, timeout=keep, replacing=entry):
                 return True
         return False
 
@@ -442,6 +476,8 @@ class VersionedLoader:
         except Exception as error:
             self._backend_failed("add")
             raise _BackendFailed from error
+        if not won and self._backend_reported_failure():
+            raise _BackendFailed  # the add failed: nobody holds the lease
         return _Lease(token, acquired_at) if won else None
 
     def _release_lease(self, lease: _Lease) -> None:

@@ -692,3 +692,77 @@ def test_refresh_in_background_releases_the_lease_when_the_pool_refuses(
     assert inline.refresh_in_background(load) is True, "the lease could be taken again"
     assert load.calls == 1
     assert cache.get(loader.key).value == "value"
+
+
+# -- found in review: fences that outlive their window, waits that are bounded -------
+
+
+def test_a_stale_mark_fences_off_an_older_load_that_lands_after_its_window(
+    cache: Any, make_loader: MakeLoader
+) -> None:
+    """A v1 refresh holds the lease; mark_stale(2) marks the cached v1, which is at the
+    end of its life, so the mark's serving window is the lease's (1 s); the window closes
+    before the refresh lands. The refresh's store must still be refused."""
+    refresher = BackgroundRefresher()
+    clock = [1_000.0]
+    loader = make_loader(
+        cache, lease_seconds=1, ttl=lambda: 300, refresher=refresher, clock=lambda: clock[0]
+    )
+    gate = threading.Event()
+    slow_v1 = Load("v1", 1, gate)
+    assert loader.store("v1", 1)
+    clock[0] += 299.5  # half a second of v1's life left
+    assert loader.refresh_in_background(slow_v1)  # read v1 at its start, and is slow
+    assert slow_v1.entered.wait(WAIT_SECONDS)
+    assert loader.mark_stale(2)  # a write committed version 2
+    time.sleep(1.2)  # past the mark's serving window, in the backend's own time
+    clock[0] += 1.2
+    gate.set()
+    assert refresher.drain(WAIT_SECONDS)
+
+    current = cache.get(loader.key)
+    assert current is not None and current.fence == 2, "the fence at 2 is still there"
+    assert not current.is_fresh(clock[0]), "v1 did not come back as fresh"
+    assert loader.get(Load("v2", 2)) == Loaded("v2", 2, MISS)
+
+
+def test_a_thread_waits_for_its_process_s_leader_at_most_the_lease(
+    cache: Any, make_loader: MakeLoader, events: Events
+) -> None:
+    """The leader's load hangs; a second thread of the process loads itself after the lease."""
+    loader = make_loader(cache, lease_seconds=1)
+    gate = threading.Event()
+    hung = Load("slow", 1, gate)
+    leader = threading.Thread(target=loader.get, args=(hung,))
+    leader.start()
+    assert hung.entered.wait(WAIT_SECONDS)
+    try:
+        own = Load("own", 1)
+        assert loader.get(own) == Loaded("own", 1, MISS)
+        assert own.calls == 1
+        assert LoaderEvent.LEASE_TIMED_OUT in events.seen
+    finally:
+        gate.set()
+        leader.join(WAIT_SECONDS)
+
+
+def test_a_failing_cache_still_loads_once_per_process(
+    make_loader: MakeLoader, events: Events
+) -> None:
+    """An outage must not send every waiting thread of a process to the database."""
+    loader = make_loader(RaisingCache())
+    gate = threading.Event()
+    load = Load("value", 1, gate)
+    threads = [threading.Thread(target=loader.get, args=(load,)) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    assert load.entered.wait(WAIT_SECONDS)
+    deadline = time.monotonic() + WAIT_SECONDS
+    while events.seen.count(LoaderEvent.LEASE_WAITED) < 7:  # the others joined the flight
+        assert time.monotonic() < deadline, "the other threads never joined"
+        time.sleep(0.01)
+    gate.set()
+    for thread in threads:
+        thread.join(WAIT_SECONDS)
+
+    assert load.calls == 1

@@ -136,16 +136,23 @@ def after_categories_changed(version: int) -> None:
     loader = _loader()
     strategy = current_app.config["CATEGORIES_CACHE_STRATEGY"]
     if strategy == CacheStrategy.WRITE_THROUGH:
-        categories, loaded_version = load_categories_from_db()
-        if loader.store(categories, loaded_version):
-            return
-        current_app.logger.warning(
-            "write-through of %r not stored; leaving a tombstone instead", CATEGORIES_CACHE_KEY
-        )
-    elif strategy == CacheStrategy.REFRESH_ASYNC:
-        loader.mark_stale(version)
+        try:
+            categories, loaded_version = load_categories_from_db()
+        except Exception:  # the write is committed: its answer must not become a 500
+            current_app.logger.exception("write-through reload failed; leaving a tombstone")
+        else:
+            if loader.store(categories, loaded_version):
+                return
+            current_app.logger.warning(
+                "write-through of %r not stored (a newer list is cached, or the cache "
+                "failed); leaving a tombstone",
+                CATEGORIES_CACHE_KEY,
+            )
+    elif strategy == CacheStrategy.REFRESH_ASYNC and loader.mark_stale(version):
         loader.refresh_in_background(_load_for(current_app._get_current_object()))
         return
+    # Invalidate, or a write-through or stale mark that did not land: the old list must
+    # not stay fresh on any instance.
     loader.invalidate(version)
 
 
