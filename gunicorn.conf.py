@@ -89,18 +89,18 @@ def _cache_lives_in_one_process() -> bool:
     return cache_type.rsplit(".", 1)[-1].lower() in _IN_PROCESS_CACHE_NAMES
 
 
-# Workers give CPU parallelism (one GIL each); threads give I/O concurrency. The work
+# Workers give CPU parallelism (one GIL each); greenlets give I/O concurrency. The work
 # is I/O-bound (a DynamoDB round trip, a small SQL query), so CPUs + 1 workers keep
 # every core busy, the +1 covering a worker that is restarting (max_requests) or
 # importing the app. The sync-worker rule 2 * CPUs + 1 would only add processes whose
-# threads already cover the waiting. The cap of 8 bounds database connections: every
+# greenlets already cover the waiting. The cap of 8 bounds database connections: every
 # worker has its own SQLAlchemy pool, and instances x workers x pool must stay below
 # the RDS instance's max_connections.
 MAX_COMPUTED_WORKERS = 8
 
 # SimpleCache is a dict inside one worker process. With several workers a POST handled
 # by one worker would leave the others serving their own stale copy until the TTL, so
-# an in-process cache gets exactly one worker (and threads for concurrency). Several
+# an in-process cache gets exactly one worker (and greenlets for concurrency). Several
 # workers or instances need the shared DynamoDB backend.
 if _cache_lives_in_one_process():
     _default_workers = 1
@@ -145,9 +145,10 @@ max_requests_jitter = 1_000
 # closed an idle connection first, the ALB could send a request down a socket being
 # closed and answer the client 502. Keep-alive must therefore outlast the ALB's 60 s.
 keepalive = 75
-# A worker silent this long is killed and replaced. With gthread the heartbeat comes
-# from the worker's main loop, not from request threads, so this catches a wedged
-# process rather than one slow request. Requests here take milliseconds.
+# A worker silent this long is killed and replaced. A gevent worker's heartbeat runs in
+# its own greenlet, so it stops only when something holds the event loop without
+# yielding (a blocking call gevent cannot patch, a CPU-bound loop): a wedged process,
+# not one slow request, which waits cooperatively. Requests here take milliseconds.
 timeout = 30
 # On SIGTERM (systemd stop, instance refresh) in-flight requests get this long to finish.
 # The ALB has already stopped routing to the instance (deregistration delay), so 30 s is

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import delete
 
 from ecommerce.categories import repository
 from ecommerce.categories.cache_policy import (
@@ -24,8 +25,9 @@ from ecommerce.categories.cache_policy import (
     _loader,
     cached_entry,
 )
-from ecommerce.categories.models import NAME_MAX_LENGTH
+from ecommerce.categories.models import NAME_MAX_LENGTH, Category
 from ecommerce.config import MAX_REQUEST_BODY_BYTES
+from ecommerce.extensions import db
 from ecommerce.metrics import CACHE_LOADER_EVENTS
 from tests.conftest import cached_categories, categories_in_db, recorded_sql
 from tests.test_cache_races import PAUSE_TIMEOUT_SECONDS, PausedLoad
@@ -555,3 +557,32 @@ def test_each_successful_write_raises_the_version_by_one_and_refused_ones_do_not
     assert patch_category(client, 1, "Electronics") == ELECTRONICS
     assert_version(version + 4)
     assert categories_in_db(app) == SEED_CATEGORIES
+
+
+def test_a_patch_whose_row_a_concurrent_delete_removed_is_a_404_not_a_500(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The DELETE commits between the PATCH's read of the row and its UPDATE.
+
+    The interleaving is forced: the PATCH's lookup returns the row, then another
+    connection deletes it, so the UPDATE matches nothing (SQLAlchemy's
+    StaleDataError). The answer is the 404 the PATCH would have got a moment
+    later, and neither the version nor the list changes beyond the DELETE.
+    """
+    client = app.test_client()
+    find_row = repository.get_category
+
+    def find_then_lose_the_row(category_id: int) -> Any:
+        category = find_row(category_id)
+        with app.app_context(), db.engine.begin() as other_connection:
+            other_connection.execute(delete(Category).where(Category.id == category_id))
+        return category
+
+    monkeypatch.setattr(repository, "get_category", find_then_lose_the_row)
+    version_before = catalogue_version(app)
+
+    problem = assert_problem(client.patch("/categories/2", json={"name": "Apparel"}), 404)
+
+    assert "2" in problem["detail"]
+    assert catalogue_version(app) == version_before
+    assert categories_in_db(app) == AFTER_DELETE

@@ -42,6 +42,13 @@ def test_names_are_stored_in_nfkc_and_trimmed(raw: str, stored: str) -> None:
         ("bell\x07", "control"),
         ("tab\tinside", "control"),
         ("x\u0378", "unassigned"),
+        ("Books\u2028Toys", "line separator"),
+        ("Books\u2029Toys", "paragraph separator"),
+        ("Boo\u034fks", "invisible"),  # combining grapheme joiner
+        ("\u3164", "invisible"),  # Hangul filler: NFKC gives U+1160, also a filler
+        ("\uffa0Books", "invisible"),  # halfwidth Hangul filler
+        ("Books\ufe0f", "invisible"),  # variation selector
+        ("Books\U000e0100", "invisible"),  # variation selector supplement
         ("\ud800", "surrogate"),
         ("   ", "blank"),
         ("x" * 101, "at most 100"),

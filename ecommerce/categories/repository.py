@@ -12,8 +12,9 @@ import time
 from collections.abc import Iterable
 
 from flask import current_app
-from sqlalchemy import select, true, update
+from sqlalchemy import delete, select, true, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.exc import StaleDataError
 
 from ecommerce.categories.models import (
     CATALOGUE_VERSION_ROW_ID,
@@ -113,19 +114,31 @@ def _bump_version() -> int:
     )
 
 
-def _commit_with_version(name: str) -> int:
-    """Bump the version and commit; a unique-index refusal becomes DuplicateCategoryNameError."""
+def _commit_with_version(category: Category) -> tuple[CategoryDict, int]:
+    """Bump the version and commit the pending insert or rename; what was written and the version.
+
+    The dict is taken before the commit (which expires the object), so a
+    concurrent DELETE after it cannot turn the reply into an ObjectDeletedError.
+    A unique-index refusal becomes DuplicateCategoryNameError; a rename whose
+    row a concurrent DELETE removed first (the UPDATE matches nothing) becomes
+    CategoryNotFoundError.
+    """
+    name, category_id = category.name, category.id
     try:
-        version = _bump_version()
+        version = _bump_version()  # autoflush sends the INSERT or UPDATE first
+        written = category.to_dict()
         db.session.commit()
     except IntegrityError as error:
         db.session.rollback()
         # A concurrent writer committed the name after our check: name what it stored.
         raise DuplicateCategoryNameError(stored_name_like(name) or name) from error
-    return version
+    except StaleDataError as error:
+        db.session.rollback()
+        raise CategoryNotFoundError(category_id) from error
+    return written, version
 
 
-def create_category(name: str) -> tuple[Category, int]:
+def create_category(name: str) -> tuple[CategoryDict, int]:
     """Insert ``name`` (already trimmed and validated); the category and the new version.
 
     Raises DuplicateCategoryNameError when the name is taken, whether the check
@@ -134,29 +147,37 @@ def create_category(name: str) -> tuple[Category, int]:
     _refuse_if_taken(name)
     category = Category(name=name)
     db.session.add(category)
-    return category, _commit_with_version(name)
+    return _commit_with_version(category)
 
 
-def rename_category(category_id: int, name: str) -> tuple[Category, int]:
+def rename_category(category_id: int, name: str) -> tuple[CategoryDict, int]:
     """Rename a category; the category and the new version.
 
-    Raises CategoryNotFoundError, or DuplicateCategoryNameError when another
-    category has the name (a category may change the case of its own name).
+    Raises CategoryNotFoundError (also when a concurrent DELETE wins), or
+    DuplicateCategoryNameError when another category has the name (a category
+    may change the case of its own name).
     """
     category = get_category(category_id)
     if category is None:
         raise CategoryNotFoundError(category_id)
     _refuse_if_taken(name, except_id=category_id)
     category.rename(name)
-    return category, _commit_with_version(name)
+    return _commit_with_version(category)
 
 
 def delete_category(category_id: int) -> int:
-    """Delete a category; the new version. Raises CategoryNotFoundError."""
-    category = get_category(category_id)
-    if category is None:
+    """Delete a category; the new version.
+
+    One DELETE whose row count decides, so of two concurrent deletes (or a
+    delete racing a rename's) exactly one succeeds and the other raises
+    CategoryNotFoundError without bumping the version.
+    """
+    if not 0 < category_id <= MAX_CATEGORY_ID:
         raise CategoryNotFoundError(category_id)
-    db.session.delete(category)
+    deleted = db.session.execute(delete(Category).where(Category.id == category_id))
+    if deleted.rowcount == 0:
+        db.session.rollback()
+        raise CategoryNotFoundError(category_id)
     version = _bump_version()
     db.session.commit()
     return version

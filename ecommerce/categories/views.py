@@ -90,8 +90,8 @@ def create_category() -> tuple[Response, int, dict[str, str]]:
     except repository.DuplicateCategoryNameError as error:
         raise _name_taken(error) from None
     after_categories_changed(version)
-    location = url_for(".get_category", category_id=category.id)
-    return jsonify(category.to_dict()), 201, {"Location": location}
+    location = url_for(".get_category", category_id=category["id"])
+    return jsonify(category), 201, {"Location": location}
 
 
 @bp.patch("/categories/<int:category_id>")
@@ -105,7 +105,7 @@ def rename_category(category_id: int) -> Response:
     except repository.DuplicateCategoryNameError as error:
         raise _name_taken(error) from None
     after_categories_changed(version)
-    return jsonify(category.to_dict())
+    return jsonify(category)
 
 
 @bp.delete("/categories/<int:category_id>")
