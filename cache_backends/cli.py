@@ -18,11 +18,11 @@ cache_cli = AppGroup("cache", help="Administer the DynamoDB cache table.")
 
 
 def _dynamodb_caches() -> list[DynamoDBCache]:
-    """The app's DynamoDB backends; a usage error if it runs another cache type."""
+    """The app's DynamoDB backends (behind a near-cache too); a usage error if none."""
     backends = [
-        backend
+        remote
         for backend in current_app.extensions.get("cache", {}).values()
-        if isinstance(backend, DynamoDBCache)
+        if isinstance(remote := getattr(backend, "remote", backend), DynamoDBCache)
     ]
     if not backends:
         raise click.UsageError(

@@ -140,16 +140,30 @@ def store_entry(
 
     Backend errors propagate: the caller decides how a failing cache degrades.
     """
+    expected_rank = None if replacing is None else replacing.rank
+    return set_versioned_on(cache, key, entry, entry.rank, timeout, expected_rank)
+
+
+def set_versioned_on(
+    cache: Any,
+    key: str,
+    value: Any,
+    version: int,
+    timeout: int | None,
+    expected_version: int | None = None,
+) -> bool:
+    """``cache.set_versioned(...)`` where the backend has it, else a compare-and-set.
+
+    The fallback compares the ``rank`` of the VersionedEntry the key holds, under
+    this process's lock for ``cache`` (see the module docstring for its reach).
+    """
     if isinstance(cache, SupportsVersionedSet):
-        if replacing is None:
-            return cache.set_versioned(key, entry, entry.rank, timeout)
-        return cache.set_versioned(key, entry, entry.rank, timeout, replacing.rank)
+        return cache.set_versioned(key, value, version, timeout, expected_version)
     with _lock_for(cache):
         current = cache.get(key)
-        if replacing is not None and not (
-            isinstance(current, VersionedEntry) and current.rank == replacing.rank
-        ):
+        current_rank = current.rank if isinstance(current, VersionedEntry) else None
+        if expected_version is not None and current_rank != expected_version:
             return False
-        if isinstance(current, VersionedEntry) and current.rank > entry.rank:
+        if current_rank is not None and current_rank > version:
             return False
-        return bool(cache.set(key, entry, timeout=timeout))
+        return bool(cache.set(key, value, timeout=timeout))

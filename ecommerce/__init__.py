@@ -14,7 +14,7 @@ from ecommerce.categories import cache_policy
 from ecommerce.config import DEFAULTS, validate_config
 from ecommerce.database import init_db_command
 from ecommerce.errors import register_error_handlers
-from ecommerce.extensions import cache, db
+from ecommerce.extensions import db, init_cache
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -43,7 +43,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     security.init_app(app)
 
     db.init_app(app)
-    cache.init_app(app)
+    init_cache(app)  # Flask-Caching's backend, and the near-cache in front if configured
     cache_policy.init_app(app)  # the categories loader, on the backend just built
 
     app.register_blueprint(health.bp)

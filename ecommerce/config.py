@@ -41,6 +41,10 @@ DEFAULTS: dict[str, Any] = {
     "CACHE_TYPE": "SimpleCache",
     "CACHE_DEFAULT_TIMEOUT": 300,
     "CACHE_KEY_PREFIX": "ecommerce:",
+    # Seconds each process may answer from its own memory what it last read from (or
+    # wrote to) the shared cache: the bound on how late other instances see a write.
+    # 0: off, every read asks the shared cache.
+    "CACHE_NEAR_TTL": 0,
     "CATEGORIES_CACHE_TTL": 300,
     "CATEGORIES_CACHE_STRATEGY": CacheStrategy.INVALIDATE.value,
     # Seconds past the TTL during which GETs answer at once with the previous list
@@ -171,6 +175,7 @@ REQUIRED_SETTINGS: dict[str, Callable[[Any], str | None]] = {
     "CACHE_TYPE": _cache_type,
     "CACHE_DEFAULT_TIMEOUT": _non_negative_int,
     "CACHE_KEY_PREFIX": _string,
+    "CACHE_NEAR_TTL": _non_negative_number,
     "CATEGORIES_CACHE_TTL": _non_negative_int,
     "CATEGORIES_CACHE_STRATEGY": _one_of(*(strategy.value for strategy in CacheStrategy)),
     "CATEGORIES_CACHE_STALE_WHILE_REVALIDATE": _non_negative_int,

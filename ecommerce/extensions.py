@@ -5,9 +5,14 @@
 
 from __future__ import annotations
 
+from cachelib import SimpleCache
+from flask import Flask
 from flask_caching import Cache
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy.orm import DeclarativeBase
+
+from cache_backends.near import NearCache
+from ecommerce.metrics import NEAR_CACHE_LOOKUPS
 
 
 class Base(DeclarativeBase):
@@ -16,3 +21,25 @@ class Base(DeclarativeBase):
 
 cache = Cache()
 db = SQLAlchemy(model_class=Base)
+
+
+def _count_near_lookup(near_hit: bool) -> None:
+    NEAR_CACHE_LOOKUPS.labels("hit" if near_hit else "miss").inc()
+
+
+def init_cache(app: Flask) -> None:
+    """``cache.init_app``, then the near-cache in front of a shared backend if configured.
+
+    CACHE_NEAR_TTL > 0 layers :class:`~cache_backends.near.NearCache` over the
+    backend Flask-Caching built (any shared one: DynamoDB, Redis); an in-process
+    SimpleCache is already near and is left alone.
+    """
+    cache.init_app(app)
+    near_ttl = app.config["CACHE_NEAR_TTL"]
+    backends = app.extensions["cache"]
+    if near_ttl <= 0:
+        return
+    if isinstance(backends[cache], SimpleCache):
+        app.logger.info("CACHE_NEAR_TTL ignored: SimpleCache already lives in this process")
+        return
+    backends[cache] = NearCache(backends[cache], near_ttl, on_lookup=_count_near_lookup)

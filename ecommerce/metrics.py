@@ -75,6 +75,12 @@ CACHE_LOADER_EVENTS = Counter(
     "background refresh pool was full).",
     ["cache", "event"],
 )
+NEAR_CACHE_LOOKUPS = Counter(
+    "ecommerce_cache_near_lookups_total",
+    "Reads of the near-cache (CACHE_NEAR_TTL > 0), by result: hit (answered from this "
+    "process's memory) or miss (the shared cache was asked).",
+    ["result"],
+)
 DYNAMODB_CALL_DURATION = Histogram(
     "ecommerce_dynamodb_call_duration_seconds",
     "Duration of DynamoDB calls made by the cache backend, by operation.",

@@ -181,6 +181,22 @@ class RaisingCache(BaseCache):
     get_many = set_many = delete_many = inc = dec = _unreachable
 
 
+def record_dynamodb_calls(backend: Any) -> list[str]:
+    """Every DynamoDB operation ``backend`` sends from now on, as botocore names it.
+
+    Counted on botocore's own event hooks, below the backend: a hidden call (a
+    DescribeTable, a retry's second GetItem) shows up too. ``backend`` is a
+    DynamoDBCache, or anything layered over one (``.remote``).
+    """
+    backend = getattr(backend, "remote", backend)
+    sent: list[str] = []
+    for entry_model in (backend._model, backend._write_once_model, backend._hot_read_model):
+        entry_model._get_connection().connection.client.meta.events.register(
+            "before-call.dynamodb", lambda model, **_: sent.append(model.name)
+        )
+    return sent
+
+
 def cached_categories(app: Flask) -> Any:
     """The list the app's cache holds as fresh right now (None: nothing, or not fresh)."""
     from ecommerce.categories.cache_policy import cached_entry

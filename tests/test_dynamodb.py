@@ -24,7 +24,7 @@ from cache_backends.codec import EntryCodec
 from cache_backends.dynamodb import MAX_BATCH_GET, MAX_BATCH_WRITE, DynamoDBCache
 from cache_backends.keys import MAX_PARTITION_KEY_BYTES
 from cache_backends.local import DynamoDBLocal
-from tests.conftest import RELAXED_GET_TIMEOUT_SECONDS, TEST_SIGNING_KEY
+from tests.conftest import RELAXED_GET_TIMEOUT_SECONDS, TEST_SIGNING_KEY, record_dynamodb_calls
 
 MakeCache = Callable[..., DynamoDBCache]
 
@@ -132,11 +132,7 @@ def test_a_missing_key_is_none(cache: DynamoDBCache) -> None:
 def test_a_hit_is_exactly_one_get_item_on_the_wire(cache: DynamoDBCache) -> None:
     """Counted by botocore itself, so a hidden DescribeTable would show up too."""
     cache.set("k", "v")
-    sent: list[str] = []
-    for entry_model in (cache._model, cache._write_once_model, cache._hot_read_model):
-        entry_model._get_connection().connection.client.meta.events.register(
-            "before-call.dynamodb", lambda model, **_: sent.append(model.name)
-        )
+    sent = record_dynamodb_calls(cache)
     assert cache.get("k") == "v"
     assert cache.get_many("k", "k", "other") == ["v", "v", None]
     assert sent == ["GetItem", "BatchGetItem"]

@@ -26,6 +26,7 @@ from cache_backends.loader import (
     VersionedLoader,
 )
 from cache_backends.local import DynamoDBLocal, free_port
+from cache_backends.near import NearCache
 from cache_backends.versioned import VersionedEntry
 from tests.conftest import RELAXED_GET_TIMEOUT_SECONDS, TEST_SIGNING_KEY, RaisingCache
 
@@ -82,6 +83,10 @@ class Events:
     def count(self, event: LoaderEvent) -> int:
         with self._lock:
             return self.seen.count(event)
+
+
+#: Longer than any test here: only this process's own writes change what it reads.
+NEAR_TTL_SECONDS = 60.0
 
 
 class FakeClock:
@@ -150,12 +155,16 @@ def dynamodb_cache(dynamodb_local: DynamoDBLocal) -> DynamoDBCache:
     )
 
 
-@pytest.fixture(params=["simple", "dynamodb"])
+@pytest.fixture(params=["simple", "dynamodb", "near-dynamodb"])
 def cache(request: pytest.FixtureRequest) -> Any:
-    """Flask-Caching's SimpleCache, or DynamoDBCache on DynamoDB Local."""
+    """Flask-Caching's SimpleCache, or DynamoDBCache on DynamoDB Local, bare or behind
+    a near-cache: every story must read the same through it (cache_backends.near)."""
     if request.param == "simple":
         return SimpleCache()
-    return request.getfixturevalue("dynamodb_cache")
+    dynamodb_cache = request.getfixturevalue("dynamodb_cache")
+    if request.param == "near-dynamodb":
+        return NearCache(dynamodb_cache, NEAR_TTL_SECONDS)
+    return dynamodb_cache
 
 
 @pytest.fixture

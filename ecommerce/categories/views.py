@@ -1,4 +1,12 @@
-"""HTTP for categories: parse the request, call the cache policy or repository, shape the reply."""
+"""HTTP for categories: parse the request, call the cache policy or repository, shape the reply.
+
+Reads carry a strong ``ETag`` (a hash of the body, which Flask serializes
+deterministically, so every instance tags one list alike) and
+``Cache-Control: no-cache``: a browser or CDN may keep the answer but must ask
+again each time, because a write must show on the very next read. Asking again
+with ``If-None-Match`` costs a ``304`` with no body: for the list, one cache
+read and no database work.
+"""
 
 from __future__ import annotations
 
@@ -53,21 +61,32 @@ def _category_name_from_request() -> str:
         raise BadRequest(str(error)) from None
 
 
+def _revalidated(response: Response) -> Response:
+    """Tagged, revalidated on every use, and a 304 if the client already holds this body."""
+    response.add_etag()
+    response.cache_control.no_cache = True
+    return response.make_conditional(request)
+
+
 @bp.get("/categories")
 def list_categories() -> Response:
     categories, cache_status = read_categories()
     response = jsonify(categories)
     response.headers[CACHE_STATUS_HEADER] = cache_status.value
-    return response
+    return _revalidated(response)
 
 
 @bp.get("/categories/<int:category_id>")
 def get_category(category_id: int) -> Response:
-    """One category straight from the database: the target of POST's Location header."""
+    """One category straight from the database: the target of POST's Location header.
+
+    Not from the cached list, which may lag a write (stale-while-revalidate,
+    another instance's near-cache): a client that follows Location must find it.
+    """
     category = repository.get_category(category_id)
     if category is None:
         raise _not_found(category_id)
-    return jsonify(category.to_dict())
+    return _revalidated(jsonify(category.to_dict()))
 
 
 def _not_found(category_id: int) -> NotFound:
