@@ -14,10 +14,13 @@ why DynamoDB exists; and /metrics counts every worker of an instance.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
 import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from http.client import HTTPConnection, HTTPResponse
 from pathlib import Path
@@ -282,3 +285,101 @@ def test_metrics_sum_every_worker_even_after_the_workers_are_replaced(
 
         assert scrape(http, instance, CATEGORIES_REQUESTS, **CATEGORIES_GET) == reads
         assert scrape(http, instance, "ecommerce_db_loads_total") == 1  # one miss, then hits
+
+
+# -- the near-cache across a fleet -------------------------------------------------------
+
+#: The issue's bound: CACHE_NEAR_TTL (1 s) plus room for one reload on a busy machine.
+NEAR_TTL_SECONDS = 1
+NEAR_FRESHNESS_BOUND_SECONDS = 1.6
+#: Connections opened at most to find one pinned to each worker of an instance.
+MAX_CONNECTIONS_PER_INSTANCE = 40
+
+
+def _socket_inode(server_port: int, client_port: int) -> str:
+    """The inode of the server side of a loopback TCP connection, from /proc/net/tcp."""
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local_port, remote_port = (int(address.split(":")[1], 16) for address in fields[1:3])
+        if (local_port, remote_port) == (server_port, client_port):
+            return fields[9]
+    raise AssertionError(f"no server socket for the connection from port {client_port}")
+
+
+def serving_worker(connection: HTTPConnection, instance: Instance, workers: set[int]) -> int:
+    """The worker process that accepted ``connection``: the one whose fds hold its socket."""
+    assert connection.sock is not None, "send a request first: the worker accepts it then"
+    inode = _socket_inode(instance.port, connection.sock.getsockname()[1])
+    for pid in workers:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                if os.readlink(fd) == f"socket:[{inode}]":
+                    return pid
+    raise AssertionError(f"no worker of {instance.name} holds socket {inode}")
+
+
+def list_over(connection: HTTPConnection) -> list[dict[str, Any]]:
+    connection.request("GET", "/categories")
+    response = connection.getresponse()
+    assert response.status == 200
+    return json.loads(response.read())
+
+
+def one_connection_per_worker(instance: Instance, stack: ExitStack) -> dict[int, HTTPConnection]:
+    """Kept-alive connections, one pinned to each worker of ``instance``, each used once."""
+    workers = worker_pids(instance.process.pid)
+    pinned: dict[int, HTTPConnection] = {}
+    for _ in range(MAX_CONNECTIONS_PER_INSTANCE):
+        connection = HTTPConnection("127.0.0.1", instance.port, timeout=HTTP_TIMEOUT_SECONDS)
+        stack.callback(connection.close)
+        list_over(connection)
+        pinned.setdefault(serving_worker(connection, instance, workers), connection)
+        if len(pinned) == len(workers):
+            return pinned
+    raise AssertionError(f"{MAX_CONNECTIONS_PER_INSTANCE} connections reached only {pinned}")
+
+
+def test_with_the_near_cache_every_worker_of_another_instance_serves_a_write_within_its_ttl(
+    fleet_settings: dict[str, Any], tmp_path: Path
+) -> None:
+    """Two instances x two workers on one table, CACHE_NEAR_TTL=1.
+
+    Each worker keeps the list in memory for up to a second, so another instance's
+    worker may serve the old list that long, and no longer; the worker that took
+    the POST serves the new list at once. Kept-alive connections pin each client
+    to one worker, which /proc names.
+    """
+    settings = {**fleet_settings, "CACHE_NEAR_TTL": NEAR_TTL_SECONDS}
+    with ExitStack() as stack:
+        writer_instance, reader_instance = (
+            stack.enter_context(gunicorn_instance(name, settings, tmp_path, workers=2))
+            for name in ("near-writer", "near-reader")
+        )
+        for instance in (writer_instance, reader_instance):
+            wait_until_healthy(instance.url, instance.process, instance.log_path)
+        readers = one_connection_per_worker(reader_instance, stack)
+        assert len(readers) == 2
+        writer = HTTPConnection("127.0.0.1", writer_instance.port, timeout=HTTP_TIMEOUT_SECONDS)
+        stack.callback(writer.close)
+        for connection in (writer, *readers.values()):  # every worker holds the seed list near
+            assert list_over(connection) == SEED_CATEGORIES
+
+        writer.request(
+            "POST",
+            "/categories",
+            body=json.dumps({"name": "Toys"}),
+            headers={"Content-Type": "application/json", **DEV_ADMIN_AUTHORIZATION},
+        )
+        response = writer.getresponse()
+        assert response.status == 201, response.read()
+        response.read()
+        written_at = time.monotonic()
+        assert list_over(writer) == [*SEED_CATEGORIES, TOYS]  # the writer's process: at once
+
+        seen_after = {}
+        for pid, connection in readers.items():
+            while list_over(connection) != [*SEED_CATEGORIES, TOYS]:
+                assert time.monotonic() - written_at < NEAR_FRESHNESS_BOUND_SECONDS * 2, pid
+                time.sleep(POLL_INTERVAL_SECONDS / 2)
+            seen_after[pid] = time.monotonic() - written_at
+        assert max(seen_after.values()) <= NEAR_FRESHNESS_BOUND_SECONDS, seen_after
