@@ -19,3 +19,8 @@ def python_block_after(heading: str) -> str:
 
 def test_the_loader_example_runs_as_written() -> None:
     exec(compile(python_block_after("### The loader, without Flask"), "README.md", "exec"), {})
+
+
+def test_the_near_cache_example_runs_as_written() -> None:
+    heading = "### The hot path: a near-cache in front of DynamoDB"
+    exec(compile(python_block_after(heading), "README.md", "exec"), {})
