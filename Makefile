@@ -16,10 +16,10 @@ WRITES_NEED := @echo "Writes need: -H 'Authorization: Bearer $(FLASK_ADMIN_TOKEN
 
 export FLASK_APP := wsgi
 
-.PHONY: help install system-deps run run-dynamodb dynamodb-local cluster test lint bench stampede clean
+.PHONY: help install system-deps run run-dynamodb dynamodb-local cluster test lint bench bench-http stampede clean
 
 help:  ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/$$(DDB_PORT)/$(DDB_PORT)/g' | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
 $(BIN)/activate: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,13 +33,19 @@ $(DDB_LOCAL): package.json
 
 install: $(BIN)/activate  ## Create .venv and install the app with dev extras
 
-# nginx is the load balancer of tests/test_load_balancer.py and `make cluster`. Debian
-# puts it in /usr/sbin, off a normal user's PATH, hence the second check. On a machine
-# with systemd the package also starts the distribution's nginx on port 80.
+# nginx is the load balancer of tests/test_load_balancer.py and `make cluster`; wrk and
+# redis-server are the load generator and a contender of `make bench-http` (and of its
+# smoke test). Debian puts nginx in /usr/sbin, off a normal user's PATH, hence its second
+# check. On a machine with systemd the packages also start the distribution's nginx on
+# port 80 and redis on 6379; nothing here uses those.
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
-system-deps:  ## Install nginx (Debian package) if it is missing
-	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || \
-	  { $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends nginx; }
+system-deps:  ## Install nginx, wrk and redis-server (Debian packages) if missing
+	@missing=""; \
+	command -v nginx >/dev/null || test -x /usr/sbin/nginx || missing="$$missing nginx"; \
+	command -v wrk >/dev/null || missing="$$missing wrk"; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	test -z "$$missing" || \
+	  { $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends $$missing; }
 
 run: $(BIN)/activate  ## Serve on http://127.0.0.1:8000 with SQLite + SimpleCache (no AWS needed)
 	$(BIN)/flask init-db
@@ -73,6 +79,9 @@ lint: $(BIN)/activate  ## ruff on the code, cfn-lint on the CloudFormation templ
 
 bench: $(BIN)/activate $(DDB_LOCAL)  ## Benchmark ours vs cachelib's DynamoDbCache vs bare GetItem
 	$(BIN)/python -m benchmarks
+
+bench-http: $(BIN)/activate $(DDB_LOCAL) system-deps  ## HTTP load (wrk) on gunicorn per cache backend, bare Flask as the floor
+	$(BIN)/python -m benchmarks.http
 
 stampede: $(BIN)/activate $(DDB_LOCAL)  ## Concurrent GETs at a cold cache, at expiry, stale; POST latency per strategy
 	$(BIN)/python -m scripts.stampede

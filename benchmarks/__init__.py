@@ -13,4 +13,7 @@ Modules, in the order a reader needs them:
 - ``runner``: warm-up, interleaved rounds, medians, ratios and targets.
 - ``report``: the printed table, the JSON, the Markdown page and the chart.
 - ``cli``: the command line behind ``python -m benchmarks``.
+
+``benchmarks.http`` is the other benchmark: the whole app over HTTP under gunicorn,
+per cache backend (``make bench-http``).
 """

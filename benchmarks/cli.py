@@ -34,11 +34,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "on one DynamoDB Local, in interleaved rounds.",
     )
     parser.add_argument(
-        "--rounds", type=_positive, default=DEFAULT_ROUNDS, help="measured rounds (%(default)s)"
+        "--rounds", type=positive_int, default=DEFAULT_ROUNDS, help="measured rounds (%(default)s)"
     )
     parser.add_argument(
         "--iterations",
-        type=_positive,
+        type=positive_int,
         default=DEFAULT_ITERATIONS,
         help="calls per contender per round for single-key operations (%(default)s); "
         "100-key operations run a tenth as many",
@@ -52,7 +52,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _positive(text: str) -> int:
+def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")

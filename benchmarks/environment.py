@@ -11,6 +11,7 @@ import platform
 import shutil
 import subprocess
 import zipfile
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -20,12 +21,12 @@ DYNAMODB_LOCAL_POM = "META-INF/maven/software/amazon/dynamodb/DynamoDBLocal/pom.
 #: The libraries whose speed is being measured, directly or underneath a cache.
 MEASURED_PACKAGES = ("botocore", "boto3", "pynamodb", "cachelib", "Flask-Caching")
 #: ``java -version`` answers in well under a second; never let it hang a benchmark.
-JAVA_VERSION_TIMEOUT_SECONDS = 10
+VERSION_COMMAND_TIMEOUT_SECONDS = 10
 
 
-def package_versions() -> dict[str, str | None]:
+def package_versions(packages: Sequence[str] = MEASURED_PACKAGES) -> dict[str, str | None]:
     versions: dict[str, str | None] = {}
-    for package in MEASURED_PACKAGES:
+    for package in packages:
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
@@ -47,23 +48,29 @@ def dynamodb_local_version(jar: Path) -> str | None:
     return None
 
 
-def java_version() -> str | None:
-    java = shutil.which("java")
-    if java is None:
-        return None
+def version_line(command: Sequence[str]) -> str | None:
+    """The first line a ``--version``-style command prints, on stdout or stderr.
+
+    None when the program is missing or hangs: a benchmark still runs without it.
+    """
     try:
         completed = subprocess.run(
-            [java, "-version"],
+            command,
             capture_output=True,
             text=True,
-            timeout=JAVA_VERSION_TIMEOUT_SECONDS,
-            check=False,
+            timeout=VERSION_COMMAND_TIMEOUT_SECONDS,
+            check=False,  # `wrk -v` prints its version, then its usage, and exits 1
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
-    # The JVM prints its version to stderr; the first line names the release.
-    lines = completed.stderr.strip().splitlines()
+    lines = (completed.stdout.strip() or completed.stderr.strip()).splitlines()
     return lines[0] if lines else None
+
+
+def java_version() -> str | None:
+    java = shutil.which("java")
+    # The JVM prints its version to stderr; the first line names the release.
+    return None if java is None else version_line([java, "-version"])
 
 
 def load_average() -> list[float]:

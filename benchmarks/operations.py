@@ -122,6 +122,21 @@ class Target:
     def is_met(self, ratio: float) -> bool:
         return ratio <= self.limit if self.at_most else ratio >= self.limit
 
+    def verdict(self, ratio: dict[str, Any]) -> dict[str, Any]:
+        """This target's entry in a result document, judged on ``ratio``: the ratio of
+        medians (``value``) and each round's own (``per_round``), to show the spread."""
+        return {
+            "description": self.description,
+            "operation": self.operation,
+            "ratio": self.ratio_name,
+            "comparison": "<=" if self.at_most else ">=",
+            "limit": self.limit,
+            "measured": ratio["value"],
+            "per_round_min": min(ratio["per_round"]),
+            "per_round_max": max(ratio["per_round"]),
+            "met": self.is_met(ratio["value"]),
+        }
+
 
 TARGETS: tuple[Target, ...] = (
     Target("get", OURS, BARE, 1.15, True, "get: ours <= 1.15x bare GetItem"),

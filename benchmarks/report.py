@@ -25,7 +25,7 @@ CHART_DPI = 120
 NOT_TIMED = "-"
 
 
-def _render(headers: Sequence[str], rows: Sequence[Sequence[str]], markdown: bool) -> str:
+def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]], markdown: bool) -> str:
     """One table renderer for both the terminal and Markdown: text left, numbers right."""
     if markdown:
         lines = [
@@ -74,11 +74,13 @@ def latency_table(document: dict[str, Any], markdown: bool = False) -> str:
                 ),
             ]
         )
-    return _render(headers, rows, markdown)
+    return render_table(headers, rows, markdown)
 
 
-def targets_table(document: dict[str, Any], markdown: bool = False) -> str:
-    headers = ["target (issue 3)", "measured", "per-round range", "result"]
+def targets_table(
+    document: dict[str, Any], markdown: bool = False, heading: str = "target (issue 3)"
+) -> str:
+    headers = [heading, "measured", "per-round range", "result"]
     rows = [
         [
             target["description"],
@@ -88,7 +90,7 @@ def targets_table(document: dict[str, Any], markdown: bool = False) -> str:
         ]
         for target in document["targets"]
     ]
-    return _render(headers, rows, markdown)
+    return render_table(headers, rows, markdown)
 
 
 def text_report(document: dict[str, Any]) -> str:
@@ -102,19 +104,19 @@ def text_report(document: dict[str, Any]) -> str:
     )
 
 
-def _rounded(value: Any) -> Any:
+def rounded_floats(value: Any) -> Any:
     if isinstance(value, float):
         return round(value, JSON_DECIMALS)
     if isinstance(value, dict):
-        return {key: _rounded(item) for key, item in value.items()}
+        return {key: rounded_floats(item) for key, item in value.items()}
     if isinstance(value, list):
-        return [_rounded(item) for item in value]
+        return [rounded_floats(item) for item in value]
     return value
 
 
-def write_json(document: dict[str, Any], output_dir: Path) -> Path:
-    path = output_dir / JSON_NAME
-    path.write_text(json.dumps(_rounded(document), indent=2) + "\n")
+def write_json(document: dict[str, Any], output_dir: Path, name: str = JSON_NAME) -> Path:
+    path = output_dir / name
+    path.write_text(json.dumps(rounded_floats(document), indent=2) + "\n")
     return path
 
 
@@ -162,7 +164,7 @@ def write_chart(document: dict[str, Any], output_dir: Path) -> Path:
     return path
 
 
-def _loads(load_average: Sequence[float]) -> str:
+def format_load_average(load_average: Sequence[float]) -> str:
     return "/".join(f"{load:.2f}" for load in load_average)
 
 
@@ -182,8 +184,8 @@ def markdown_page(document: dict[str, Any], chart_written: bool) -> str:
 - Run: {document["generated_at"]}, {document["runtime_seconds"]} s in all;
   every number is in [{JSON_NAME}]({JSON_NAME}).
 - Machine: {machine["platform"]}, {machine["cpu_count"]} cores, Python {machine["python"]};
-  load average (1/5/15 min) {_loads(machine["load_average_at_start"])} at the start,
-  {_loads(machine["load_average_at_end"])} at the end.
+  load average (1/5/15 min) {format_load_average(machine["load_average_at_start"])} at the start,
+  {format_load_average(machine["load_average_at_end"])} at the end.
 - Server: {server_text}, on the same machine.
 - Libraries: {versions}.
 

@@ -16,7 +16,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from benchmarks.contenders import CONTENDER_FACTORIES, Contender, dynamodb_client
 from benchmarks.operations import (
@@ -45,6 +45,7 @@ WARMUP_ROUNDS = 2
 SCHEMA_VERSION = 1
 
 Progress = Callable[[str], None]
+T = TypeVar("T")
 #: (operation name, contender name): the unit every measurement is stored under.
 Cell = tuple[str, str]
 
@@ -120,7 +121,7 @@ def measure(
         round_started = time.perf_counter()
         for operation in OPERATIONS:
             timed = [c for c in contenders if (operation.name, c.name) in calls]
-            for contender in _rotated(timed, round_index):
+            for contender in rotated(timed, round_index):
                 cell = (operation.name, contender.name)
                 latencies = time_calls(
                     calls[cell],
@@ -139,7 +140,7 @@ def measure(
     return measurements
 
 
-def _rotated(contenders: Sequence[Contender], round_index: int) -> list[Contender]:
+def rotated(contenders: Sequence[T], round_index: int) -> list[T]:
     """Round-robin: a different contender goes first each round."""
     if not contenders:
         return []
@@ -184,17 +185,7 @@ def summarize(
             },
         }
     targets = [
-        {
-            "description": target.description,
-            "operation": target.operation,
-            "ratio": target.ratio_name,
-            "comparison": "<=" if target.at_most else ">=",
-            "limit": target.limit,
-            "measured": ratio["value"],
-            "per_round_min": min(ratio["per_round"]),
-            "per_round_max": max(ratio["per_round"]),
-            "met": target.is_met(ratio["value"]),
-        }
+        target.verdict(ratio)
         for target in TARGETS
         if (ratio := operations[target.operation]["ratios"].get(target.ratio_name))
     ]

@@ -64,6 +64,8 @@ LOCAL_AWS_ENVIRONMENT = {
     "AWS_DEFAULT_REGION": "us-east-1",
 }
 DYNAMODB_CACHE_TYPE = "cache_backends.dynamodb.DynamoDBCache"
+#: What ``gunicorn_instance`` serves unless told otherwise: the app, as ``make run`` does.
+WSGI_APP = "wsgi:app"
 UPSTREAM_HEADER = "X-Upstream"
 
 
@@ -197,7 +199,7 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def _running(
+def background_process(
     command: Sequence[str], log_path: Path, **popen: Any
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Run ``command`` with stdout and stderr in ``log_path``; stop it on exit.
@@ -249,13 +251,17 @@ def gunicorn_instance(
     *,
     threads: int | None = None,
     app_root: Path = REPOSITORY_ROOT,
+    wsgi_app: str = WSGI_APP,
+    gunicorn_arguments: Sequence[str] = (),
 ) -> Iterator[Instance]:
     """``gunicorn wsgi:app`` with the repository's gunicorn.conf.py on a free port.
 
     Each instance gets its own PROMETHEUS_MULTIPROC_DIR: two masters sharing one
     would wipe each other's files at start and mix their counts, while on EC2
     each instance is a separate machine with a directory of its own. ``app_root``
-    runs another checkout of the app (an older commit, to compare with).
+    runs another checkout of the app (an older commit, to compare with);
+    ``wsgi_app`` another application under the same configuration (a baseline);
+    ``gunicorn_arguments`` override settings of gunicorn.conf.py for this instance.
     """
     port = free_port()
     metrics_directory = workdir / f"{name}-metrics"
@@ -268,8 +274,8 @@ def gunicorn_instance(
     if threads is not None:
         environment["GUNICORN_THREADS"] = str(threads)
     log_path = workdir / f"{name}.log"
-    command = [sys.executable, "-m", "gunicorn", "wsgi:app"]
-    with _running(command, log_path, cwd=app_root, env=environment) as process:
+    command = [sys.executable, "-m", "gunicorn", *gunicorn_arguments, wsgi_app]
+    with background_process(command, log_path, cwd=app_root, env=environment) as process:
         yield Instance(name, port, process, log_path)
 
 
@@ -285,7 +291,7 @@ def nginx_balancer(
     error_log = prefix / "error.log"
     command = [nginx, "-p", str(prefix), "-c", str(config), "-e", "stderr", "-g", "daemon off;"]
     url = f"http://127.0.0.1:{port}"
-    with _running(command, error_log) as process:
+    with background_process(command, error_log) as process:
         wait_until_healthy(url, process, error_log)
         yield url
 
@@ -343,7 +349,7 @@ def prepare(
     )
 
 
-def _stop_on_signal(signal_number: int, frame: object) -> None:
+def stop_on_signal(signal_number: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
@@ -363,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault(name, value)
     # SIGTERM (kill, a closing terminal) stops everything as Ctrl-C does: without this
     # Python would exit on the spot and leave gunicorn, nginx and Java running.
-    signal.signal(signal.SIGTERM, _stop_on_signal)
+    signal.signal(signal.SIGTERM, stop_on_signal)
 
     with (
         contextlib.suppress(KeyboardInterrupt),

@@ -29,7 +29,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +44,7 @@ from scripts.cluster import (
     DYNAMODB_CACHE_TYPE,
     LOCAL_AWS_ENVIRONMENT,
     REPOSITORY_ROOT,
+    WSGI_APP,
     gunicorn_instance,
     prepare,
     wait_until_healthy,
@@ -90,9 +91,9 @@ class Burst:
 
 @dataclass
 class Stage:
-    """A DynamoDB Local and a working folder shared by the scenarios of one run."""
+    """A DynamoDB (Local) endpoint and a working folder shared by the scenarios of one run."""
 
-    dynamodb: DynamoDBLocal
+    dynamodb_endpoint_url: str
     workdir: Path
     app_root: Path = REPOSITORY_ROOT
     #: Settings every run gets (tests relax the read budget for a busy machine).
@@ -109,22 +110,37 @@ class Stage:
         if backend == "dynamodb":
             settings |= {
                 "CACHE_TYPE": DYNAMODB_CACHE_TYPE,
-                "CACHE_DYNAMODB_ENDPOINT_URL": self.dynamodb.endpoint_url,
+                "CACHE_DYNAMODB_ENDPOINT_URL": self.dynamodb_endpoint_url,
                 "CACHE_DYNAMODB_TABLE": f"stampede-{uuid.uuid4().hex[:12]}",
                 "CACHE_DYNAMODB_SIGNING_KEY": DEV_SIGNING_KEY,
             }
         return settings | dict(self.common_settings) | overrides
 
     @contextmanager
-    def serving(self, settings: Mapping[str, Any], workers: int, threads: int) -> Iterator[str]:
-        """``gunicorn wsgi:app`` on ``settings``, seeded; yields its URL.
+    def serving(
+        self,
+        settings: Mapping[str, Any],
+        workers: int,
+        threads: int | None = None,
+        *,
+        wsgi_app: str = WSGI_APP,
+        gunicorn_arguments: Sequence[str] = (),
+    ) -> Iterator[str]:
+        """``gunicorn wsgi:app`` (or ``wsgi_app``) on ``settings``, seeded; yields its URL.
 
         The cache starts cold: init-db's write leaves a tombstone (or nothing).
         """
         prepare(settings, self.app_root, quiet=True)
         name = f"run-{self.runs}"
         with gunicorn_instance(
-            name, settings, self.workdir, workers, threads=threads, app_root=self.app_root
+            name,
+            settings,
+            self.workdir,
+            workers,
+            threads=threads,
+            app_root=self.app_root,
+            wsgi_app=wsgi_app,
+            gunicorn_arguments=gunicorn_arguments,
         ) as instance:
             wait_until_healthy(instance.url, instance.process, instance.log_path)
             yield instance.url
@@ -186,14 +202,19 @@ def wait_until_stale(started: float, ttl: float) -> None:
     time.sleep(max(0.0, started + ttl + EXPIRY_MARGIN_SECONDS - time.monotonic()))
 
 
-def wait_for_hit(url: str, deadline_seconds: float) -> tuple[Answer, float]:
-    """GET until a HIT; the HIT and the seconds it took to come."""
+def wait_for_cache_status(url: str, status: str, deadline_seconds: float) -> tuple[Answer, float]:
+    """GET until X-Cache is ``status``; that answer and the seconds it took to come."""
     started = time.monotonic()
-    while (answer := get_list(url)).cache != "HIT":
+    while (answer := get_list(url)).cache != status:
         if time.monotonic() - started > deadline_seconds:
-            raise RuntimeError(f"no HIT within {deadline_seconds} s; last answer {answer}")
+            raise RuntimeError(f"no {status} within {deadline_seconds} s; last answer {answer}")
         time.sleep(POLL_INTERVAL_SECONDS)
     return answer, time.monotonic() - started
+
+
+def wait_for_hit(url: str, deadline_seconds: float) -> tuple[Answer, float]:
+    """GET until a HIT; the HIT and the seconds it took to come."""
+    return wait_for_cache_status(url, "HIT", deadline_seconds)
 
 
 # --- scenarios -------------------------------------------------------------------------
@@ -278,7 +299,7 @@ def stage(app_root: Path = REPOSITORY_ROOT) -> Iterator[Stage]:
         tempfile.TemporaryDirectory(prefix="ecommerce-stampede-") as directory,
         DynamoDBLocal() as dynamodb,
     ):
-        yield Stage(dynamodb, Path(directory), app_root)
+        yield Stage(dynamodb.endpoint_url, Path(directory), app_root)
 
 
 def main(argv: list[str] | None = None) -> int:

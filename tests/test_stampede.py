@@ -33,7 +33,7 @@ def stage(dynamodb_local: DynamoDBLocal, tmp_path: Path) -> Iterator[stampede.St
     # A relaxed read budget: a GetItem slower than 0.1 s on this busy machine would make a
     # waiter answer from the database, a second load that is timing, not the lease.
     relaxed = {"CACHE_DYNAMODB_GET_TIMEOUT": RELAXED_GET_TIMEOUT_SECONDS}
-    yield stampede.Stage(dynamodb_local, tmp_path, common_settings=relaxed)
+    yield stampede.Stage(dynamodb_local.endpoint_url, tmp_path, common_settings=relaxed)
 
 
 def test_a_cold_burst_over_four_workers_loads_once(stage: stampede.Stage) -> None:

@@ -95,9 +95,13 @@ def _loader() -> VersionedLoader:
 
 
 def drain_background_refreshes(app: Flask, timeout: float = DRAIN_TIMEOUT_SECONDS) -> bool:
-    """Let queued refreshes finish (a worker's graceful shutdown); True if all did."""
-    loader: VersionedLoader = app.extensions[_EXTENSION_NAME]
-    return loader.refresher is None or loader.refresher.drain(timeout)
+    """Let queued refreshes finish (a worker's graceful shutdown); True if all did.
+
+    gunicorn.conf.py calls this for whatever app a worker served: one without the
+    categories cache (the HTTP benchmark's bare Flask app) has nothing to drain.
+    """
+    loader: VersionedLoader | None = app.extensions.get(_EXTENSION_NAME)
+    return loader is None or loader.refresher is None or loader.refresher.drain(timeout)
 
 
 def load_categories_from_db() -> tuple[list[CategoryDict], int]:

@@ -1,0 +1,208 @@
+"""``python -m benchmarks.http``: start the servers, load them in rounds, write the report."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import shlex
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from benchmarks import environment
+from benchmarks.cli import (
+    DEFAULT_OUTPUT_DIR,
+    dynamodb_endpoint,
+    positive_int,
+    use_dummy_aws_credentials,
+)
+from benchmarks.http import report
+from benchmarks.http.contenders import (
+    CONTENDER_NAMES,
+    CONTENDERS,
+    Contender,
+    select_contenders,
+)
+from benchmarks.http.runner import (
+    DEFAULT_CONNECTIONS,
+    DEFAULT_DURATION_SECONDS,
+    DEFAULT_ROUNDS,
+    DEFAULT_WARMUP_SECONDS,
+    DEFAULT_WORKERS,
+    LoadSettings,
+    run_rounds,
+)
+from benchmarks.http.servers import find_redis_server, redis_server, serving
+from benchmarks.http.wrk import find_wrk
+from benchmarks.runner import print_progress
+from ecommerce.config import DEFAULTS
+from scripts.cluster import stop_on_signal
+from scripts.stampede import Stage
+
+#: The libraries on the request path of some contender.
+SERVING_PACKAGES = (
+    "Flask",
+    "Flask-Caching",
+    "gunicorn",
+    "gevent",
+    "redis",
+    "botocore",
+    "pynamodb",
+    "prometheus-client",
+)
+#: The production log level, not the stage's quieter default: the access log line
+#: each request writes is part of what the app costs per request.
+PRODUCTION_LOGGING = {"LOG_LEVEL": DEFAULTS["LOG_LEVEL"]}
+#: The exit status of a process stopped by Ctrl-C (128 + SIGINT), as shells report it.
+INTERRUPTED_EXIT_STATUS = 130
+
+
+def _contender_names(text: str) -> list[Contender]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"name at least one of {','.join(CONTENDER_NAMES)}")
+    try:
+        return select_contenders(names)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.http",
+        description="GET /categories under gunicorn with each cache backend, loaded by wrk "
+        "in interleaved rounds.",
+    )
+    parser.add_argument(
+        "--rounds", type=positive_int, default=DEFAULT_ROUNDS, help="measured rounds (%(default)s)"
+    )
+    parser.add_argument(
+        "--duration",
+        type=positive_int,
+        default=DEFAULT_DURATION_SECONDS,
+        help="seconds of load per contender per round (%(default)s)",
+    )
+    parser.add_argument(
+        "--warmup",
+        type=positive_int,
+        default=DEFAULT_WARMUP_SECONDS,
+        help="unmeasured seconds of load per contender before the rounds (%(default)s)",
+    )
+    parser.add_argument(
+        "--connections",
+        type=positive_int,
+        default=DEFAULT_CONNECTIONS,
+        help="concurrent keep-alive connections (%(default)s)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=positive_int,
+        default=DEFAULT_WORKERS,
+        help="gunicorn workers, the same for every contender (%(default)s)",
+    )
+    parser.add_argument(
+        "--only",
+        type=_contender_names,
+        default=list(CONTENDERS),
+        metavar="NAME,NAME",
+        help=f"contenders to run (all: {','.join(CONTENDER_NAMES)})",
+    )
+    parser.add_argument(
+        "--endpoint-url",
+        help="use this DynamoDB (Local) instead of starting one; the run's fresh tables "
+        "(one per DynamoDB contender) are left there",
+    )
+    parser.add_argument("--output-dir", type=Path, default=DEFAULT_OUTPUT_DIR)
+    parser.add_argument("--no-chart", action="store_true", help="skip the PNG (no matplotlib)")
+    args = parser.parse_args(argv)
+    args.wrk = find_wrk()
+    if args.wrk is None:
+        parser.error("wrk is not installed: `make system-deps` installs the Debian package")
+    args.redis_server = find_redis_server()
+    if args.redis_server is None and any(contender.uses_redis for contender in args.only):
+        parser.error(
+            "redis-server is not installed: `make system-deps` installs the Debian package "
+            "(or leave redis out with --only)"
+        )
+    return args
+
+
+@contextlib.contextmanager
+def _stopping_on_sigterm() -> Iterator[None]:
+    """SIGTERM (kill, a closing terminal) cleans up as Ctrl-C does, then the old handler is back.
+
+    Without it Python would exit on the spot and leave gunicorn, redis and Java running.
+    """
+    previous = signal.signal(signal.SIGTERM, stop_on_signal)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _tool_versions(wrk: str, redis_binary: str | None, runs_redis: bool) -> dict[str, Any]:
+    wrk_line = environment.version_line([wrk, "--version"]) or "wrk"
+    redis_line = environment.version_line([redis_binary, "--version"]) if runs_redis else None
+    return {
+        "wrk": wrk_line.partition(" Copyright")[0],
+        # "Redis server v=7.0.15 sha=... malloc=...": the release is the third word.
+        "redis_server": " ".join(redis_line.split()[:3]) if redis_line else None,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    contenders: list[Contender] = args.only
+    settings = LoadSettings(
+        rounds=args.rounds,
+        duration_seconds=args.duration,
+        warmup_seconds=args.warmup,
+        connections=args.connections,
+        workers=args.workers,
+    )
+    runs_redis = any(contender.uses_redis for contender in contenders)
+    started = time.perf_counter()
+    use_dummy_aws_credentials()
+    try:
+        with _stopping_on_sigterm(), ExitStack() as stack:
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-http-")))
+            endpoint_url, jar = stack.enter_context(dynamodb_endpoint(args.endpoint_url))
+            redis_url = (
+                stack.enter_context(redis_server(args.redis_server, workdir))
+                if runs_redis
+                else None
+            )
+            stage = Stage(endpoint_url, workdir, common_settings=PRODUCTION_LOGGING)
+            document: dict[str, Any] = {
+                "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                "command": shlex.join(
+                    ["python", "-m", "benchmarks.http", *(sys.argv[1:] if argv is None else argv)]
+                ),
+                "machine": environment.describe_machine(),
+                "server": environment.describe_server(jar),
+                "tools": _tool_versions(args.wrk, args.redis_server, runs_redis),
+                "versions": environment.package_versions(SERVING_PACKAGES),
+            }
+            print_progress(f"starting {len(contenders)} servers, {args.workers} workers each")
+            served = stack.enter_context(serving(stage, contenders, args.workers, redis_url))
+            document |= run_rounds(served, args.wrk, settings, print_progress)
+    except KeyboardInterrupt:
+        print("interrupted; every server was stopped", file=sys.stderr)
+        return INTERRUPTED_EXIT_STATUS
+    document["machine"]["load_average_at_end"] = environment.load_average()
+    document["runtime_seconds"] = round(time.perf_counter() - started, 1)
+
+    print(report.text_report(document))
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    written = [report.write_document_json(document, args.output_dir)]
+    if not args.no_chart:
+        written.append(report.write_chart(document, args.output_dir))
+    written.append(report.write_markdown(document, args.output_dir, not args.no_chart))
+    print("wrote " + ", ".join(str(path) for path in written))
+    return 0
