@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+import click
 from botocore.exceptions import BotoCoreError, ClientError
 from cachelib.serializers import BaseSerializer
 from flask_caching.backends.base import BaseCache
@@ -349,7 +350,7 @@ class DynamoDBCache(BaseCache):
         self._last_recreate = -RECREATE_INTERVAL_SECONDS
         if create_table:
             try:
-                self.create_table()
+                self._create_table_and_log()
             except (PynamoDBException, BotoCoreError, ClientError) as error:
                 # A cache that is down must not stop the app from starting (a gunicorn
                 # worker failing to boot takes the whole server down): the first call
@@ -394,7 +395,10 @@ class DynamoDBCache(BaseCache):
             observer=config.get("CACHE_DYNAMODB_OBSERVER"),
         )
         cache = cls(*args, **kwargs)
-        if not kwargs["create_table"]:
+        # A server's start-up is checked, not a `flask` command's (Flask's CLI builds the
+        # app inside a click context): `cache status` reports the table's state and
+        # `cache create-table` fixes it, so an ERROR saying it is missing would be noise.
+        if not kwargs["create_table"] and click.get_current_context(silent=True) is None:
             cache.check_table()
         return cache
 
@@ -582,7 +586,9 @@ class DynamoDBCache(BaseCache):
         """Create the table (on-demand) and enable TTL if needed; say what was done.
 
         Idempotent. ``UpdateTimeToLive`` may take up to an hour on AWS and is
-        refused while in progress or once enabled: both count as success.
+        refused while in progress or once enabled: both count as success. The
+        caller reports the lines (``flask cache create-table`` prints them, a
+        start-up logs them), so each appears once.
         """
         model = self._model
         done = []
@@ -613,9 +619,11 @@ class DynamoDBCache(BaseCache):
                 if "already enabled" not in str(error.cause_response_message or ""):
                     raise
                 done.append(f"TTL is enabled on {EXPIRY_ATTRIBUTE}")
-        for line in done:
-            logger.info("cache table: %s", line)
         return done
+
+    def _create_table_and_log(self) -> None:
+        for line in self.create_table():
+            logger.info("cache table: %s", line)
 
     def _table_missing(self) -> None:
         """Create the table again, in the background, if this cache creates its own.
@@ -638,7 +646,7 @@ class DynamoDBCache(BaseCache):
     def _recreate_table(self) -> None:
         logger.warning("cache table %s is missing: creating it again", self.table_name)
         try:
-            self.create_table()
+            self._create_table_and_log()
         except (PynamoDBException, BotoCoreError, ClientError):
             logger.exception("cache table %s could not be created again", self.table_name)
         finally:

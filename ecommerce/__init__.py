@@ -9,9 +9,9 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from cache_backends.cli import cache_cli
-from ecommerce import categories, health, observability, security
+from ecommerce import categories, health, observability, openapi, security
 from ecommerce.categories import cache_policy
-from ecommerce.config import DEFAULTS, validate_config
+from ecommerce.config import ConfigError, load_config
 from ecommerce.database import init_db_command
 from ecommerce.errors import register_error_handlers
 from ecommerce.extensions import db, init_cache
@@ -25,11 +25,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     extension connects anywhere.
     """
     app = Flask(__name__, instance_relative_config=True)
-    app.config.from_mapping(DEFAULTS)
-    app.config.from_prefixed_env()
-    if config is not None:
-        app.config.update(config)
-    validate_config(app.config)
+    load_config(app.config, config)
     # Hop counts, not a trusted-address list: each proxy appends one X-Forwarded-For
     # entry, so the app takes the entry written by the last trusted hop and anything a
     # client put before it is ignored. 0 (the default) leaves the headers unused.
@@ -43,11 +39,17 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     security.init_app(app)
 
     db.init_app(app)
-    init_cache(app)  # Flask-Caching's backend, and the near-cache in front if configured
+    try:
+        init_cache(app)  # Flask-Caching's backend, and the near-cache in front if configured
+    except ValueError as error:
+        # A backend's factory refusing a setting of its own (CACHE_DYNAMODB_*) names it:
+        # a bad setting like the others, reported the same way (one line, no traceback).
+        raise ConfigError(f"invalid configuration: {error}") from error
     cache_policy.init_app(app)  # the categories loader, on the backend just built
 
     app.register_blueprint(health.bp)
     app.register_blueprint(categories.bp)
+    app.register_blueprint(openapi.bp)
     register_error_handlers(app)
     app.cli.add_command(init_db_command)
     app.cli.add_command(cache_cli)  # flask cache create-table | status | clear

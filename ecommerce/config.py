@@ -5,21 +5,30 @@ Settings arrive in three layers, later ones winning: ``DEFAULTS`` below, then
 parses values as JSON: ``FLASK_CATEGORIES_CACHE_TTL=4`` is the int 4), then the
 mapping given to ``create_app`` (tests). ``validate_config`` then checks the
 result, so a typo stops start-up with the setting's name instead of surfacing
-as a strange 500 under load.
+as a strange 500 under load: one line and exit status 4, under ``flask`` (wsgi.py)
+and gunicorn alike (whose master checks the environment before it forks).
 
 The ``CACHE_DYNAMODB_*`` keys belong to ``cache_backends.dynamodb``, whose
-factory reads them; here they are only type-checked when present.
+factory reads them (and owns their defaults); here they are type-checked when
+present, and the signing key must be set when that backend is used, so that
+gunicorn's check catches them too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import os
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from enum import StrEnum
 from typing import Any
 
+from flask import Config, Flask
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from werkzeug.utils import ImportStringError, import_string
+
+from cache_backends.dynamodb import DynamoDBCache
 
 
 class CacheStrategy(StrEnum):
@@ -146,6 +155,15 @@ def _admin_tokens(value: Any) -> str | None:
     return _non_empty_string(value)
 
 
+def _old_signing_keys(value: Any) -> str | None:
+    """None, one key, or a list of keys (``[]``: none), as the DynamoDB backend reads them."""
+    if value is None or isinstance(value, str):
+        return None
+    if isinstance(value, list) and all(_non_empty_string(key) is None for key in value):
+        return None
+    return "must be a key or a JSON list of non-empty keys"
+
+
 def _database_uri(value: Any) -> str | None:
     problem = _non_empty_string(value)
     if problem:
@@ -157,17 +175,46 @@ def _database_uri(value: Any) -> str | None:
     return None
 
 
+def _cache_backend(cache_type: str) -> Any:
+    """What Flask-Caching will build for CACHE_TYPE (raises ``ImportStringError``)."""
+    return import_string(
+        cache_type if "." in cache_type else f"{FLASK_CACHING_BACKENDS_MODULE}.{cache_type}"
+    )
+
+
 def _cache_type(value: Any) -> str | None:
     """Resolve the backend the way Flask-Caching will, but fail with the setting's name."""
     problem = _non_empty_string(value)
     if problem:
         return problem
-    import_path = value if "." in value else f"{FLASK_CACHING_BACKENDS_MODULE}.{value}"
     try:
-        import_string(import_path)
+        _cache_backend(value)
     except ImportStringError as error:
         return f"names no importable cache backend ({error.exception})"
     return None
+
+
+def _signing_key_for_dynamodb(config: Mapping[str, Any]) -> str | None:
+    """The DynamoDB backend's factory refuses to start without a key, in every worker.
+
+    Refused here too, so that the refusal comes with the other bad settings, before
+    gunicorn forks a worker (gunicorn.conf.py checks the environment first).
+    """
+    uses_dynamodb = _cache_type(config.get("CACHE_TYPE")) is None and _is_subclass(
+        _cache_backend(config["CACHE_TYPE"]), DynamoDBCache
+    )
+    if not uses_dynamodb or config.get("CACHE_DYNAMODB_SIGNING_KEY") is not None:
+        return None  # a key that is set is type-checked with the optional settings
+    if config.get("SECRET_KEY"):
+        return None  # the factory's fallback
+    return (
+        "is not set: the DynamoDB cache needs the same secret on every instance "
+        "(FLASK_CACHE_DYNAMODB_SIGNING_KEY)"
+    )
+
+
+def _is_subclass(candidate: Any, base: type) -> bool:
+    return isinstance(candidate, type) and issubclass(candidate, base)
 
 
 #: Checked always: DEFAULTS guarantees a value.
@@ -200,24 +247,86 @@ OPTIONAL_SETTINGS: dict[str, Callable[[Any], str | None]] = {
     "CACHE_DYNAMODB_REGION": _optional_string,
     "CACHE_DYNAMODB_CREATE_TABLE": _boolean,
     "CACHE_DYNAMODB_SIGNING_KEY": _optional_string,
+    "CACHE_DYNAMODB_OLD_SIGNING_KEYS": _old_signing_keys,
+    "CACHE_DYNAMODB_CONSISTENT_READ": _boolean,
+    "CACHE_DYNAMODB_CONNECT_TIMEOUT": _non_negative_number,
+    "CACHE_DYNAMODB_READ_TIMEOUT": _non_negative_number,
+    "CACHE_DYNAMODB_GET_TIMEOUT": _non_negative_number,
+    "CACHE_DYNAMODB_MAX_RETRIES": _non_negative_int,
+    "CACHE_DYNAMODB_MAX_POOL": _positive_int,
+    "CACHE_DYNAMODB_BREAKER_FAILURES": _non_negative_int,  # 0 disables the breaker
+    "CACHE_DYNAMODB_BREAKER_COOLDOWN": _non_negative_number,
 }
 
 
 #: Never echoed in an error message: start-up errors end up in shared logs.
-SECRET_SETTINGS = frozenset({"ADMIN_TOKEN", "CACHE_DYNAMODB_SIGNING_KEY"})
+SECRET_SETTINGS = frozenset(
+    {"ADMIN_TOKEN", "CACHE_DYNAMODB_SIGNING_KEY", "CACHE_DYNAMODB_OLD_SIGNING_KEYS"}
+)
 
 
 def _shown(name: str, value: Any) -> str:
     return f"<{type(value).__name__} hidden>" if name in SECRET_SETTINGS else repr(value)
 
 
+#: Checks that need more than one setting, by the setting their message names.
+CROSS_SETTING_CHECKS: dict[str, Callable[[Mapping[str, Any]], str | None]] = {
+    "CACHE_DYNAMODB_SIGNING_KEY": _signing_key_for_dynamodb,
+}
+
+
 def validate_config(config: Mapping[str, Any]) -> None:
-    """Raise ``ConfigError`` listing every bad setting at once, each by name."""
+    """Raise ``ConfigError`` listing every bad setting at once, each by name, on one line."""
     checks = {**REQUIRED_SETTINGS, **{k: v for k, v in OPTIONAL_SETTINGS.items() if k in config}}
     problems = [
         f"{name}={_shown(name, config.get(name))} {problem}"
         for name, check in checks.items()
         if (problem := check(config.get(name)))
     ]
+    problems += [
+        f"{name} {problem}"
+        for name, check in CROSS_SETTING_CHECKS.items()
+        if (problem := check(config))
+    ]
     if problems:
         raise ConfigError("invalid configuration: " + "; ".join(problems))
+
+
+def load_config(config: Config, overrides: Mapping[str, Any] | None = None) -> None:
+    """Fill ``config`` layer by layer (see the module docstring), then validate it."""
+    config.from_mapping(DEFAULTS)
+    config.from_prefixed_env()
+    if overrides is not None:
+        config.update(overrides)
+    validate_config(config)
+
+
+#: The exit status of a process stopped by a bad setting. 4 is gunicorn's "App failed
+#: to load": a worker exiting with it stops the master, which would otherwise fork
+#: replacements that fail the same way, forever. Any non-zero status suits the flask CLI.
+BAD_SETTING_EXIT_STATUS = 4
+
+
+@contextmanager
+def exit_on_config_error() -> Iterator[None]:
+    """End the process on a ``ConfigError`` with its one-line message on stderr.
+
+    No traceback: thirty lines of import machinery would bury the one that says
+    which setting is wrong and why.
+    """
+    try:
+        yield
+    except ConfigError as error:
+        print(error, file=sys.stderr, flush=True)
+        raise SystemExit(BAD_SETTING_EXIT_STATUS) from None
+
+
+def check_environment() -> None:
+    """Validate the settings the FLASK_* environment gives, without building the app.
+
+    For a process that must refuse to start before it builds anything: gunicorn's
+    master runs this (gunicorn.conf.py), so a bad setting stops start-up once, not
+    once in every worker it forks.
+    """
+    with exit_on_config_error():
+        load_config(Config(os.getcwd(), Flask.default_config))

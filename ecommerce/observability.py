@@ -25,6 +25,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import TextIO
 
+import click
 from flask import Flask, Response, g, has_request_context, request
 from flask.logging import default_handler
 from pythonjsonlogger.json import JsonFormatter
@@ -85,11 +86,14 @@ class _RequestIdFilter(logging.Filter):
         return True
 
 
-class _StdoutHandler(logging.StreamHandler):
-    """Writes to ``sys.stdout`` as it is at each call, not as it was at set-up.
+class _ConsoleHandler(logging.StreamHandler):
+    """Writes to ``sys.stdout`` as it is at each call, or ``sys.stderr`` under the flask CLI.
 
-    pytest swaps sys.stdout per test; a handler holding the first test's stream
-    would write into a closed file later. Under gunicorn stdout never changes.
+    Looked up per record, not held: pytest swaps sys.stdout per test, and a handler
+    holding the first test's stream would write into a closed file later. Under
+    gunicorn, stdout is where the deploy's log collection reads. Under a ``flask``
+    command (a click context is active), stdout carries the command's result, JSON
+    that scripts parse, so the log lines go to stderr.
     """
 
     def __init__(self) -> None:
@@ -97,22 +101,24 @@ class _StdoutHandler(logging.StreamHandler):
 
     @property
     def stream(self) -> TextIO:  # type: ignore[override]
-        return sys.stdout
+        return sys.stderr if click.get_current_context(silent=True) is not None else sys.stdout
 
     @stream.setter
     def stream(self, value: object) -> None:
-        """Ignored: the stream is always the current sys.stdout."""
+        """Ignored: the stream is looked up at each record."""
 
 
 def configure_logging(level: str, log_format: str) -> None:
-    """Send every log record to stdout in ``log_format``, the app's loggers at ``level``.
+    """Send every log record to the console in ``log_format``, the app's loggers at ``level``.
+
+    The console is stdout, or stderr under the flask CLI (``_ConsoleHandler``).
 
     Logging is per process, not per app: a second ``create_app`` (tests) replaces
     the handler installed by the first instead of adding another, so no line is
     written twice. The handler sits on the root logger so that library warnings
     come out in the same shape; gunicorn's loggers do not propagate to it.
     """
-    handler = _StdoutHandler()
+    handler = _ConsoleHandler()
     if log_format == "json":
         handler.setFormatter(_JsonLogFormatter(JSON_LOG_FIELDS, rename_fields=JSON_FIELD_NAMES))
     else:
@@ -120,7 +126,7 @@ def configure_logging(level: str, log_format: str) -> None:
     handler.addFilter(_RequestIdFilter())
 
     root = logging.getLogger()
-    for old in [h for h in root.handlers if isinstance(h, _StdoutHandler)]:
+    for old in [h for h in root.handlers if isinstance(h, _ConsoleHandler)]:
         root.removeHandler(old)
     root.addHandler(handler)
     for name in APP_LOGGER_NAMES:

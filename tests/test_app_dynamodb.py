@@ -7,6 +7,11 @@ remote cache has.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -22,6 +27,8 @@ from cache_backends.local import DynamoDBLocal, free_port
 from ecommerce.categories.cache_policy import CATEGORIES_CACHE_KEY
 from scripts.cluster import (
     DEV_ADMIN_AUTHORIZATION,
+    REPOSITORY_ROOT,
+    flask_environment,
     gunicorn_instance,
     prepare,
     wait_until_healthy,
@@ -207,3 +214,65 @@ def test_workers_starting_together_on_a_missing_table_all_boot(
     assert log.count("Booting worker") == 3, log
     assert "Worker failed to boot" not in log
     assert instance.process.returncode == 0, log
+
+
+# --- `make run-dynamodb`: DynamoDB Local and gunicorn under one launcher ----------------
+
+#: The JVM, then gunicorn's master and workers: all stopped, in seconds, on a normal stop.
+RUN_STOP_TIMEOUT_SECONDS = 30
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_stopped_run_dynamodb_exits_0_quietly_and_leaves_nothing_behind(
+    stop_signal: signal.Signals,
+    dynamodb_cache_config: dict[str, Any],
+    database_uri: str,
+    tmp_path: Path,
+) -> None:
+    """The Makefile's recipe, stopped as a terminal's Ctrl-C or as make/CI/systemd stop it.
+
+    Both signals go to the whole process group, as a terminal sends Ctrl-C: the
+    launcher, the JVM, gunicorn's master and its workers. Before: the launcher's
+    KeyboardInterrupt traceback, gunicorn SIGKILLed by it (status -2 / 130) and
+    its Prometheus directory left in TMPDIR.
+    """
+    ddb_port, web_port = free_port(), free_port()
+    settings = {
+        **dynamodb_cache_config,
+        "CACHE_DYNAMODB_ENDPOINT_URL": f"http://127.0.0.1:{ddb_port}",
+        "SQLALCHEMY_DATABASE_URI": database_uri,
+    }
+    temporary_files = tmp_path / "tmp"
+    temporary_files.mkdir()
+    environment = flask_environment(settings) | {
+        "GUNICORN_BIND": f"127.0.0.1:{web_port}",
+        "GUNICORN_WORKERS": "2",
+        "TMPDIR": str(temporary_files),  # where gunicorn.conf.py creates its Prometheus directory
+    }
+    environment.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    command = [sys.executable, "-m", "cache_backends.local", "--port", str(ddb_port), "--"]
+    command += [sys.executable, "-m", "gunicorn", "wsgi:app"]
+    log_path = tmp_path / "run-dynamodb.log"
+
+    with log_path.open("wb") as log:
+        run = subprocess.Popen(
+            command,
+            cwd=REPOSITORY_ROOT,
+            env=environment,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # a process group of its own, as a terminal's job is
+        )
+    try:
+        wait_until_healthy(f"http://127.0.0.1:{web_port}", run, log_path)
+        os.killpg(run.pid, stop_signal)
+        run.wait(timeout=RUN_STOP_TIMEOUT_SECONDS)
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # nothing is left on success
+            os.killpg(run.pid, signal.SIGKILL)
+    output = log_path.read_text()
+
+    assert run.returncode == 0, output
+    assert "Traceback" not in output
+    assert list(temporary_files.iterdir()) == [], "the Prometheus directory is removed"

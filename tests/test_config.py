@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from cache_backends.local import free_port
 from ecommerce import create_app
-from ecommerce.config import DEFAULTS, MAX_REQUEST_BODY_BYTES, ConfigError
+from ecommerce.config import (
+    DEFAULTS,
+    MAX_REQUEST_BODY_BYTES,
+    ConfigError,
+    check_environment,
+    validate_config,
+)
 from ecommerce.extensions import db
+from scripts.cluster import REPOSITORY_ROOT, flask_environment
 
 
 @pytest.fixture
@@ -85,6 +96,10 @@ def test_mapping_overrides_environment(
         ("CACHE_DYNAMODB_CREATE_TABLE", "yes"),
         ("CACHE_DYNAMODB_TABLE", ""),
         ("CACHE_DYNAMODB_ENDPOINT_URL", 8001),
+        ("CACHE_DYNAMODB_CONNECT_TIMEOUT", "1s"),
+        ("CACHE_DYNAMODB_MAX_POOL", 0),
+        ("CACHE_DYNAMODB_CONSISTENT_READ", "no"),
+        ("CACHE_DYNAMODB_OLD_SIGNING_KEYS", [""]),
         ("PROXY_FIX_X_FOR", -1),
         ("PROXY_FIX_X_PROTO", "1"),
         ("PROXY_FIX_X_HOST", True),
@@ -149,3 +164,101 @@ def test_valid_values_start(clean_flask_env: None, config: dict[str, Any]) -> No
 
     assert app.config["DB_LATENCY_MS"] == 0.5
     assert set(DEFAULTS) <= set(app.config)
+
+
+DYNAMODB = {"CACHE_TYPE": "cache_backends.dynamodb.DynamoDBCache"}
+
+
+def test_the_dynamodb_cache_needs_a_signing_key_before_any_backend_is_built() -> None:
+    with pytest.raises(ConfigError, match="CACHE_DYNAMODB_SIGNING_KEY is not set"):
+        validate_config({**DEFAULTS, **DYNAMODB})
+
+
+@pytest.mark.parametrize(
+    "key_settings",
+    [
+        {"CACHE_DYNAMODB_SIGNING_KEY": "k", "CACHE_DYNAMODB_OLD_SIGNING_KEYS": []},
+        {"CACHE_DYNAMODB_SIGNING_KEY": "k", "CACHE_DYNAMODB_OLD_SIGNING_KEYS": "old"},
+        {"SECRET_KEY": "the backend's fallback"},
+    ],
+)
+def test_signing_keys_the_backend_accepts_are_accepted(key_settings: dict[str, Any]) -> None:
+    validate_config({**DEFAULTS, **DYNAMODB, **key_settings})
+
+
+def test_the_environment_check_exits_with_one_line(
+    clean_flask_env: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("FLASK_CATEGORIES_CACHE_TTL", "abc")  # not JSON: stays the string "abc"
+
+    with pytest.raises(SystemExit) as exit_info:
+        check_environment()
+
+    assert exit_info.value.code != 0
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line == "invalid configuration: CATEGORIES_CACHE_TTL='abc' must be an integer >= 0"
+
+
+# --- start-up as an operator sees it: real processes ---------------------------------
+
+#: Each bad environment, and the setting its one line must name.
+BAD_ENVIRONMENTS = {
+    "ttl-not-a-number": ({"CATEGORIES_CACHE_TTL": "abc"}, "CATEGORIES_CACHE_TTL"),
+    "dynamodb-without-key": (DYNAMODB, "CACHE_DYNAMODB_SIGNING_KEY"),
+}
+#: A refusal comes before any worker starts or any table is looked at: about a second.
+REFUSAL_TIMEOUT_SECONDS = 30
+
+
+def refused_start(command: list[str], environment: dict[str, str]) -> str:
+    """Run ``command``, which must refuse to start; its output, with one line naming why."""
+    result = subprocess.run(
+        command,
+        cwd=REPOSITORY_ROOT,
+        env=environment,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=REFUSAL_TIMEOUT_SECONDS,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert "Traceback" not in output
+    assert len([line for line in output.splitlines() if "invalid configuration" in line]) == 1
+    return output
+
+
+@pytest.mark.parametrize(
+    ("settings", "setting_name"), BAD_ENVIRONMENTS.values(), ids=BAD_ENVIRONMENTS
+)
+def test_a_bad_setting_stops_a_flask_command_with_one_line(
+    settings: dict[str, Any], setting_name: str, tmp_path: Path
+) -> None:
+    database = {"SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'never-created.sqlite'}"}
+    command = [sys.executable, "-m", "flask", "--app", "wsgi", "init-db"]
+
+    output = refused_start(command, flask_environment({**database, **settings}))
+
+    assert output.strip().splitlines() == [output.strip()], "one line, nothing else"
+    assert setting_name in output
+    assert not (tmp_path / "never-created.sqlite").exists()
+
+
+@pytest.mark.parametrize(
+    ("settings", "setting_name"), BAD_ENVIRONMENTS.values(), ids=BAD_ENVIRONMENTS
+)
+def test_a_bad_setting_stops_gunicorn_before_it_forks_a_worker(
+    settings: dict[str, Any], setting_name: str, tmp_path: Path
+) -> None:
+    """The master checks the environment: no "Worker failed to boot", no worker at all."""
+    environment = flask_environment(settings) | {
+        "GUNICORN_BIND": f"127.0.0.1:{free_port()}",
+        "TMPDIR": str(tmp_path),  # where gunicorn.conf.py creates its Prometheus directory
+    }
+    environment.pop("PROMETHEUS_MULTIPROC_DIR", None)
+
+    output = refused_start([sys.executable, "-m", "gunicorn", "wsgi:app"], environment)
+
+    assert setting_name in output
+    assert "Booting worker" not in output
+    assert os.listdir(tmp_path) == [], "the Prometheus directory is removed on the way out"

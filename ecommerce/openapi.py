@@ -1,0 +1,537 @@
+"""The OpenAPI 3.1 description of the HTTP API, served at ``GET /openapi.json``.
+
+Hand-kept, as Python data in this one module, rather than generated:
+
+- apispec's Flask plugin finds the paths but not the rest: every body, status and
+  header would still be hand-written YAML, scattered through the views' docstrings
+  where no linter reads it;
+- flask-smorest (or any marshmallow-based framework) would mean rewriting the views
+  and their validation, and the rules a name must follow (NFKC, trimming, no
+  invisible characters, a 409 that names the stored spelling, see
+  ``categories/names.py``) do not fit a schema library's field types anyway.
+
+A hand-kept document drifts unless something checks it, so tests/test_openapi.py
+has schemathesis fuzz the live app against it in ``make test``: any 5xx, or a
+status, content type, header or body the document does not describe, fails the
+build. Python rather than YAML so the limits (name length, the largest id, the
+body size, header names, the X-Cache values) are imported from the code that
+enforces them instead of copied, and no YAML parser or package data is needed at
+run time.
+
+The document depends on nothing per app or per request (no ``servers``: clients
+resolve paths against wherever they fetched it), so it is built and serialized
+once per process, and serving it reads neither the database nor the cache.
+Flask's automatic HEAD and OPTIONS answers are left out, as is usual.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from http import HTTPStatus
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from flask import Blueprint, Response, request
+
+from cache_backends.loader import CacheStatus
+from ecommerce.auth import BEARER_SCHEME
+from ecommerce.categories.models import MAX_CATEGORY_ID
+from ecommerce.categories.names import NAME_MAX_LENGTH
+from ecommerce.config import MAX_REQUEST_BODY_BYTES
+from ecommerce.errors import GENERIC_PROBLEM_TYPE, PROBLEM_JSON_MIMETYPE
+from ecommerce.observability import (
+    CACHE_STATUS_HEADER,
+    MAX_REQUEST_ID_LENGTH,
+    REQUEST_ID_HEADER,
+)
+
+bp = Blueprint("openapi", __name__)
+
+OPENAPI_DOCUMENT_PATH = "/openapi.json"
+OPENAPI_VERSION = "3.1.0"
+#: The distribution whose version the document carries: the API changes with releases.
+DISTRIBUTION_NAME = "ecommerce-dynamodb-cache"
+#: The document changes only with a deploy: clients and CDNs may keep it this long,
+#: then revalidate with its ETag (a 304, no body).
+DOCUMENT_MAX_AGE_SECONDS = 3600
+
+JSON_MIMETYPE = "application/json"
+#: Prometheus' exposition format; the version parameter follows prometheus_client's.
+METRICS_MIMETYPE = "text/plain"
+#: The name every write operation's ``security`` requirement refers to.
+ADMIN_TOKEN_SCHEME = "adminToken"
+
+CATEGORIES_TAG = "categories"
+OPERATIONS_TAG = "operations"
+
+#: What an answer a client may keep carries besides its body (categories/views.py).
+REVALIDATION_HEADERS = ("ETag", "Cache-Control")
+#: The write errors no input can avoid: no token, a wrong one, or writes disabled.
+AUTH_PROBLEMS = (HTTPStatus.UNAUTHORIZED, HTTPStatus.FORBIDDEN)
+#: What a write with a body can be refused for, before any database work.
+BODY_PROBLEMS = (
+    HTTPStatus.BAD_REQUEST,
+    HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+    HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+)
+
+
+# --- building blocks ----------------------------------------------------------------
+
+
+def _ref(section: str, name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/{section}/{name}"}
+
+
+def _content(mimetype: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {mimetype: {"schema": schema}}
+
+
+def _response(
+    description: str,
+    *,
+    content: dict[str, Any] | None = None,
+    headers: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """A response that, like every answer of the app, carries ``X-Request-ID``."""
+    response: dict[str, Any] = {
+        "description": description,
+        "headers": {name: _ref("headers", name) for name in (REQUEST_ID_HEADER, *headers)},
+    }
+    if content is not None:
+        response["content"] = content
+    return response
+
+
+def _problem(
+    status: HTTPStatus, description: str, *, headers: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """A problem+json response whose ``status`` member is pinned to ``status``."""
+    schema = {
+        "allOf": [
+            _ref("schemas", "Problem"),
+            {"properties": {"status": {"const": status.value}}},
+        ]
+    }
+    return _response(
+        description,
+        content=_content(PROBLEM_JSON_MIMETYPE, schema),
+        headers=("Cache-Control", *headers),
+    )
+
+
+def _response_name(status: HTTPStatus) -> str:
+    return status.phrase.replace(" ", "")
+
+
+def _problems(*statuses: HTTPStatus) -> dict[str, Any]:
+    """References to the shared problem responses, keyed by status code."""
+    return {str(status.value): _ref("responses", _response_name(status)) for status in statuses}
+
+
+def _not_modified(headers: tuple[str, ...] = REVALIDATION_HEADERS) -> dict[str, Any]:
+    return _response(
+        "The client's copy (If-None-Match) is still current: no body.", headers=headers
+    )
+
+
+def _json_response(
+    description: str, schema_name: str, *, headers: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    return _response(
+        description, content=_content(JSON_MIMETYPE, _ref("schemas", schema_name)), headers=headers
+    )
+
+
+def _operation(
+    operation_id: str,
+    summary: str,
+    tag: str,
+    responses: dict[str, Any],
+    *,
+    admin_only: bool = False,
+    parameters: tuple[str, ...] = (),
+    request_body: str | None = None,
+    description: str | None = None,
+) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "operationId": operation_id,
+        "summary": summary,
+        "tags": [tag],
+        "parameters": [_ref("parameters", name) for name in (*parameters, "RequestId")],
+        "responses": responses,
+    }
+    if admin_only:
+        operation["security"] = [{ADMIN_TOKEN_SCHEME: []}]
+    if description is not None:
+        operation["description"] = description
+    if request_body is not None:
+        operation["requestBody"] = _ref("requestBodies", request_body)
+    return operation
+
+
+# --- the paths ----------------------------------------------------------------------
+
+
+def _links_to_the_created_category() -> dict[str, Any]:
+    """What a client can do next with a 201's category; schemathesis follows these too."""
+    new_id = {"id": "$response.body#/id"}
+    return {
+        "GetCreatedCategory": {"operationId": "getCategory", "parameters": new_id},
+        "RenameCreatedCategory": {"operationId": "renameCategory", "parameters": new_id},
+        "DeleteCreatedCategory": {"operationId": "deleteCategory", "parameters": new_id},
+    }
+
+
+def _category_paths() -> dict[str, Any]:
+    return {
+        "/categories": {
+            "get": _operation(
+                "listCategories",
+                "Every category, in id order",
+                CATEGORIES_TAG,
+                {
+                    "200": _json_response(
+                        "The list, from the cache or the database (see X-Cache).",
+                        "CategoryList",
+                        headers=(*REVALIDATION_HEADERS, CACHE_STATUS_HEADER),
+                    ),
+                    "304": _not_modified((*REVALIDATION_HEADERS, CACHE_STATUS_HEADER)),
+                },
+                parameters=("IfNoneMatch",),
+            ),
+            "post": _operation(
+                "createCategory",
+                "Add a category",
+                CATEGORIES_TAG,
+                {
+                    "201": {
+                        **_json_response(
+                            "Created; Location is the new category's URL.",
+                            "Category",
+                            headers=("Location", "Cache-Control"),
+                        ),
+                        "links": _links_to_the_created_category(),
+                    },
+                    **_problems(*BODY_PROBLEMS, *AUTH_PROBLEMS, HTTPStatus.CONFLICT),
+                },
+                admin_only=True,
+                request_body="CategoryName",
+            ),
+        },
+        "/categories/{id}": {
+            "get": _operation(
+                "getCategory",
+                "One category, read from the database (never a cached list that may lag)",
+                CATEGORIES_TAG,
+                {
+                    "200": _json_response(
+                        "The category.", "Category", headers=REVALIDATION_HEADERS
+                    ),
+                    "304": _not_modified(),
+                    **_problems(HTTPStatus.NOT_FOUND),
+                },
+                parameters=("CategoryId", "IfNoneMatch"),
+            ),
+            "patch": _operation(
+                "renameCategory",
+                "Rename a category",
+                CATEGORIES_TAG,
+                {
+                    "200": _json_response(
+                        "The category as renamed.", "Category", headers=("Cache-Control",)
+                    ),
+                    **_problems(
+                        *BODY_PROBLEMS, *AUTH_PROBLEMS, HTTPStatus.NOT_FOUND, HTTPStatus.CONFLICT
+                    ),
+                },
+                admin_only=True,
+                parameters=("CategoryId",),
+                request_body="CategoryName",
+                description="A category may change the case or width of its own name.",
+            ),
+            "delete": _operation(
+                "deleteCategory",
+                "Delete a category",
+                CATEGORIES_TAG,
+                {
+                    "204": _response("Deleted.", headers=("Cache-Control",)),
+                    **_problems(*AUTH_PROBLEMS, HTTPStatus.NOT_FOUND),
+                },
+                admin_only=True,
+                parameters=("CategoryId",),
+            ),
+        },
+    }
+
+
+def _operations_paths() -> dict[str, Any]:
+    return {
+        "/healthz": {
+            "get": _operation(
+                "checkLiveness",
+                "Liveness: answers while the process serves HTTP, whatever the DB or cache do",
+                OPERATIONS_TAG,
+                {"200": _json_response("The process is alive.", "Liveness")},
+            )
+        },
+        "/readyz": {
+            "get": _operation(
+                "checkReadiness",
+                "Readiness: the database answers; the cache is reported but never required",
+                OPERATIONS_TAG,
+                {
+                    "200": _json_response("Ready to serve.", "Readiness"),
+                    **_problems(HTTPStatus.SERVICE_UNAVAILABLE),
+                },
+            )
+        },
+        "/metrics": {
+            "get": _operation(
+                "getMetrics",
+                "Prometheus metrics of this process (of every worker under gunicorn)",
+                OPERATIONS_TAG,
+                {
+                    "200": _response(
+                        "Prometheus' text exposition format.",
+                        content=_content(METRICS_MIMETYPE, {"type": "string"}),
+                    )
+                },
+            )
+        },
+        OPENAPI_DOCUMENT_PATH: {
+            "get": _operation(
+                "getOpenApiDocument",
+                "This document",
+                OPERATIONS_TAG,
+                {
+                    "200": _response(
+                        "The OpenAPI 3.1 document.",
+                        content=_content(JSON_MIMETYPE, {"type": "object"}),
+                        headers=REVALIDATION_HEADERS,
+                    ),
+                    "304": _not_modified(),
+                },
+                parameters=("IfNoneMatch",),
+            )
+        },
+    }
+
+
+# --- the components -----------------------------------------------------------------
+
+
+def _schemas() -> dict[str, Any]:
+    category_id = {"type": "integer", "minimum": 1, "maximum": MAX_CATEGORY_ID}
+    return {
+        "CategoryId": category_id,
+        "Category": {
+            "type": "object",
+            "required": ["id", "name"],
+            "properties": {
+                "id": _ref("schemas", "CategoryId"),
+                "name": {"type": "string", "minLength": 1, "maxLength": NAME_MAX_LENGTH},
+            },
+            "additionalProperties": False,
+        },
+        "CategoryList": {"type": "array", "items": _ref("schemas", "Category")},
+        "CategoryName": {
+            "type": "object",
+            "required": ["name"],
+            "properties": {
+                "name": {
+                    "type": "string",
+                    # Not maxLength: the limit applies after normalization, which
+                    # trims and may shorten, and JSON Schema cannot say that.
+                    "minLength": 1,
+                    "description": (
+                        "Normalized to NFKC and trimmed, then it must be non-blank, at most "
+                        f"{NAME_MAX_LENGTH} characters, and free of control, format, "
+                        "unassigned and other invisible characters. Names that differ "
+                        "only in case or width are the same category (409)."
+                    ),
+                }
+            },
+            "examples": [{"name": "Toys"}],
+        },
+        "Problem": {
+            "description": "RFC 9457 problem details: every error has this shape.",
+            "type": "object",
+            "required": ["type", "title", "status", "detail"],
+            "properties": {
+                "type": {
+                    "type": "string",
+                    "format": "uri-reference",
+                    "examples": [GENERIC_PROBLEM_TYPE],
+                },
+                "title": {"type": "string", "description": "The HTTP status phrase."},
+                "status": {"type": "integer", "minimum": 400, "maximum": 599},
+                "detail": {"type": "string", "description": "What went wrong, for a person."},
+            },
+        },
+        "Liveness": {
+            "type": "object",
+            "required": ["status"],
+            "properties": {"status": {"const": "ok"}},
+        },
+        "Readiness": {
+            "type": "object",
+            "required": ["status", "database", "cache"],
+            "properties": {
+                "status": {"const": "ready"},
+                "database": {"const": "ok"},
+                "cache": {
+                    "type": "object",
+                    "description": (
+                        "The cache backend's own report (DynamoDB: table, status and "
+                        'circuit state) or {"backend": CACHE_TYPE}.'
+                    ),
+                },
+            },
+        },
+    }
+
+
+def _problem_responses() -> dict[str, Any]:
+    """The shared error responses, named after their status phrase (``NotFound``)."""
+    reasons = {
+        HTTPStatus.BAD_REQUEST: "The body is not JSON, not an object, or its name is refused.",
+        HTTPStatus.UNAUTHORIZED: "No 'Authorization: Bearer <ADMIN_TOKEN>', or a wrong token.",
+        HTTPStatus.FORBIDDEN: "Writes are disabled: the server has no ADMIN_TOKEN configured.",
+        HTTPStatus.NOT_FOUND: "No category has this id.",
+        HTTPStatus.CONFLICT: "Another category has this name (the detail names its spelling).",
+        HTTPStatus.REQUEST_ENTITY_TOO_LARGE: f"The body is over {MAX_REQUEST_BODY_BYTES} bytes.",
+        HTTPStatus.UNSUPPORTED_MEDIA_TYPE: "The body is not sent as application/json.",
+        HTTPStatus.SERVICE_UNAVAILABLE: "The database did not answer; the detail names it.",
+    }
+    extra_headers = {HTTPStatus.UNAUTHORIZED: ("WWW-Authenticate",)}
+    return {
+        _response_name(status): _problem(status, why, headers=extra_headers.get(status, ()))
+        for status, why in reasons.items()
+    }
+
+
+def _headers() -> dict[str, Any]:
+    def header(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+        return {"description": description, "required": True, "schema": schema}
+
+    return {
+        REQUEST_ID_HEADER: header(
+            "The client's X-Request-ID if it was sane, else a new one; every log line of "
+            "the request carries it.",
+            {"type": "string", "minLength": 1},
+        ),
+        "ETag": header(
+            "A strong tag of the body: send it back as If-None-Match.",
+            {"type": "string", "pattern": '^"[^"]*"$'},
+        ),
+        "Cache-Control": header(
+            "Reads: 'no-cache' (keep, but revalidate: a write shows on the next read). "
+            "Writes and errors: 'no-store'. This document: "
+            f"'public, max-age={DOCUMENT_MAX_AGE_SECONDS}'.",
+            {"type": "string"},
+        ),
+        CACHE_STATUS_HEADER: header(
+            "Where the list came from: the cache (HIT, or STALE while one refresh "
+            "reloads it) or the database (MISS).",
+            {"type": "string", "enum": [status.value for status in CacheStatus]},
+        ),
+        "Location": header(
+            "The new category's URL.", {"type": "string", "format": "uri-reference"}
+        ),
+        "WWW-Authenticate": header("The scheme writes need.", {"type": "string"}),
+    }
+
+
+def _components() -> dict[str, Any]:
+    return {
+        "schemas": _schemas(),
+        "responses": _problem_responses(),
+        "headers": _headers(),
+        "parameters": {
+            "CategoryId": {
+                "name": "id",
+                "in": "path",
+                "required": True,
+                "description": "An id outside the schema's range is a 404, like any unknown id.",
+                "schema": _ref("schemas", "CategoryId"),
+            },
+            "IfNoneMatch": {
+                "name": "If-None-Match",
+                "in": "header",
+                "required": False,
+                "description": "An ETag from an earlier answer: a 304 with no body if unchanged.",
+                "schema": {"type": "string"},
+            },
+            "RequestId": {
+                "name": REQUEST_ID_HEADER,
+                "in": "header",
+                "required": False,
+                "description": (
+                    f"Printable ASCII, at most {MAX_REQUEST_ID_LENGTH} characters; "
+                    "anything else is replaced by a new id."
+                ),
+                "schema": {"type": "string"},
+            },
+        },
+        "requestBodies": {
+            "CategoryName": {
+                "required": True,
+                "content": _content(JSON_MIMETYPE, _ref("schemas", "CategoryName")),
+            }
+        },
+        "securitySchemes": {
+            ADMIN_TOKEN_SCHEME: {
+                "type": "http",
+                "scheme": BEARER_SCHEME,
+                "description": "One of the server's ADMIN_TOKEN secrets.",
+            }
+        },
+    }
+
+
+def _api_version() -> str:
+    try:
+        return version(DISTRIBUTION_NAME)
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "0+unknown"
+
+
+def openapi_document() -> dict[str, Any]:
+    """The whole document, as a new dict each call (callers may change theirs)."""
+    return {
+        "openapi": OPENAPI_VERSION,
+        "info": {
+            "title": "Categories API",
+            "version": _api_version(),
+            "description": (
+                "Product categories, read through a cache (SimpleCache or DynamoDB). "
+                "Every error is application/problem+json (RFC 9457), including a 405 "
+                "with an Allow header for a method a path does not have. Writes need "
+                "'Authorization: Bearer <ADMIN_TOKEN>'."
+            ),
+            "license": {"name": "MIT", "identifier": "MIT"},
+        },
+        "tags": [
+            {"name": CATEGORIES_TAG, "description": "The catalogue's categories."},
+            {"name": OPERATIONS_TAG, "description": "Probes, metrics and this document."},
+        ],
+        "paths": {**_category_paths(), **_operations_paths()},
+        "components": _components(),
+    }
+
+
+@functools.cache
+def _document_body() -> bytes:
+    """Built and serialized once per process: serving the document costs nothing."""
+    return json.dumps(openapi_document(), sort_keys=True).encode()
+
+
+@bp.get(OPENAPI_DOCUMENT_PATH)
+def get_openapi_document() -> Response:
+    response = Response(_document_body(), mimetype=JSON_MIMETYPE)
+    response.add_etag()
+    response.cache_control.public = True
+    response.cache_control.max_age = DOCUMENT_MAX_AGE_SECONDS
+    return response.make_conditional(request)
