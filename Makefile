@@ -16,7 +16,7 @@ WRITES_NEED := @echo "Writes need: -H 'Authorization: Bearer $(FLASK_ADMIN_TOKEN
 
 export FLASK_APP := wsgi
 
-.PHONY: help install system-deps run run-dynamodb dynamodb-local cluster test lint bench bench-http stampede clean
+.PHONY: help install system-deps run reset-db run-dynamodb dynamodb-local cluster test lint bench bench-http stampede clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/$$(DDB_PORT)/$(DDB_PORT)/g' | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -51,6 +51,9 @@ run: $(BIN)/activate  ## Serve on http://127.0.0.1:8000 with SQLite + SimpleCach
 	$(BIN)/flask init-db
 	$(WRITES_NEED)
 	$(BIN)/gunicorn wsgi:app
+
+reset-db: $(BIN)/activate  ## Start the local database again from the seed data (its categories are lost)
+	$(BIN)/flask init-db --reset --yes
 
 dynamodb-local: $(BIN)/activate $(DDB_LOCAL)  ## Run DynamoDB Local on 127.0.0.1:$(DDB_PORT) in the foreground
 	$(BIN)/python -m cache_backends.local --port $(DDB_PORT)

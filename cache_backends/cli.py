@@ -74,7 +74,7 @@ def status_command(context: click.Context) -> None:
         context.exit(TABLE_NOT_USABLE)
 
 
-def _confirmed(question: str) -> bool:
+def confirmed(question: str) -> bool:
     """The operator's answer; no when nobody can answer (stdin closed, Ctrl-C)."""
     try:
         return click.confirm(question, err=True)  # stdout is for results
@@ -94,7 +94,7 @@ def clear_command(yes: bool) -> None:
 
     Asks for confirmation first; --yes skips the question.
     """
-    if not yes and not _confirmed("Delete every entry under this cache's key prefix?"):
+    if not yes and not confirmed("Delete every entry under this cache's key prefix?"):
         raise click.ClickException(
             "nothing cleared: not confirmed (pass --yes to skip the question)"
         )

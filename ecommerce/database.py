@@ -10,6 +10,7 @@ from flask.cli import with_appcontext
 from sqlalchemy import inspect, select, text, update
 from sqlalchemy.exc import SAWarning
 
+from cache_backends.cli import confirmed
 from ecommerce.categories import repository
 from ecommerce.categories.cache_policy import after_categories_changed, forget_cached_categories
 from ecommerce.categories.models import NAME_KEY_INDEX, Category
@@ -60,10 +61,25 @@ def _add_name_keys() -> bool:
 
 
 @click.command("init-db")
+@click.option(
+    "--reset",
+    is_flag=True,
+    help="Drop every table of the app first (all categories are lost), then start again "
+    "from the seed data: for a local database, e.g. to replay the README's story.",
+)
+@click.option("--yes", is_flag=True, help="With --reset: do not ask for confirmation.")
 @with_appcontext
-def init_db_command() -> None:
+def init_db_command(reset: bool, yes: bool) -> None:
     """Create the tables and the seed categories; running it again changes nothing."""
-    click.echo(f"Database: {db.engine.url.render_as_string(hide_password=True)}")
+    url = db.engine.url.render_as_string(hide_password=True)
+    click.echo(f"Database: {url}")
+    if reset:
+        if not yes and not confirmed(f"Drop every category in {url}?"):
+            raise click.ClickException(
+                "nothing reset: not confirmed (pass --yes to skip the question)"
+            )
+        db.drop_all()
+        click.echo("Dropped the tables")
     existing_tables = set(inspect(db.engine).get_table_names())
     db.create_all()
     created_tables = sorted(set(db.metadata.tables) - existing_tables)

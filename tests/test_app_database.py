@@ -70,3 +70,30 @@ def test_init_db_of_a_new_database_drops_the_list_another_database_left_cached(
     client = second.test_client()
     assert get_categories(client) == (SEED_CATEGORIES, "MISS")
     assert get_categories(client) == (SEED_CATEGORIES, "HIT")
+
+
+def test_init_db_reset_starts_again_from_the_seed_data(make_app: Callable[..., Flask]) -> None:
+    app = make_app()
+    client = app.test_client()
+    assert client.post("/categories", json={"name": "Toys"}).status_code == 201
+    client.get("/categories")  # cache the list with Toys
+
+    result = app.test_cli_runner().invoke(args=["init-db", "--reset", "--yes"])
+
+    assert result.exit_code == 0, result.output
+    assert "Dropped the tables" in result.output
+    assert categories_in_db(app) == SEED_CATEGORIES
+    assert client.get("/categories").get_json() == SEED_CATEGORIES  # the cache forgot Toys
+
+
+def test_init_db_reset_asks_first_and_changes_nothing_without_an_answer(
+    make_app: Callable[..., Flask],
+) -> None:
+    app = make_app()
+    app.test_client().post("/categories", json={"name": "Toys"})
+
+    result = app.test_cli_runner().invoke(args=["init-db", "--reset"], input="")
+
+    assert result.exit_code == 1
+    assert "--yes" in result.output
+    assert [category["name"] for category in categories_in_db(app)][-1] == "Toys"

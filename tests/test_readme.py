@@ -8,13 +8,17 @@ from pathlib import Path
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
-def python_block_after(heading: str) -> str:
-    """The first ```python block after ``heading`` in the README."""
+def code_block_after(heading: str, language: str, *, skip: int = 0) -> str:
+    """The first ```<language> block after ``heading`` in the README (after ``skip`` others)."""
     text = README.read_text()
     start = text.index(heading)
-    match = re.search(r"```python\n(.*?)```", text[start:], re.DOTALL)
-    assert match, f"no python block after {heading!r}"
-    return match.group(1)
+    blocks = re.findall(rf"```{language}\n(.*?)```", text[start:], re.DOTALL)
+    assert len(blocks) > skip, f"no {language} block {skip + 1} after {heading!r}"
+    return blocks[skip]
+
+
+def python_block_after(heading: str) -> str:
+    return code_block_after(heading, "python")
 
 
 def test_the_loader_example_runs_as_written() -> None:

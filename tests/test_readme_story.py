@@ -1,0 +1,120 @@
+"""The README's curl story, run as written against ``make run`` and ``make run-dynamodb``.
+
+Each story's shell block runs in bash, line for line. Two things differ from a
+person's terminal, both through settings the README names: the server listens
+on a free port (``localhost:8000`` in the block becomes that port, so a
+developer's own ``make run`` does not collide), and the database is a fresh
+SQLite file, as after ``make reset-db``. The settings the README asks for to
+replay its numbers (``FLASK_CATEGORIES_CACHE_TTL=4``) are set, with a shorter
+database latency than its 1.2 s to keep the suite quick.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from cache_backends.local import DynamoDBLocal, free_port
+from scripts.cluster import REPOSITORY_ROOT, wait_until_healthy
+from tests.test_readme import code_block_after
+
+pytestmark = pytest.mark.slow
+
+STORY_HEADING = "## The story, with curl"
+README_PORT = "localhost:8000"
+STORY_SETTINGS = {"FLASK_CATEGORIES_CACHE_TTL": "4", "FLASK_DB_LATENCY_MS": "300"}
+STOP_TIMEOUT_SECONDS = 30.0
+#: What a curl line of the story shows, in the README's order.
+FIRST_STORY_CACHE_HEADERS = ["X-Cache: MISS", "X-Cache: HIT", "X-Cache: MISS"]
+
+
+@contextmanager
+def make_serving(
+    target: str, tmp_path: Path, settings: Mapping[str, str] = STORY_SETTINGS
+) -> Iterator[int]:
+    """``make <target>`` on a free port and a fresh database; its port. Ctrl-C at the end."""
+    port = free_port()
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("FLASK_")}
+    environment |= {
+        **settings,
+        "FLASK_SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'story.db'}",
+        "GUNICORN_BIND": f"127.0.0.1:{port}",
+        "TMPDIR": str(tmp_path),
+    }
+    log_path = tmp_path / f"{target}.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            ["make", target, f"DDB_PORT={free_port()}"],
+            cwd=REPOSITORY_ROOT,
+            env=environment,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        wait_until_healthy(f"http://127.0.0.1:{port}", process, log_path)
+        yield port
+    finally:
+        os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in the terminal sends
+        try:
+            process.wait(timeout=STOP_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def run_block(block: str, port: int) -> str:
+    """The shell lines after the first (the make command), on ``port``; their output."""
+    script = block.split("\n", 1)[1].replace(README_PORT, f"localhost:{port}")
+    result = subprocess.run(
+        ["bash", "-e", "-o", "pipefail", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def cache_headers(output: str) -> list[str]:
+    return re.findall(r"X-Cache: \w+", output)
+
+
+@pytest.mark.parametrize("target", ["run", "run-dynamodb"])
+def test_the_story_replays_as_written(
+    target: str, tmp_path: Path, dynamodb_local: DynamoDBLocal
+) -> None:
+    """``dynamodb_local`` only makes sure the jar is there; make starts its own."""
+    block = code_block_after(STORY_HEADING, "sh")
+    assert block.startswith("make run-dynamodb")
+    with make_serving(target, tmp_path) as port:
+        output = run_block(block, port)
+
+    assert cache_headers(output) == FIRST_STORY_CACHE_HEADERS, output
+    assert "HTTP/1.1 201" in output
+    assert output.count('"name":"Toys"') == 2, output  # the POST's answer and the next GET
+
+
+def test_the_refresh_async_story_replays_as_written(tmp_path: Path) -> None:
+    block = code_block_after(STORY_HEADING, "sh", skip=1)
+    settings = {**STORY_SETTINGS, "FLASK_CATEGORIES_CACHE_STRATEGY": "refresh-async"}
+    with make_serving("run-dynamodb", tmp_path, settings) as port:
+        subprocess.run(["curl", "-s", f"localhost:{port}/categories"], check=True)  # cached
+        output = run_block("make\n" + block, port)
+
+    assert "HTTP/1.1 201" in output
+    assert cache_headers(output) == ["X-Cache: STALE", "X-Cache: HIT"], output
+
+
+def test_the_conditional_get_lines_replay_as_written(tmp_path: Path) -> None:
+    block = code_block_after("Reads (`GET /categories`", "sh")
+    with make_serving("run", tmp_path) as port:
+        output = run_block("make\n" + block, port)
+    assert output.strip() == "HTTP/1.1 304 NOT MODIFIED"
