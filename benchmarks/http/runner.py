@@ -27,8 +27,11 @@ from cache_backends.loader import CacheStatus
 #: one of three longer rounds for the same time. A full run takes about four minutes.
 DEFAULT_ROUNDS = 5
 DEFAULT_DURATION_SECONDS = 6
-#: Unmeasured, once per contender: fills caches and pools in every worker.
-DEFAULT_WARMUP_SECONDS = 3
+#: Unmeasured, once per contender: fills caches and pools in every worker, and lets
+#: DynamoDB Local's JVM finish compiling its hot paths; with 3 s it was still compiling in
+#: the first rounds, on the CPU the next contender needed (near-cache rounds of 1,700
+#: req/s instead of 3,000).
+DEFAULT_WARMUP_SECONDS = 10
 #: Eight per worker: enough to keep two workers busy without queueing for minutes.
 DEFAULT_CONNECTIONS = 16
 #: The same for every contender; gunicorn.conf.py's own default differs by backend.
