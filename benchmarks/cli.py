@@ -45,9 +45,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--endpoint-url",
-        help="use this DynamoDB (Local) instead of starting one; its tables are dropped after",
+        help="use this DynamoDB (Local) instead of starting one; the tables this run "
+        "creates there (one per contender) are dropped at the end, no others",
     )
-    parser.add_argument("--output-dir", type=Path, default=DEFAULT_OUTPUT_DIR)
+    parser.add_argument(
+        "--output-dir",
+        type=Path,
+        default=DEFAULT_OUTPUT_DIR,
+        help="where benchmarks.{json,md,png} are written (%(default)s)",
+    )
     parser.add_argument("--no-chart", action="store_true", help="skip the PNG (no matplotlib)")
     return parser.parse_args(argv)
 

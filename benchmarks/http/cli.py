@@ -118,7 +118,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="use this DynamoDB (Local) instead of starting one; the run's fresh tables "
         "(one per DynamoDB contender) are left there",
     )
-    parser.add_argument("--output-dir", type=Path, default=DEFAULT_OUTPUT_DIR)
+    parser.add_argument(
+        "--output-dir",
+        type=Path,
+        default=DEFAULT_OUTPUT_DIR,
+        help="where bench-http.{json,md,png} are written (%(default)s)",
+    )
     parser.add_argument("--no-chart", action="store_true", help="skip the PNG (no matplotlib)")
     args = parser.parse_args(argv)
     args.wrk = find_wrk()
