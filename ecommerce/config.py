@@ -67,6 +67,16 @@ DEFAULTS: dict[str, Any] = {
     # Flask-SQLAlchemy resolves a relative SQLite path inside the instance
     # folder and creates that folder, so a fresh clone needs no set-up.
     "SQLALCHEMY_DATABASE_URI": "sqlite:///ecommerce.sqlite",
+    # Each worker process's connection pool (not for SQLite, whose pools SQLAlchemy
+    # picks): at most POOL_SIZE + MAX_OVERFLOW connections per worker; a request that
+    # finds none free waits POOL_TIMEOUT seconds, then fails. docs/deploy.md sizes them
+    # against the database's max_connections.
+    "DATABASE_POOL_SIZE": 5,
+    "DATABASE_MAX_OVERFLOW": 5,
+    "DATABASE_POOL_TIMEOUT": 10,
+    # PostgreSQL ends any statement that runs longer (0: no limit), so a stuck query
+    # holds a connection for seconds, not forever. init-db's migrations are exempt.
+    "DATABASE_STATEMENT_TIMEOUT_MS": 5000,
     "MAX_CONTENT_LENGTH": MAX_REQUEST_BODY_BYTES,
     "ADMIN_TOKEN": None,
     # Trusted proxy hops per X-Forwarded-* header (Werkzeug's ProxyFix). 0 ignores the
@@ -229,6 +239,10 @@ REQUIRED_SETTINGS: dict[str, Callable[[Any], str | None]] = {
     "CATEGORIES_CACHE_LEASE_SECONDS": _positive_int,
     "DB_LATENCY_MS": _non_negative_number,
     "SQLALCHEMY_DATABASE_URI": _database_uri,
+    "DATABASE_POOL_SIZE": _positive_int,
+    "DATABASE_MAX_OVERFLOW": _non_negative_int,
+    "DATABASE_POOL_TIMEOUT": _non_negative_number,
+    "DATABASE_STATEMENT_TIMEOUT_MS": _non_negative_int,
     "MAX_CONTENT_LENGTH": _positive_int,
     # Unset: writes are refused (403). An empty token is refused here rather than
     # accepted as "no auth".
@@ -293,12 +307,39 @@ def validate_config(config: Mapping[str, Any]) -> None:
 
 
 def load_config(config: Config, overrides: Mapping[str, Any] | None = None) -> None:
-    """Fill ``config`` layer by layer (see the module docstring), then validate it."""
+    """Fill ``config`` layer by layer (see the module docstring), then validate it.
+
+    The DATABASE_* settings become SQLALCHEMY_ENGINE_OPTIONS (Flask-SQLAlchemy's),
+    under any options given there directly.
+    """
     config.from_mapping(DEFAULTS)
     config.from_prefixed_env()
     if overrides is not None:
         config.update(overrides)
     validate_config(config)
+    config["SQLALCHEMY_ENGINE_OPTIONS"] = {
+        **_engine_options(config),
+        **config.get("SQLALCHEMY_ENGINE_OPTIONS", {}),
+    }
+
+
+def _engine_options(config: Mapping[str, Any]) -> dict[str, Any]:
+    """SQLAlchemy's create_engine options for the DATABASE_* settings."""
+    # A pooled connection the database closed meanwhile (a restart, an RDS failover) is
+    # replaced before use, not handed to a request that would fail on it.
+    options: dict[str, Any] = {"pool_pre_ping": True}
+    url = make_url(config["SQLALCHEMY_DATABASE_URI"])
+    if url.get_backend_name() == "sqlite":
+        return options
+    options |= {
+        "pool_size": config["DATABASE_POOL_SIZE"],
+        "max_overflow": config["DATABASE_MAX_OVERFLOW"],
+        "pool_timeout": config["DATABASE_POOL_TIMEOUT"],
+    }
+    if url.get_backend_name() == "postgresql" and config["DATABASE_STATEMENT_TIMEOUT_MS"]:
+        timeout = config["DATABASE_STATEMENT_TIMEOUT_MS"]
+        options["connect_args"] = {"options": f"-c statement_timeout={timeout}"}
+    return options
 
 
 #: The exit status of a process stopped by a bad setting. 4 is gunicorn's "App failed

@@ -1,95 +1,131 @@
-"""Schema creation and seed data: the ``flask --app wsgi init-db`` command."""
+"""The schema and the seed data: ``flask --app wsgi init-db``.
+
+The schema is Alembic's migrations (``ecommerce/migrations``, through
+Flask-Migrate, which also adds ``flask db upgrade|downgrade|current|history``).
+init-db brings any database to the newest revision and then seeds it: an empty
+one, one at an older revision, and one that create_all made before migrations
+existed, which is stamped at the revision whose schema it has first. Instances
+booting together are safe on PostgreSQL: the upgrade and the seeding run under
+an advisory lock, so one migrates and the others then find nothing to do.
+"""
 
 from __future__ import annotations
 
+import functools
 import warnings
-from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import click
+from alembic import command
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
+from flask import current_app
 from flask.cli import with_appcontext
-from sqlalchemy import inspect, select, text, update
+from sqlalchemy import MetaData, inspect, text
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SAWarning
 
 from cache_backends.cli import confirmed
 from ecommerce.categories import repository
 from ecommerce.categories.cache_policy import after_categories_changed, forget_cached_categories
-from ecommerce.categories.models import NAME_KEY_INDEX, Category
-from ecommerce.categories.names import name_key
-from ecommerce.extensions import db
+from ecommerce.extensions import MIGRATIONS_DIRECTORY, db
 
 SEED_CATEGORY_NAMES = ("Electronics", "Clothing", "Books")
+#: pg_advisory_lock's key for "the schema is being changed": any constant the app owns.
+SCHEMA_LOCK_KEY = 0x6563_6F6D  # "ecom"
 
 
-def _add_name_keys() -> bool:
-    """Give a categories table made before name keys existed its key column and index.
+class SchemaUpgradeRefused(Exception):
+    """A migration found data it must not change on its own; the message says what to do."""
 
-    Existing rows keep their ids and names. Rows whose names become the same
-    key (say "Books" and its fullwidth twin) stop the upgrade, named, before
-    anything changes: which one to keep is a person's decision, not this command's.
-    Create-all made new databases whole; this runs only on older ones.
+
+@functools.cache
+def schema_head() -> str:
+    """The newest revision of this release's schema; fixed for the life of the process."""
+    head = ScriptDirectory(str(MIGRATIONS_DIRECTORY)).get_current_head()
+    assert head is not None, f"no migrations in {MIGRATIONS_DIRECTORY}"
+    return head
+
+
+def _revision_of_a_database_made_before_migrations(connection: Connection) -> str | None:
+    """The revision whose schema create_all gave an untracked database; None if it is empty."""
+    tables = set(inspect(connection).get_table_names())
+    if "categories" not in tables:
+        return None
+    columns = {column["name"] for column in inspect(connection).get_columns("categories")}
+    if "name_key" in columns:
+        return "0003_name_key"
+    if "catalogue_version" in tables:
+        return "0002_catalogue_version"
+    return "0001_initial"
+
+
+@contextmanager
+def _schema_lock(connection: Connection) -> Iterator[None]:
+    """Hold PostgreSQL's advisory lock on the schema for the block (other databases: no lock).
+
+    A session lock, not a transaction's: it outlives the upgrade's commit and
+    covers the seeding, which runs on the app's own session. SQLite serves one
+    host; run one init-db at a time there.
     """
-    with db.engine.begin() as connection:
-        inspector = inspect(connection)
-        columns = {column["name"] for column in inspector.get_columns(Category.__tablename__)}
-        with warnings.catch_warnings():  # lower(name)'s index: SQLite cannot reflect it
-            warnings.filterwarnings("ignore", "Skipped unsupported reflection", SAWarning)
-            indexes = {index["name"] for index in inspector.get_indexes(Category.__tablename__)}
-        if "name_key" in columns and NAME_KEY_INDEX.name in indexes:
-            return False
-        rows = connection.execute(select(Category.id, Category.name)).all()
-        by_key: dict[str, list[str]] = defaultdict(list)
-        for row in rows:
-            by_key[name_key(row.name)].append(row.name)
-        clashes = [names for names in by_key.values() if len(names) > 1]
-        if clashes:
-            listed = "; ".join(" = ".join(repr(name) for name in names) for names in clashes)
-            raise click.ClickException(
-                f"cannot make category names unique by casefolded key: {listed}. Rename or "
-                "delete all but one of each group, then run init-db again; nothing was changed"
-            )
-        if "name_key" not in columns:
-            # A default, because SQLite adds a NOT NULL column only with one.
-            connection.execute(
-                text("ALTER TABLE categories ADD COLUMN name_key TEXT NOT NULL DEFAULT ''")
-            )
-        for row in rows:
-            connection.execute(
-                update(Category).where(Category.id == row.id).values(name_key=name_key(row.name))
-            )
-        NAME_KEY_INDEX.create(connection)
-    return True
+    if connection.dialect.name != "postgresql":
+        yield
+        return
+    # No DATABASE_STATEMENT_TIMEOUT_MS here: waiting for another instance's migration,
+    # or running a long one, is this connection's job.
+    connection.execute(text("SET statement_timeout = 0"))
+    connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
+    connection.commit()
+    try:
+        yield
+    finally:
+        connection.rollback()  # a failed upgrade left its transaction open: end it first
+        connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": SCHEMA_LOCK_KEY})
+        connection.execute(text("RESET statement_timeout"))  # back to the pool as it came
+        connection.commit()
 
 
-@click.command("init-db")
-@click.option(
-    "--reset",
-    is_flag=True,
-    help="Drop every table of the app first (all categories are lost), then start again "
-    "from the seed data: for a local database, e.g. to replay the README's story.",
-)
-@click.option("--yes", is_flag=True, help="With --reset: do not ask for confirmation.")
-@with_appcontext
-def init_db_command(reset: bool, yes: bool) -> None:
-    """Create the tables and the seed categories; running it again changes nothing."""
-    url = db.engine.url.render_as_string(hide_password=True)
-    click.echo(f"Database: {url}")
-    if reset:
-        if not yes and not confirmed(f"Drop every category in {url}?"):
-            raise click.ClickException(
-                "nothing reset: not confirmed (pass --yes to skip the question)"
-            )
-        db.drop_all()
-        click.echo("Dropped the tables")
-    existing_tables = set(inspect(db.engine).get_table_names())
-    db.create_all()
-    created_tables = sorted(set(db.metadata.tables) - existing_tables)
-    if created_tables:
-        click.echo(f"Created tables: {', '.join(created_tables)}")
-    else:
-        click.echo("Tables: present, nothing created")
-    if _add_name_keys():
-        click.echo("Added name keys to existing categories (unique by casefolded name)")
+def _upgrade(connection: Connection) -> None:
+    """Bring the schema to the newest revision, in one transaction where the database allows."""
+    config = current_app.extensions["migrate"].migrate.get_config()
+    config.attributes["connection"] = connection
+    head = schema_head()
+    current = MigrationContext.configure(connection).get_current_revision()
+    if current is None and (adopted := _revision_of_a_database_made_before_migrations(connection)):
+        command.stamp(config, adopted)
+        click.echo(f"Schema: made before migrations, matches revision {adopted}")
+        current = adopted
+    if current == head:
+        connection.commit()  # the stamp, if any
+        click.echo(f"Schema: at {head}, nothing to upgrade")
+        return
+    try:
+        command.upgrade(config, "head")
+    except CommandError as error:  # a revision this release does not know
+        raise click.ClickException(
+            f"the database is at revision {current}, which this release does not know: it "
+            "was migrated by a newer release. Run that release, or downgrade the database "
+            f"with it first (flask --app wsgi db downgrade <revision>). Alembic: {error}"
+        ) from error
+    connection.commit()
+    click.echo(f"Schema: upgraded from {current or 'an empty database'} to {head}")
 
+
+def _drop_every_table(connection: Connection) -> None:
+    """Every table in the database, the app's and Alembic's: what the schema is made of."""
+    tables = MetaData()
+    with (
+        warnings.catch_warnings()
+    ):  # SQLite cannot reflect lower(name)'s index; it goes with its table
+        warnings.filterwarnings("ignore", "Skipped unsupported reflection", SAWarning)
+        tables.reflect(connection)
+    tables.drop_all(connection)
+    connection.commit()
+
+
+def _seed() -> None:
     if repository.ensure_catalogue_version():
         # Versions start again at 0: whatever the cache holds was fenced by another
         # database's versions and could refuse this one's lists until it expires.
@@ -102,3 +138,31 @@ def init_db_command(reset: bool, yes: bool) -> None:
         click.echo(f"Seeded categories: {', '.join(added)}")
     else:
         click.echo("Seed categories: present, nothing added")
+
+
+@click.command("init-db")
+@click.option(
+    "--reset",
+    is_flag=True,
+    help="Drop every table of the database first (all categories are lost), then start "
+    "again from the seed data: for a local database, e.g. to replay the README's story.",
+)
+@click.option("--yes", is_flag=True, help="With --reset: do not ask for confirmation.")
+@with_appcontext
+def init_db_command(reset: bool, yes: bool) -> None:
+    """Upgrade the schema to this release's, then add the seed categories; safe to run again."""
+    url = db.engine.url.render_as_string(hide_password=True)
+    click.echo(f"Database: {url}")
+    if reset and not yes and not confirmed(f"Drop every category in {url}?"):
+        raise click.ClickException("nothing reset: not confirmed (pass --yes to skip the question)")
+    with db.engine.connect() as connection, _schema_lock(connection):
+        if reset:
+            _drop_every_table(connection)
+            click.echo("Dropped the tables")
+        try:
+            _upgrade(connection)
+        except SchemaUpgradeRefused as refusal:
+            raise click.ClickException(
+                f"schema not upgraded, no category changed: {refusal}"
+            ) from None
+        _seed()

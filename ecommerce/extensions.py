@@ -5,9 +5,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from cachelib import SimpleCache
 from flask import Flask
 from flask_caching import Cache
+from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy.orm import DeclarativeBase
 
@@ -21,6 +24,9 @@ class Base(DeclarativeBase):
 
 cache = Cache()
 db = SQLAlchemy(model_class=Base)
+#: Alembic's scripts ship inside the package (the deploy installs a wheel, not a checkout).
+MIGRATIONS_DIRECTORY = Path(__file__).parent / "migrations"
+migrate = Migrate(directory=str(MIGRATIONS_DIRECTORY))
 
 
 def _count_near_lookup(near_hit: bool) -> None:

@@ -4,7 +4,9 @@ Liveness answers while the process can serve HTTP, whatever the DB or cache do:
 a load balancer that saw a cache outage there would pull every instance at once,
 though the API keeps answering from the database.
 
-Readiness checks what the API cannot answer without: the database. The cache is
+Readiness checks what the API cannot answer without: the database, at the schema
+revision this release's code expects (an instance whose init-db failed, or a
+database a newer release migrated, would answer every write with an error). The cache is
 reported but never fails readiness, for the same reason: every instance shares
 one DynamoDB table, so one DynamoDB blip would take the whole fleet out together,
 while the categories API degrades to database reads on its own.
@@ -20,14 +22,16 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import ServiceUnavailable
 
+from ecommerce.database import schema_head
 from ecommerce.extensions import cache, db
 
 logger = logging.getLogger(__name__)
 
 bp = Blueprint("health", __name__)
 
-#: The cheapest statement every SQL database answers, through the app's own pool.
-DATABASE_PROBE = "SELECT 1"
+#: One cheap statement, through the app's own pool: the database answers, and says
+#: which revision of the schema it has (Alembic's one-row table).
+DATABASE_PROBE = "SELECT version_num FROM alembic_version"
 
 
 @bp.get("/healthz")
@@ -37,17 +41,24 @@ def healthz() -> dict[str, str]:
 
 @bp.get("/readyz")
 def readyz() -> dict[str, Any]:
-    """200 when the database answers, with the cache's state; 503 naming the database."""
+    """200 when the database answers at this release's schema, with the cache's state; else 503."""
     try:
-        db.session.execute(text(DATABASE_PROBE))
+        revision = db.session.execute(text(DATABASE_PROBE)).scalar()
     except SQLAlchemyError as error:
         logger.warning("not ready: the database did not answer %s: %s", DATABASE_PROBE, error)
         # The body names the failing dependency but not the error text, which can
         # carry host names; the log line above has it, under the same request id.
         raise ServiceUnavailable(
-            f"the database did not answer {DATABASE_PROBE} ({type(error).__name__})"
+            f"the database did not answer {DATABASE_PROBE} ({type(error).__name__}); "
+            "if it is up, its schema was never upgraded: run flask --app wsgi init-db"
         ) from None
-    return {"status": "ready", "database": "ok", "cache": _cache_report()}
+    if revision != schema_head():
+        logger.warning("not ready: schema at %s, this release needs %s", revision, schema_head())
+        raise ServiceUnavailable(
+            f"the database schema is at revision {revision}, this release needs "
+            f"{schema_head()}: run flask --app wsgi init-db with this release"
+        )
+    return {"status": "ready", "database": "ok", "schema": revision, "cache": _cache_report()}
 
 
 def _cache_report() -> dict[str, Any]:

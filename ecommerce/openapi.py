@@ -69,6 +69,8 @@ OPERATIONS_TAG = "operations"
 REVALIDATION_HEADERS = ("ETag", "Cache-Control")
 #: The write errors no input can avoid: no token, a wrong one, or writes disabled.
 AUTH_PROBLEMS = (HTTPStatus.UNAUTHORIZED, HTTPStatus.FORBIDDEN)
+#: Any route that queries the database: down, too slow, or out of pooled connections.
+DATABASE_UNAVAILABLE = HTTPStatus.SERVICE_UNAVAILABLE
 #: What a write with a body can be refused for, before any database work.
 BODY_PROBLEMS = (
     HTTPStatus.BAD_REQUEST,
@@ -198,6 +200,7 @@ def _category_paths() -> dict[str, Any]:
                         headers=(*REVALIDATION_HEADERS, CACHE_STATUS_HEADER),
                     ),
                     "304": _not_modified((*REVALIDATION_HEADERS, CACHE_STATUS_HEADER)),
+                    **_problems(DATABASE_UNAVAILABLE),
                 },
                 parameters=("IfNoneMatch",),
             ),
@@ -214,7 +217,9 @@ def _category_paths() -> dict[str, Any]:
                         ),
                         "links": _links_to_the_created_category(),
                     },
-                    **_problems(*BODY_PROBLEMS, *AUTH_PROBLEMS, HTTPStatus.CONFLICT),
+                    **_problems(
+                        *BODY_PROBLEMS, *AUTH_PROBLEMS, HTTPStatus.CONFLICT, DATABASE_UNAVAILABLE
+                    ),
                 },
                 admin_only=True,
                 request_body="CategoryName",
@@ -230,7 +235,7 @@ def _category_paths() -> dict[str, Any]:
                         "The category.", "Category", headers=REVALIDATION_HEADERS
                     ),
                     "304": _not_modified(),
-                    **_problems(HTTPStatus.NOT_FOUND),
+                    **_problems(HTTPStatus.NOT_FOUND, DATABASE_UNAVAILABLE),
                 },
                 parameters=("CategoryId", "IfNoneMatch"),
             ),
@@ -243,7 +248,11 @@ def _category_paths() -> dict[str, Any]:
                         "The category as renamed.", "Category", headers=("Cache-Control",)
                     ),
                     **_problems(
-                        *BODY_PROBLEMS, *AUTH_PROBLEMS, HTTPStatus.NOT_FOUND, HTTPStatus.CONFLICT
+                        *BODY_PROBLEMS,
+                        *AUTH_PROBLEMS,
+                        HTTPStatus.NOT_FOUND,
+                        HTTPStatus.CONFLICT,
+                        DATABASE_UNAVAILABLE,
                     ),
                 },
                 admin_only=True,
@@ -257,7 +266,7 @@ def _category_paths() -> dict[str, Any]:
                 CATEGORIES_TAG,
                 {
                     "204": _response("Deleted.", headers=("Cache-Control",)),
-                    **_problems(*AUTH_PROBLEMS, HTTPStatus.NOT_FOUND),
+                    **_problems(*AUTH_PROBLEMS, HTTPStatus.NOT_FOUND, DATABASE_UNAVAILABLE),
                 },
                 admin_only=True,
                 parameters=("CategoryId",),
@@ -377,10 +386,14 @@ def _schemas() -> dict[str, Any]:
         },
         "Readiness": {
             "type": "object",
-            "required": ["status", "database", "cache"],
+            "required": ["status", "database", "schema", "cache"],
             "properties": {
                 "status": {"const": "ready"},
                 "database": {"const": "ok"},
+                "schema": {
+                    "type": "string",
+                    "description": "The database's schema revision: this release's newest.",
+                },
                 "cache": {
                     "type": "object",
                     "description": (
@@ -403,9 +416,14 @@ def _problem_responses() -> dict[str, Any]:
         HTTPStatus.CONFLICT: "Another category has this name (the detail names its spelling).",
         HTTPStatus.REQUEST_ENTITY_TOO_LARGE: f"The body is over {MAX_REQUEST_BODY_BYTES} bytes.",
         HTTPStatus.UNSUPPORTED_MEDIA_TYPE: "The body is not sent as application/json.",
-        HTTPStatus.SERVICE_UNAVAILABLE: "The database did not answer; the detail names it.",
+        HTTPStatus.SERVICE_UNAVAILABLE: "The database is down, too slow "
+        "(DATABASE_STATEMENT_TIMEOUT_MS) or out of pooled connections; nothing was changed. "
+        "Retry after Retry-After seconds.",
     }
-    extra_headers = {HTTPStatus.UNAUTHORIZED: ("WWW-Authenticate",)}
+    extra_headers = {
+        HTTPStatus.UNAUTHORIZED: ("WWW-Authenticate",),
+        HTTPStatus.SERVICE_UNAVAILABLE: ("Retry-After",),
+    }
     return {
         _response_name(status): _problem(status, why, headers=extra_headers.get(status, ()))
         for status, why in reasons.items()
@@ -441,6 +459,11 @@ def _headers() -> dict[str, Any]:
             "The new category's URL.", {"type": "string", "format": "uri-reference"}
         ),
         "WWW-Authenticate": header("The scheme writes need.", {"type": "string"}),
+        "Retry-After": {
+            "description": "Seconds to wait before retrying (requests; readiness has none).",
+            "required": False,
+            "schema": {"type": "string", "pattern": "^[0-9]+$"},
+        },
     }
 
 

@@ -1,4 +1,4 @@
-"""Shared fixtures: one DynamoDB Local per test session, fake AWS credentials.
+"""Shared fixtures: one DynamoDB Local and one PostgreSQL per test session, fake AWS credentials.
 
 Credentials are forced to dummies before anything imports botocore, so no test
 can ever reach a real AWS account.
@@ -21,6 +21,7 @@ from flask_caching.backends.base import BaseCache
 from sqlalchemy import event
 
 from cache_backends.local import DynamoDBLocal
+from scripts.postgresql import LocalPostgreSQL
 
 os.environ.update(
     AWS_ACCESS_KEY_ID="testing",
@@ -54,6 +55,18 @@ def dynamodb_local() -> Iterator[DynamoDBLocal]:
         yield ddb
 
 
+@pytest.fixture(scope="session")
+def postgresql() -> Iterator[LocalPostgreSQL]:
+    """The session's PostgreSQL server (Debian's package, a temporary data directory)."""
+    with LocalPostgreSQL() as server:
+        yield server
+
+
+#: Marks a test or module to run once on SQLite (the local default) and once on
+#: PostgreSQL (the production database): ``pytestmark = ON_BOTH_DATABASES``.
+ON_BOTH_DATABASES = pytest.mark.parametrize("database_uri", ["sqlite", "postgresql"], indirect=True)
+
+
 @pytest.fixture
 def table_name() -> str:
     """A table name no other test uses, so tests never see each other's items."""
@@ -71,15 +84,28 @@ def clean_flask_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def database_uri(tmp_path: Path) -> str:
-    """A SQLite file of this test's own; apps built in one test share it."""
+def database_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A database of this test's own, which apps built in one test share.
+
+    A SQLite file; under ON_BOTH_DATABASES, also a new database on the session's PostgreSQL.
+    """
+    if getattr(request, "param", "sqlite") == "postgresql":
+        return request.getfixturevalue("postgresql").create_database()
     return f"sqlite:///{tmp_path / 'categories.sqlite'}"
 
 
 @pytest.fixture
-def make_app(clean_flask_env: None, database_uri: str) -> Callable[..., Flask]:
-    """Build an app on the test's SQLite file, by default with schema and seed data."""
+def make_app(clean_flask_env: None, database_uri: str) -> Iterator[Callable[..., Flask]]:
+    """Build an app on the test's database, by default with schema and seed data.
+
+    After the test, each app's background refreshes are drained and its connection
+    pool closed (PostgreSQL counts connections).
+    """
     from ecommerce import create_app
+    from ecommerce.categories.cache_policy import drain_background_refreshes
+    from ecommerce.extensions import db
+
+    built: list[Flask] = []
 
     def build(*, init_db: bool = True, **overrides: Any) -> Flask:
         settings = {
@@ -90,12 +116,19 @@ def make_app(clean_flask_env: None, database_uri: str) -> Callable[..., Flask]:
         }
         app = create_app(settings)
         app.test_client_class = AdminTestClient
+        built.append(app)
         if init_db:
             result = app.test_cli_runner().invoke(args=["init-db"])
             assert result.exit_code == 0, result.output
         return app
 
-    return build
+    yield build
+    for app in built:
+        # A refresh still queued would load (and count in the process-wide metrics)
+        # during the next test: let it finish here.
+        assert drain_background_refreshes(app), "a background refresh outlived its test"
+        with app.app_context():
+            db.engine.dispose()
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ def test_healthz_answers_ok_without_database_or_cache(make_app: Callable[..., Fl
     """No schema and a cache that raises on every call: /healthz must not notice either."""
     app = make_app(init_db=False, TESTING=False, CACHE_TYPE="tests.conftest.RaisingCache")
     client = app.test_client()
-    assert client.get("/categories").status_code == 500  # the set-up really is broken
+    assert client.get("/categories").status_code == 503  # the set-up really is broken
 
     with recorded_sql(app) as statements:
         response = client.get("/healthz")

@@ -19,7 +19,15 @@ from flask_caching.backends.simplecache import SimpleCache
 from cache_backends.versioned import VersionedEntry
 from ecommerce.categories.cache_policy import categories_ttl
 from ecommerce.categories.models import NAME_MAX_LENGTH
-from tests.conftest import cached_categories, categories_in_db, recorded_sql
+from tests.conftest import (
+    ON_BOTH_DATABASES,
+    cached_categories,
+    categories_in_db,
+    recorded_sql,
+)
+
+# The repository's claims, on the database production uses too.
+pytestmark = ON_BOTH_DATABASES
 
 SEED_CATEGORIES = [
     {"id": 1, "name": "Electronics"},

@@ -29,10 +29,18 @@ from ecommerce.categories.models import NAME_MAX_LENGTH, Category
 from ecommerce.config import MAX_REQUEST_BODY_BYTES
 from ecommerce.extensions import db
 from ecommerce.metrics import CACHE_LOADER_EVENTS
-from tests.conftest import cached_categories, categories_in_db, recorded_sql
+from tests.conftest import (
+    ON_BOTH_DATABASES,
+    cached_categories,
+    categories_in_db,
+    recorded_sql,
+)
 from tests.test_cache_races import PAUSE_TIMEOUT_SECONDS, PausedLoad
 from tests.test_categories import SEED_CATEGORIES, TOYS, get_categories, post_category
 from tests.test_errors import assert_problem
+
+# The repository's claims, on the database production uses too.
+pytestmark = ON_BOTH_DATABASES
 
 ELECTRONICS, CLOTHING, BOOKS = SEED_CATEGORIES
 #: Clothing (id 2) renamed; the list keeps its id order.

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
 from cache_backends.local import free_port
 from ecommerce import create_app
@@ -21,6 +22,7 @@ from ecommerce.config import (
 )
 from ecommerce.extensions import db
 from scripts.cluster import REPOSITORY_ROOT, flask_environment
+from scripts.postgresql import LocalPostgreSQL
 
 
 @pytest.fixture
@@ -106,6 +108,10 @@ def test_mapping_overrides_environment(
         ("LOG_LEVEL", "info"),
         ("LOG_LEVEL", "VERBOSE"),
         ("LOG_FORMAT", "xml"),
+        ("DATABASE_POOL_SIZE", 0),
+        ("DATABASE_MAX_OVERFLOW", -1),
+        ("DATABASE_POOL_TIMEOUT", "10s"),
+        ("DATABASE_STATEMENT_TIMEOUT_MS", 1.5),
     ],
 )
 def test_bad_value_stops_start_up_naming_the_setting(
@@ -113,6 +119,32 @@ def test_bad_value_stops_start_up_naming_the_setting(
 ) -> None:
     with pytest.raises(ConfigError, match=setting):
         create_app({**config, setting: value})
+
+
+def test_database_settings_size_the_pool_and_time_out_statements_on_postgresql(
+    clean_flask_env: None, postgresql: LocalPostgreSQL, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FLASK_DATABASE_POOL_SIZE", "3")
+    monkeypatch.setenv("FLASK_DATABASE_MAX_OVERFLOW", "2")
+    monkeypatch.setenv("FLASK_DATABASE_STATEMENT_TIMEOUT_MS", "1500")
+
+    app = create_app({"SQLALCHEMY_DATABASE_URI": postgresql.create_database()})
+
+    with app.app_context():
+        engine = db.engine
+        with engine.connect() as connection:
+            timeout = connection.execute(text("SHOW statement_timeout")).scalar()
+        engine.dispose()
+    assert (engine.pool.size(), engine.pool._max_overflow) == (3, 2)
+    assert timeout == "1500ms"
+
+
+def test_engine_options_given_directly_win_over_the_database_settings(
+    clean_flask_env: None, config: dict[str, Any]
+) -> None:
+    app = create_app({**config, "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": False}})
+
+    assert app.config["SQLALCHEMY_ENGINE_OPTIONS"] == {"pool_pre_ping": False}
 
 
 def test_bad_value_from_environment_stops_start_up(

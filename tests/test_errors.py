@@ -12,10 +12,12 @@ from flask.testing import FlaskClient
 from sqlalchemy import create_engine, event, text
 from werkzeug.test import TestResponse
 
+from ecommerce.categories import repository
 from ecommerce.categories.models import MAX_CATEGORY_ID
 from ecommerce.config import MAX_REQUEST_BODY_BYTES
 from ecommerce.extensions import db
-from tests.conftest import cached_categories, categories_in_db
+from scripts.postgresql import LocalPostgreSQL
+from tests.conftest import ON_BOTH_DATABASES, cached_categories, categories_in_db
 
 PROBLEM_JSON = "application/problem+json"
 JSON = "application/json"
@@ -88,6 +90,7 @@ def test_bad_post_is_refused_and_changes_nothing(
     assert cached_categories(warm_app) == cache_before
 
 
+@ON_BOTH_DATABASES
 def test_a_duplicate_inserted_concurrently_is_refused_by_the_unique_index_as_409(
     warm_app: Flask, database_uri: str
 ) -> None:
@@ -194,13 +197,58 @@ def test_wrong_method_is_a_405_problem_listing_the_allowed_ones(
 
 
 def test_an_unhandled_error_is_a_500_problem_without_internals(
-    make_app: Callable[..., Flask],
+    make_app: Callable[..., Flask], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """No schema (init-db never ran): the query fails inside SQLAlchemy."""
+    """A bug deep in the read path: the client learns nothing of it but the status."""
+    app = make_app(TESTING=False)
+
+    def broken_query() -> None:
+        raise KeyError("SELECT secret FROM internals")
+
+    monkeypatch.setattr(repository, "list_categories_at_version", broken_query)
+    response = app.test_client().get("/categories")
+
+    problem = assert_problem(response, 500)
+    for internal in ("Traceback", "KeyError", "secret", "SELECT"):
+        assert internal not in problem["detail"]
+
+
+def test_a_missing_schema_is_a_503_naming_nothing_internal(make_app: Callable[..., Flask]) -> None:
+    """init-db never ran: the database answers, but not with this release's tables."""
     app = make_app(init_db=False, TESTING=False)
 
     response = app.test_client().get("/categories")
 
-    problem = assert_problem(response, 500)
-    for internal in ("Traceback", "sqlite", "categories", "OperationalError", "SELECT"):
+    problem = assert_problem(response, 503)
+    for internal in ("sqlite", "categories", "OperationalError", "SELECT"):
         assert internal not in problem["detail"]
+
+
+def test_a_database_too_slow_to_answer_is_a_503_with_retry_after_and_changes_nothing(
+    make_app: Callable[..., Flask], postgresql: LocalPostgreSQL
+) -> None:
+    """A statement past DATABASE_STATEMENT_TIMEOUT_MS is cancelled: 503, not a 500 or a hang.
+
+    Another session holds an exclusive lock on the table, as a long migration or a
+    stuck transaction would, so the app's statements wait until PostgreSQL cancels them.
+    """
+    database_uri = postgresql.create_database()
+    app = make_app(SQLALCHEMY_DATABASE_URI=database_uri, DATABASE_STATEMENT_TIMEOUT_MS=200)
+    client = app.test_client()
+    blocker = create_engine(database_uri)
+    with blocker.connect() as connection:
+        connection.execute(text("LOCK TABLE categories IN ACCESS EXCLUSIVE MODE"))
+        write = client.post("/categories", json={"name": "Toys"})
+        read = client.get("/categories")
+        connection.rollback()
+    blocker.dispose()
+
+    for response in (write, read):
+        assert "try again" in assert_problem(response, 503)["detail"]
+        assert response.headers["Retry-After"] == "5"
+    assert [category["name"] for category in categories_in_db(app)] == [
+        "Electronics",
+        "Clothing",
+        "Books",
+    ]
+    assert client.get("/categories").status_code == 200

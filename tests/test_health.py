@@ -14,6 +14,8 @@ import pytest
 from flask import Flask
 
 from cache_backends.local import free_port
+from ecommerce.database import schema_head
+from ecommerce.health import DATABASE_PROBE
 from tests.conftest import recorded_sql
 from tests.test_observability import json_log_lines
 
@@ -32,9 +34,25 @@ def test_ready_with_simplecache_names_the_backend(make_app: Callable[..., Flask]
     assert response.get_json() == {
         "status": "ready",
         "database": "ok",
+        "schema": schema_head(),
         "cache": {"backend": "SimpleCache"},
     }
-    assert statements == ["SELECT 1"]  # the database really was asked
+    assert statements == [DATABASE_PROBE]  # the database really was asked
+
+
+def test_a_database_at_another_schema_revision_is_not_ready(
+    make_app: Callable[..., Flask],
+) -> None:
+    """An instance whose init-db failed, or a database a newer release migrated: no traffic."""
+    app = make_app()
+    app.test_cli_runner().invoke(args=["db", "downgrade", "0002_catalogue_version"])
+
+    response = app.test_client().get("/readyz")
+
+    assert response.status_code == 503
+    assert "at revision 0002_catalogue_version" in response.get_json()["detail"]
+    assert app.test_cli_runner().invoke(args=["init-db"]).exit_code == 0
+    assert app.test_client().get("/readyz").status_code == 200
 
 
 def test_ready_with_dynamodb_reports_the_table(

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
-
 import pytest
 from flask import Flask
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import create_engine, text
 from sqlalchemy.exc import IntegrityError
 
 from ecommerce.categories.names import InvalidName, name_key, normalize_name
-from tests.conftest import categories_in_db
+from tests.conftest import ON_BOTH_DATABASES, categories_in_db
 from tests.test_errors import assert_problem
 
 FULLWIDTH_BOOKS = "\uff22\uff4f\uff4f\uff4b\uff53"  # "Books" in fullwidth letters
@@ -72,6 +69,7 @@ def test_names_that_read_the_same_have_one_key(first: str, second: str) -> None:
     assert name_key(normalize_name(first)) == name_key(normalize_name(second))
 
 
+@ON_BOTH_DATABASES
 @pytest.mark.parametrize(
     ("existing", "duplicate"),
     [
@@ -94,6 +92,7 @@ def test_a_name_that_reads_the_same_is_409_naming_the_stored_category(
     assert categories_in_db(app) == database_before
 
 
+@ON_BOTH_DATABASES
 def test_a_fullwidth_name_is_stored_in_plain_letters(app: Flask) -> None:
     response = app.test_client().post("/categories", json={"name": "\uff27\uff41\uff4d\uff45"})
 
@@ -101,6 +100,7 @@ def test_a_fullwidth_name_is_stored_in_plain_letters(app: Flask) -> None:
     assert response.get_json()["name"] == "Game"
 
 
+@ON_BOTH_DATABASES
 def test_the_database_itself_refuses_a_second_row_with_the_same_key(
     app: Flask, database_uri: str
 ) -> None:
@@ -114,57 +114,3 @@ def test_the_database_itself_refuses_a_second_row_with_the_same_key(
             )
     finally:
         other_writer.dispose()
-
-
-# --- databases created before name keys ------------------------------------------------
-
-OLD_SCHEMA = (
-    "CREATE TABLE categories (id INTEGER NOT NULL PRIMARY KEY, name VARCHAR(100) NOT NULL)",
-    "CREATE UNIQUE INDEX uq_categories_name_lower ON categories (lower(name))",
-)
-
-
-def old_database(path: Path, names: list[str]) -> str:
-    """A SQLite file as this app's code made it before name keys (and the version row)."""
-    uri = f"sqlite:///{path}"
-    engine = create_engine(uri)
-    with engine.begin() as connection:
-        for statement in OLD_SCHEMA:
-            connection.execute(text(statement))
-        for name in names:
-            connection.execute(text("INSERT INTO categories (name) VALUES (:name)"), {"name": name})
-    engine.dispose()
-    return uri
-
-
-def test_init_db_upgrades_an_older_database_keeping_every_row(
-    make_app: Callable[..., Flask], tmp_path: Path
-) -> None:
-    rows = ["Electronics", "Clothing", "Books", "\u00c9lectronique", "Stra\u00dfe"]
-    uri = old_database(tmp_path / "old.sqlite", rows)
-    app = make_app(init_db=False, SQLALCHEMY_DATABASE_URI=uri)
-
-    result = app.test_cli_runner().invoke(args=["init-db"])
-
-    assert result.exit_code == 0, result.output
-    assert "Added name keys" in result.output
-    assert categories_in_db(app) == [{"id": i, "name": n} for i, n in enumerate(rows, start=1)]
-    client = app.test_client()
-    assert_problem(client.post("/categories", json={"name": "STRASSE"}), 409)
-    assert client.post("/categories", json={"name": "Toys"}).status_code == 201
-    again = app.test_cli_runner().invoke(args=["init-db"])
-    assert again.exit_code == 0 and "Added name keys" not in again.output
-
-
-def test_init_db_stops_on_older_rows_that_collide_and_names_them(
-    make_app: Callable[..., Flask], tmp_path: Path
-) -> None:
-    uri = old_database(tmp_path / "old.sqlite", ["Books", FULLWIDTH_BOOKS, "Toys"])
-    app = make_app(init_db=False, SQLALCHEMY_DATABASE_URI=uri)
-
-    result = app.test_cli_runner().invoke(args=["init-db"])
-
-    assert result.exit_code != 0
-    assert "'Books'" in result.output and repr(FULLWIDTH_BOOKS) in result.output
-    columns = {c["name"] for c in inspect(create_engine(uri)).get_columns("categories")}
-    assert "name_key" not in columns, "nothing was changed"

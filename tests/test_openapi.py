@@ -28,7 +28,6 @@ from openapi_spec_validator import OpenAPIV31SpecValidator
 from werkzeug.test import TestResponse
 
 from ecommerce.config import MAX_REQUEST_BODY_BYTES
-from ecommerce.extensions import db
 from ecommerce.openapi import (
     ADMIN_TOKEN_SCHEME,
     DOCUMENT_MAX_AGE_SECONDS,
@@ -118,9 +117,7 @@ def test_create_rename_delete_sequences_answer_as_documented(app: Flask) -> None
 
 def _reset_to_the_seed_catalogue(app: Flask) -> None:
     """Empty database, then init-db: the seed categories, and the cached list forgotten."""
-    with app.app_context():
-        db.drop_all()
-    result = app.test_cli_runner().invoke(args=["init-db"])
+    result = app.test_cli_runner().invoke(args=["init-db", "--reset", "--yes"])
     assert result.exit_code == 0, result.output
 
 
