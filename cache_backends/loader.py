@@ -201,7 +201,7 @@ class VersionedLoader:
         if entry is not None and entry.is_fresh(now):
             return Loaded(entry.value, entry.version, CacheStatus.HIT)
         if entry is not None and entry.is_servable_stale(now):
-            self.refresh_in_background(load)
+            self.refresh_in_background(load, unless_fresh=True)
             return Loaded(entry.value, entry.version, CacheStatus.STALE)
         return self._join_or_lead(load, min_version=0 if entry is None else entry.fence)
 
@@ -363,8 +363,13 @@ class VersionedLoader:
             self._backend_failed("delete")
             return False
 
-    def refresh_in_background(self, load: Load) -> bool:
-        """Reload on the refresher if this caller wins the lease; True if a refresh started."""
+    def refresh_in_background(self, load: Load, *, unless_fresh: bool = False) -> bool:
+        """Reload on the refresher if this caller wins the lease; True if a refresh started.
+
+        ``unless_fresh``: the caller read the entry stale, so an entry that is fresh
+        once the lease is held was stored by the lease's previous holder between that
+        read and our add (double-checked, as a foreground load is): nothing to reload.
+        """
         try:
             lease = self._acquire_lease()
         except _BackendFailed:
@@ -375,7 +380,9 @@ class VersionedLoader:
 
         def refresh() -> None:
             try:
-                self._load_and_store(load)
+                entry = self._read() if unless_fresh else None
+                if entry is None or not entry.is_fresh(self.clock()):
+                    self._load_and_store(load)
             finally:
                 self._release_lease(lease)
 

@@ -775,3 +775,45 @@ def test_a_failing_cache_still_loads_once_per_process(
         thread.join(WAIT_SECONDS)
 
     assert load.calls == 1
+
+
+class RefreshedBeforeTheLease:
+    """A backend on which another caller's refresh lands just before our lease is taken.
+
+    The first ``add`` of the lease key first stores ``value`` fresh, as a refresh
+    that finished (and released the lease) between our read and our add would.
+    """
+
+    def __init__(self, backend: Any, loader_key: str, refreshed: Callable[[], None]) -> None:
+        self._backend = backend
+        self._lease_key = f"{loader_key}:lease"
+        self._refreshed: Callable[[], None] | None = refreshed
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._backend, name)
+
+    def add(self, key: str, value: Any, timeout: int | None = None) -> bool:
+        if key == self._lease_key and self._refreshed is not None:
+            refreshed, self._refreshed = self._refreshed, None
+            refreshed()
+        return self._backend.add(key, value, timeout)
+
+
+def test_a_stale_read_whose_refresh_another_caller_finished_first_loads_nothing(
+    cache: Any, make_loader: MakeLoader
+) -> None:
+    """Found by the suite: a STALE answer won the lease just after another refresh
+    stored and released it, and reloaded. The refresh checks again under the lease."""
+    clock = FakeClock()
+    plain = make_loader(cache, ttl=lambda: 10, stale_seconds=20, clock=clock)
+    assert plain.store("old", 1)
+    clock.advance(15)  # past fresh, inside the stale window
+    racing = RefreshedBeforeTheLease(cache, plain.key, lambda: plain.store("new", 2))
+    loader = make_loader(racing, ttl=lambda: 10, stale_seconds=20, clock=clock)
+    assert loader.lease_key == f"{plain.key}:lease"
+    reload = Load("reloaded", 3)
+
+    assert loader.get(reload) == Loaded("old", 1, STALE)
+
+    assert reload.calls == 0, "the refresh loaded again what was just stored"
+    assert loader.get(never_called()) == Loaded("new", 2, HIT)
