@@ -110,7 +110,8 @@ class LocalPostgreSQL:
                 )
             wait_for_port(self.port, STARTUP_TIMEOUT_SECONDS, self._process, "PostgreSQL")
         except BaseException as error:
-            detail = log.read_text() if log.exists() else getattr(error, "stderr", b"").decode()
+            output = getattr(error, "stderr", None) or b""  # initdb's, if it was initdb
+            detail = log.read_text() if log.exists() else output.decode(errors="replace")
             self._stop()
             raise RuntimeError(f"PostgreSQL did not start: {error}\n{detail}") from error
         return self
