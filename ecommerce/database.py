@@ -116,9 +116,8 @@ def _upgrade(connection: Connection) -> None:
 def _drop_every_table(connection: Connection) -> None:
     """Every table in the database, the app's and Alembic's: what the schema is made of."""
     tables = MetaData()
-    with (
-        warnings.catch_warnings()
-    ):  # SQLite cannot reflect lower(name)'s index; it goes with its table
+    # SQLite cannot reflect the lower(name) index; dropping its table drops it anyway.
+    with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "Skipped unsupported reflection", SAWarning)
         tables.reflect(connection)
     tables.drop_all(connection)

@@ -780,13 +780,13 @@ def test_a_failing_cache_still_loads_once_per_process(
 class RefreshedBeforeTheLease:
     """A backend on which another caller's refresh lands just before our lease is taken.
 
-    The first ``add`` of the lease key first stores ``value`` fresh, as a refresh
-    that finished (and released the lease) between our read and our add would.
+    The first ``add`` of ``lease_key`` runs ``refreshed`` first, as a refresh that
+    stored (and released the lease) between our read and our add would.
     """
 
-    def __init__(self, backend: Any, loader_key: str, refreshed: Callable[[], None]) -> None:
+    def __init__(self, backend: Any, lease_key: str, refreshed: Callable[[], None]) -> None:
         self._backend = backend
-        self._lease_key = f"{loader_key}:lease"
+        self._lease_key = lease_key
         self._refreshed: Callable[[], None] | None = refreshed
 
     def __getattr__(self, name: str) -> Any:
@@ -808,9 +808,8 @@ def test_a_stale_read_whose_refresh_another_caller_finished_first_loads_nothing(
     plain = make_loader(cache, ttl=lambda: 10, stale_seconds=20, clock=clock)
     assert plain.store("old", 1)
     clock.advance(15)  # past fresh, inside the stale window
-    racing = RefreshedBeforeTheLease(cache, plain.key, lambda: plain.store("new", 2))
+    racing = RefreshedBeforeTheLease(cache, plain.lease_key, lambda: plain.store("new", 2))
     loader = make_loader(racing, ttl=lambda: 10, stale_seconds=20, clock=clock)
-    assert loader.lease_key == f"{plain.key}:lease"
     reload = Load("reloaded", 3)
 
     assert loader.get(reload) == Loaded("old", 1, STALE)

@@ -7,7 +7,6 @@ POSTs categories, from a ``git archive`` of that commit.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from sqlalchemy import create_engine, text
 
 from ecommerce.database import SCHEMA_LOCK_KEY
 from ecommerce.extensions import db
+from scripts.cluster import flask_environment
 from scripts.postgresql import LocalPostgreSQL
 from tests.conftest import ON_BOTH_DATABASES, TEST_ADMIN_TOKEN, categories_in_db
 
@@ -40,12 +40,6 @@ START_TIMEOUT_SECONDS = 30.0
 #: What the old release's users added: letters beyond ASCII, whose case lower() folded
 #: on PostgreSQL but not on SQLite.
 ADDED_BEFORE_THE_UPGRADE = ["Toys", "Électronique", "Straße"]
-
-
-def flask_environment(database_uri: str) -> dict[str, str]:
-    """This process's environment with no FLASK_* of the shell's, on ``database_uri``."""
-    inherited = {name: value for name, value in os.environ.items() if not name.startswith("FLASK_")}
-    return {**inherited, "FLASK_SQLALCHEMY_DATABASE_URI": database_uri}
 
 
 def revision(app: Flask) -> str | None:
@@ -75,8 +69,7 @@ def init_db(app: Flask, *arguments: str) -> Any:
 
 def made_before_migrations(app: Flask, at_revision: str) -> None:
     """The schema create_all made at ``at_revision``'s time: the migrations' own, minus Alembic."""
-    with app.app_context():
-        app.test_cli_runner().invoke(args=["db", "upgrade", at_revision], catch_exceptions=False)
+    app.test_cli_runner().invoke(args=["db", "upgrade", at_revision], catch_exceptions=False)
     run_sql(app.config["SQLALCHEMY_DATABASE_URI"], "DROP TABLE alembic_version")
 
 
@@ -117,7 +110,9 @@ def test_a_database_made_and_filled_by_the_release_before_migrations_is_upgraded
         f" headers={{'Authorization': 'Bearer {TEST_ADMIN_TOKEN}'}})\n"
         "    assert reply.status_code == 201, reply.get_data(as_text=True)\n"
     )
-    environment = flask_environment(database_uri) | {"FLASK_ADMIN_TOKEN": f'"{TEST_ADMIN_TOKEN}"'}
+    environment = flask_environment(
+        {"SQLALCHEMY_DATABASE_URI": database_uri, "ADMIN_TOKEN": TEST_ADMIN_TOKEN}
+    )
     subprocess.run(
         [sys.executable, "-c", f"import sys\n{fill}", *ADDED_BEFORE_THE_UPGRADE],
         cwd=old_release, env=environment, check=True, capture_output=True,
@@ -251,7 +246,7 @@ def test_three_init_db_at_once_on_an_empty_postgresql_database_migrate_and_seed_
             subprocess.Popen(
                 [sys.executable, "-m", "flask", "--app", "wsgi", "init-db"],
                 cwd=REPOSITORY_ROOT,
-                env=flask_environment(database_uri),
+                env=flask_environment({"SQLALCHEMY_DATABASE_URI": database_uri}),
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,
                 text=True,

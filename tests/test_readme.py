@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from scripts.cluster import flask_environment
+
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
@@ -36,10 +38,9 @@ def test_the_near_cache_example_runs_as_written() -> None:
 
 def test_the_migration_commands_run_as_written(tmp_path: Path) -> None:
     """The sh block of "The database and its migrations", on a database of the test's own."""
-    environment = {
-        name: value for name, value in os.environ.items() if not name.startswith("FLASK_")
-    }
-    environment["FLASK_SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{tmp_path / 'readme.sqlite'}"
+    environment = flask_environment(
+        {"SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'readme.sqlite'}"}
+    )
     environment["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{environment['PATH']}"
     run = functools.partial(
         subprocess.run,

@@ -62,6 +62,6 @@ CATALOGUE_VERSION_ROW_ID = 1
 # The real guard against two concurrent POSTs of "Toys" and its fullwidth twin: the existence
 # check in the repository only gives the common case a clean 409 without an insert.
 NAME_KEY_INDEX = Index("uq_categories_name_key", Category.name_key, unique=True)
-# The first guard (lower() folds ASCII only in SQLite), kept: databases created before
-# name_key have it, and every pair it refuses name_key refuses too.
+# The first guard (migration 0001; lower() folds ASCII only in SQLite), kept: every pair
+# it refuses name_key refuses too, so dropping it would be a migration for nothing.
 Index("uq_categories_name_lower", func.lower(Category.name), unique=True)

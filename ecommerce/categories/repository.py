@@ -66,7 +66,7 @@ def list_categories_at_version() -> tuple[list[CategoryDict], int]:
     if rows:
         version = rows[0].version
         categories = [CategoryDict(id=row.id, name=row.name) for row in rows if row.id is not None]
-    else:  # no version row yet (a database init-db has not upgraded): version 0
+    else:  # no version row (init-db creates it; only a hand edit removes it): version 0
         version = 0
         every_category = select(Category).order_by(Category.id)
         categories = [category.to_dict() for category in db.session.scalars(every_category)]
