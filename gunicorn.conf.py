@@ -8,6 +8,8 @@ variable, so the same file serves ``make run`` and the EC2 fleet behind the ALB
     GUNICORN_WORKERS          1 with SimpleCache (or FLASK_CACHE_TYPE unset),
                               otherwise CPUs + 1, at most 8
     GUNICORN_WORKER_CONNECTIONS  1000 (gevent workers: concurrent connections each)
+    GUNICORN_MAX_WORKER_MEMORY_MB  1024: a worker above this resident size is recycled
+    GUNICORN_MAX_WORKER_AGE_SECONDS  0 (off): a worker older than this is recycled
     FORWARDED_ALLOW_IPS       127.0.0.1,::1    the deploy sets the VPC CIDR
     PROMETHEUS_MULTIPROC_DIR  a fresh temporary directory created here
 
@@ -24,14 +26,17 @@ import atexit
 import datetime
 import json
 import os
+import random
+import resource
 import shutil
-import subprocess
-import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 from gunicorn.glogging import Logger
+
+from ecommerce.config import DEFAULTS, check_environment
 
 # --- Prometheus multiprocess directory -------------------------------------------------
 # This block must run before anything imports prometheus_client: the library picks its
@@ -61,18 +66,18 @@ if not os.environ.get(_PROMETHEUS_DIR_VARIABLE):
 
 
 # --- Environment helpers --------------------------------------------------------------
-def _positive_int_from_env(name: str, default: int) -> int:
+def _int_from_env(name: str, default: int, minimum: int = 1) -> int:
     raw_value = os.environ.get(name, "").strip()
     if not raw_value:
         return default
     try:
         value = int(raw_value)
     except ValueError:
-        value = 0
-    if value < 1:
+        value = minimum - 1
+    if value < minimum:
         # Stop start-up with the variable's name: a typo silently falling back to the
         # default would leave a fleet running with a worker count nobody chose.
-        raise SystemExit(f"{name} must be a positive integer, got {raw_value!r}")
+        raise SystemExit(f"{name} must be an integer >= {minimum}, got {raw_value!r}")
     return value
 
 
@@ -89,14 +94,14 @@ _IN_PROCESS_CACHE_NAMES = {"simplecache", "simple"}
 
 
 def _cache_lives_in_one_process() -> bool:
-    # The app's default (FLASK_CACHE_TYPE unset) is SimpleCache, as in `make run`.
-    cache_type = os.environ.get("FLASK_CACHE_TYPE", "").strip() or "SimpleCache"
+    # FLASK_CACHE_TYPE unset: the app's default (SimpleCache, as in `make run`).
+    cache_type = os.environ.get("FLASK_CACHE_TYPE", "").strip() or DEFAULTS["CACHE_TYPE"]
     return cache_type.rsplit(".", 1)[-1].lower() in _IN_PROCESS_CACHE_NAMES
 
 
 # Workers give CPU parallelism (one GIL each); greenlets give I/O concurrency. The work
 # is I/O-bound (a DynamoDB round trip, a small SQL query), so CPUs + 1 workers keep
-# every core busy, the +1 covering a worker that is restarting (max_requests) or
+# every core busy, the +1 covering a worker that is restarting (a recycle, below) or
 # importing the app. The sync-worker rule 2 * CPUs + 1 would only add processes whose
 # greenlets already cover the waiting. The cap of 8 bounds database connections: every
 # worker has its own SQLAlchemy pool, and instances x workers x pool must stay below
@@ -128,22 +133,30 @@ bind = [os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")]
 # (preload_app stays off), so botocore, the SQLAlchemy pool, the cache lease's waits
 # and the background refresh pool all cooperate.
 worker_class = "gevent"
-workers = _positive_int_from_env("GUNICORN_WORKERS", _default_workers)
+workers = _int_from_env("GUNICORN_WORKERS", _default_workers)
 # Concurrent connections per worker, slow ones included. Requests beyond the database
 # pool (SQLAlchemy's 5 + 10 overflow) wait for a connection there, not in a thread.
-worker_connections = _positive_int_from_env("GUNICORN_WORKER_CONNECTIONS", 1000)
+worker_connections = _int_from_env("GUNICORN_WORKER_CONNECTIONS", 1000)
 
 # Not preloaded: botocore clients (under PynamoDB) and SQLAlchemy pools do not survive
 # fork; sockets opened in the master would be shared by every worker. Loading the app in
 # each worker creates them after the fork. The cost is a slower start, paid once.
 preload_app = False
 
-# Recycle each worker after this many requests to bound slow memory growth (C extension
-# caches, fragmentation). The jitter spreads restarts so workers started together do not
-# all restart at the same moment. Kept high because every recycled worker leaves its
-# counter and histogram files in PROMETHEUS_MULTIPROC_DIR, and /metrics reads them all.
-max_requests = 10_000
-max_requests_jitter = 1_000
+# No recycling by request count. At ~2,000 req/s a worker reached max_requests = 10,000
+# every ~5 s; a recycled worker stops accepting but lingers until its kept-alive
+# connections close (up to graceful_timeout), the master forks its replacement only once
+# it has exited, and each recycle left its Prometheus files behind and started a cold
+# near-cache: p99 went from 12 ms to ~1 s from the second wrk wave on, and once both
+# workers recycled in the same second and the instance served nothing for 19 s. A worker
+# is recycled for what calls for it instead (post_request below): resident memory above
+# GUNICORN_MAX_WORKER_MEMORY_MB, or, if set, an age above GUNICORN_MAX_WORKER_AGE_SECONDS.
+# Each worker's limits get up to 10 % of jitter, so workers forked together do not hit
+# them in the same second.
+max_requests = 0
+MAX_WORKER_MEMORY_MB = _int_from_env("GUNICORN_MAX_WORKER_MEMORY_MB", 1024)
+MAX_WORKER_AGE_SECONDS = _int_from_env("GUNICORN_MAX_WORKER_AGE_SECONDS", 0, minimum=0)
+RECYCLE_JITTER_FRACTION = 0.1
 
 # --- Timeouts ---------------------------------------------------------------------------
 # The ALB keeps idle connections to targets for 60 s (its idle timeout). If gunicorn
@@ -245,27 +258,13 @@ logger_class = JsonAccessLogger
 
 
 # --- Hooks ------------------------------------------------------------------------------
-#: Run by a child Python: it validates the FLASK_* settings as create_app will, without
-#: building the app; on a bad setting it prints one line and exits non-zero.
-_CHECK_SETTINGS = "from ecommerce.config import check_environment; check_environment()"
-
-
-def _stop_unless_settings_are_valid() -> None:
-    # Left to the workers, a bad setting would be reported once per worker, amid
-    # gunicorn's lines about workers exiting. Checked in a child process (about a second,
-    # once per start) because importing the app's modules here would load botocore,
-    # urllib3 and SQLAlchemy into the master before the gevent workers monkey-patch (see
-    # preload_app). The child gets no PROMETHEUS_MULTIPROC_DIR: its metric files there
-    # would outlive it.
-    environment = {k: v for k, v in os.environ.items() if k != _PROMETHEUS_DIR_VARIABLE}
-    check = subprocess.run([sys.executable, "-c", _CHECK_SETTINGS], env=environment)
-    if check.returncode != 0:
-        raise SystemExit(check.returncode)  # the child said why on stderr
-
-
 def on_starting(server: Any) -> None:
     # Runs once in the master before the first worker is forked (not on HUP reloads).
-    _stop_unless_settings_are_valid()
+    # Left to the workers, a bad setting would be reported once per worker, amid
+    # gunicorn's lines about workers exiting. Checked here, in the master: the config
+    # module loads Flask's Config and SQLAlchemy's URL parser, never the cache backend
+    # (botocore and urllib3 must not be imported before the gevent workers patch).
+    check_environment()
     # A directory given by the operator may hold files from a previous run, whose
     # counters would be added to this run's: prometheus_client requires an empty
     # directory at start. Only *.db metric files are removed, never anything else.
@@ -306,6 +305,32 @@ def post_request(worker: Any, req: Any, environ: dict[str, Any], resp: Any) -> N
         import gevent
 
         gevent.sleep(0)
+    reason = _recycle_reason(worker)
+    if reason is not None and worker.alive:
+        worker.log.info("worker %s: %s; restarting after its current requests", worker.pid, reason)
+        worker.alive = False  # what gunicorn's own max_requests does: finish, then exit
+
+
+def _recycle_reason(worker: Any) -> str | None:
+    """Why ``worker`` should be replaced now, or None; a syscall's cost per request."""
+    limits = getattr(worker, "recycle_limits", None)
+    if limits is None:  # this worker's own jittered limits, drawn once
+        spread = 1 - random.uniform(0, RECYCLE_JITTER_FRACTION)
+        limits = worker.recycle_limits = (
+            MAX_WORKER_MEMORY_MB * spread,
+            MAX_WORKER_AGE_SECONDS * spread,
+            time.monotonic(),
+        )
+    memory_limit_mb, age_limit_seconds, started = limits
+    # ru_maxrss: the peak resident size, in KiB on Linux. Peak, not current: memory a
+    # worker grew into is rarely given back to the system anyway.
+    resident_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if resident_mb > memory_limit_mb:
+        return f"resident memory {resident_mb:.0f} MB above {memory_limit_mb:.0f} MB"
+    age = time.monotonic() - started
+    if age_limit_seconds and age > age_limit_seconds:
+        return f"age {age:.0f} s above {age_limit_seconds:.0f} s"
+    return None
 
 
 def child_exit(server: Any, worker: Any) -> None:

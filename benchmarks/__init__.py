@@ -12,7 +12,11 @@ Modules, in the order a reader needs them:
 - ``timing``: the one timing helper and the latency statistics.
 - ``runner``: warm-up, interleaved rounds, medians, ratios and targets.
 - ``report``: the printed table, the JSON, the Markdown page and the chart.
+- ``options``: the command-line pieces both benchmarks share.
 - ``cli``: the command line behind ``python -m benchmarks``.
+
+DynamoDB Local, the development credentials and the description of the machine
+(``devtools.environment``) come from ``devtools``, as for the tests.
 
 ``benchmarks.http`` is the other benchmark: the whole app over HTTP under gunicorn,
 per cache backend (``make bench-http``).

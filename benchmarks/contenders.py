@@ -16,14 +16,14 @@ from typing import Any
 
 import botocore.session
 
+from devtools.credentials import DEV_SIGNING_KEY
+
 #: The region every client signs with; DynamoDB Local (``-sharedDb``) ignores it.
 REGION = "us-east-1"
 #: cachelib's hash key attribute; the bare client's table uses the same name and type.
 KEY_ATTRIBUTE = "cache_key"
 #: The bare client's value attribute (binary, like the other two store their values).
 VALUE_ATTRIBUTE = "value"
-#: Ours refuses to run unsigned; a fixed dummy key keeps the HMAC cost in the measurement.
-BENCH_SIGNING_KEY = "bench-signing-key"
 #: cachelib's default; both caches then write items that expire the same way.
 DEFAULT_TIMEOUT_SECONDS = 300
 
@@ -132,7 +132,8 @@ def make_ours(endpoint_url: str, table_name: str) -> Contender:
         endpoint_url,
         table_name,
         create_table=True,
-        signing_key=BENCH_SIGNING_KEY,
+        # Ours refuses to run unsigned; the dev key keeps the HMAC cost in the measurement.
+        signing_key=DEV_SIGNING_KEY,
     )
 
 

@@ -18,7 +18,7 @@ from flask import current_app
 from flask.cli import AppGroup
 from pynamodb.exceptions import PynamoDBException
 
-from cache_backends.dynamodb import DynamoDBCache
+from cache_backends.dynamodb.backend import DynamoDBCache
 
 cache_cli = AppGroup("cache", help="Administer the DynamoDB cache table.")
 

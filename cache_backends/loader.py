@@ -15,10 +15,12 @@ backend and needs no Flask:
 - every store goes through :func:`cache_backends.versioned.store_entry`, so
   an older snapshot never replaces a newer one.
 
-The lease is ``cache.add(lease_key, token, timeout)``, atomic on DynamoDB (a
-conditional put), SimpleCache (a lock) and Redis (SET NX): a holder that dies
-blocks nobody for longer than the lease. A backend that fails is treated as
-absent: the caller loads from the database instead (the cache is never a
+The seams are modules of their own: the fleet-wide lease (``lease.py``), the
+in-process sharing of one load (``single_flight.py``), the background pool
+(``refresher.py``) and the fenced store (``versioned.py``). The loader talks to
+the backend's strict interface (``cache_backends.strict``): a call that fails
+raises, so "absent" and "failed" never look alike. A failing backend is treated
+as absent: the caller loads from the database instead (the cache is never a
 dependency), and ``on_error`` hears about it.
 """
 
@@ -26,16 +28,17 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 import time
-import uuid
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from cache_backends.lease import Lease, lease_key_for
+from cache_backends.refresher import BackgroundRefresher
+from cache_backends.single_flight import SingleFlight
+from cache_backends.strict import CacheUnavailable, strict_interface
 from cache_backends.versioned import VersionedEntry, store_entry, timeout_for
 
 logger = logging.getLogger(__name__)
@@ -44,10 +47,6 @@ logger = logging.getLogger(__name__)
 #: maximum: two GetItems per poll on DynamoDB, a dozen or two polls per load.
 POLL_FIRST_SECONDS = 0.02
 POLL_MAX_SECONDS = 0.1
-LEASE_SUFFIX = ":lease"
-#: A lease younger than its lifetime minus this is surely still ours: room for
-#: clock skew between the instances that compare its expiry.
-LEASE_SAFETY_MARGIN_SECONDS = 1.0
 #: mark_stale is a compare-and-set: each failed attempt means the entry changed
 #: between its read and its write (a store landed), so it reads again.
 MARK_STALE_ATTEMPTS = 3
@@ -73,21 +72,15 @@ class LoaderEvent(StrEnum):
     LEASE_WAITED = "lease_waited"
     #: The wait ran out without a result; this caller loaded itself.
     LEASE_TIMED_OUT = "lease_timed_out"
-    #: A store was refused: the cache holds a newer version (or, on DynamoDB, the put
-    #: failed: BaseCache's False does not say which; the backend logs failures).
+    #: A store was refused: the cache holds a newer version (a failed store is an
+    #: error, reported to on_error instead).
     STORE_FENCED = "store_fenced"
     #: A background refresh could not be queued (pool full or shut down).
     REFRESH_DROPPED = "refresh_dropped"
 
 
 class _BackendFailed(Exception):
-    """The backend raised while taking the lease (already logged)."""
-
-
-@dataclass(frozen=True, slots=True)
-class _Lease:
-    token: str
-    acquired_at: float  # time.monotonic()
+    """The backend failed (already logged, and reported to ``on_error``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,53 +90,13 @@ class Loaded:
     status: CacheStatus
 
 
-class BackgroundRefresher:
-    """A small, bounded pool for refreshes, drained on shutdown.
-
-    Bounded twice: ``max_workers`` threads, and at most ``max_pending`` refreshes
-    queued or running; a refresh that does not fit is refused (the caller releases
-    its lease, and a later reader tries again) rather than piling up.
-    """
-
-    def __init__(self, max_workers: int = 1, max_pending: int = 4) -> None:
-        self._pool = ThreadPoolExecutor(max_workers, thread_name_prefix="cache-refresh")
-        self._slots = threading.BoundedSemaphore(max_pending)
-
-    def submit(self, job: Callable[[], None]) -> bool:
-        if not self._slots.acquire(blocking=False):
-            return False
-
-        def run() -> None:
-            try:
-                job()
-            except Exception:  # a refresh has no caller to raise to
-                logger.exception("background cache refresh failed")
-            finally:
-                self._slots.release()
-
-        try:
-            self._pool.submit(run)
-        except RuntimeError:  # shut down
-            self._slots.release()
-            return False
-        return True
-
-    def drain(self, timeout: float | None = None) -> bool:
-        """Refuse new refreshes and wait for those queued; True if all finished in time."""
-        self._pool.shutdown(wait=False)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        for thread in list(self._pool._threads):  # shutdown(wait=True) has no timeout
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            thread.join(remaining)
-        return not any(thread.is_alive() for thread in self._pool._threads)
-
-
 class VersionedLoader:
     """Serve ``key`` of ``cache`` with one load per expiry; see the module docstring.
 
     :param cache: a Flask-Caching/cachelib backend object (not the ``Cache``
         extension wrapper): ``get``, ``set``, ``add``, ``delete``,
-        and ``set_versioned`` where it has one.
+        and ``set_versioned`` where it has one. The loader uses its strict
+        interface (``cache_backends.strict``), on which a failure raises.
     :param key: the key of the value.
     :param ttl: seconds a loaded value is fresh (a callable, for jitter); 0 or
         less: fresh for ever.
@@ -170,9 +123,9 @@ class VersionedLoader:
         on_error: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.cache = cache
+        self.cache = strict_interface(cache)
         self.key = key
-        self.lease_key = key + LEASE_SUFFIX
+        self.lease_key = lease_key_for(key)
         self.ttl = ttl
         self.stale_seconds = stale_seconds
         self.lease_seconds = lease_seconds
@@ -180,8 +133,7 @@ class VersionedLoader:
         self.on_event = on_event
         self.on_error = on_error
         self.clock = clock
-        self._flight: Future[Loaded] | None = None  # this process's load under way
-        self._flight_lock = threading.Lock()
+        self._flights: SingleFlight[Loaded] = SingleFlight()  # this process's load under way
 
     # -- reads -------------------------------------------------------------
 
@@ -217,45 +169,29 @@ class VersionedLoader:
         load may hang), then loads itself.
         """
         deadline = time.monotonic() + self.lease_seconds
+
+        def lead() -> Loaded:
+            if through_cache:
+                return self._load_under_lease(load, min_version)
+            value, version = load()
+            return Loaded(value, version, CacheStatus.MISS)
+
         while True:
-            with self._flight_lock:
-                flight = self._flight
-                leading = flight is None
-                if flight is None:
-                    flight = self._flight = Future()
-            if leading:
-                return self._lead(flight, load, min_version, through_cache)
-            self.on_event(LoaderEvent.LEASE_WAITED)
             try:  # re-raises the leader's load error
-                shared: Loaded = flight.result(timeout=max(0.0, deadline - time.monotonic()))
+                loaded, led = self._flights.run(
+                    self.key,
+                    lead,
+                    timeout=max(0.0, deadline - time.monotonic()),
+                    on_wait=lambda: self.on_event(LoaderEvent.LEASE_WAITED),
+                )
             except FutureTimeout:
                 self.on_event(LoaderEvent.LEASE_TIMED_OUT)
                 value, version = load()
                 return Loaded(value, version, CacheStatus.MISS)
-            if shared.version >= min_version:
-                return Loaded(shared.value, shared.version, CacheStatus.HIT)
-
-    def _lead(
-        self, flight: Future[Loaded], load: Load, min_version: int, through_cache: bool
-    ) -> Loaded:
-        """Load for this process (under the lease if the cache works), then share the answer."""
-        try:
-            if through_cache:
-                loaded = self._load_under_lease(load, min_version)
-            else:
-                value, version = load()
-                loaded = Loaded(value, version, CacheStatus.MISS)
-        except BaseException as error:
-            self._end_flight()
-            flight.set_exception(error)
-            raise
-        self._end_flight()  # first: a thread that refuses this answer must find a new flight
-        flight.set_result(loaded)
-        return loaded
-
-    def _end_flight(self) -> None:
-        with self._flight_lock:
-            self._flight = None
+            if led:
+                return loaded
+            if loaded.version >= min_version:
+                return Loaded(loaded.value, loaded.version, CacheStatus.HIT)
 
     def _load_under_lease(self, load: Load, min_version: int = 0) -> Loaded:
         """Win the lease and load, or wait for the winner's value, or give up and load.
@@ -311,9 +247,10 @@ class VersionedLoader:
             if usable(entry):
                 assert entry is not None
                 return Loaded(entry.value, entry.version, CacheStatus.HIT)
-            # add() refused while nobody holds the lease, twice running: the backend is
-            # failing (DynamoDB's add answers False in an outage). Waiting would only
-            # add the lease's length to a request the database can answer.
+            # add() refused while nobody holds the lease, twice running: a backend with
+            # no strict interface is failing (cachelib's DynamoDbCache answers False in
+            # an outage). Waiting would only add the lease's length to a request the
+            # database can answer.
             if holder is None and lease_missing:
                 value, version = load()
                 return Loaded(value, version, CacheStatus.MISS)
@@ -359,8 +296,8 @@ class VersionedLoader:
         """Delete the entry whatever its version: for a database whose versions start again."""
         try:
             return bool(self.cache.delete(self.key))
-        except Exception:
-            self._backend_failed("delete")
+        except Exception as error:
+            self._backend_failed("delete", error)
             return False
 
     def refresh_in_background(self, load: Load, *, unless_fresh: bool = False) -> bool:
@@ -422,8 +359,8 @@ class VersionedLoader:
             if timeout is None:
                 timeout = timeout_for(entry, now)
             stored = store_entry(self.cache, self.key, entry, timeout, replacing=replacing)
-        except Exception:
-            self._backend_failed("store")
+        except Exception as error:
+            self._backend_failed("store", error)
             return False
         if not stored:
             self.on_event(LoaderEvent.STORE_FENCED)
@@ -433,15 +370,12 @@ class VersionedLoader:
         """The entry, or None; ``strict``: raise _BackendFailed if the backend failed."""
         try:
             entry = self.cache.get(self.key)
-        except Exception:
-            self._backend_failed("get")
-            entry = None
-        else:
-            if not self._backend_reported_failure():
-                return entry if isinstance(entry, VersionedEntry) else None
-        if strict:
-            raise _BackendFailed
-        return None
+        except Exception as error:
+            self._backend_failed("get", error)
+            if strict:
+                raise _BackendFailed from error
+            return None
+        return entry if isinstance(entry, VersionedEntry) else None
 
     def _poll(self) -> tuple[VersionedEntry | None, Any]:
         """The entry and, while it is not fresh, the lease's holder.
@@ -454,58 +388,29 @@ class VersionedLoader:
         if entry is not None and entry.is_fresh(self.clock()):
             return entry, None
         try:
-            holder = self.cache.get(self.lease_key)
+            return entry, self.cache.get(self.lease_key)
         except Exception as error:
-            self._backend_failed("get")
+            self._backend_failed("get", error)
             raise _BackendFailed from error
-        if self._backend_reported_failure():
-            raise _BackendFailed
-        return entry, holder
 
-    def _backend_reported_failure(self) -> bool:
-        """A backend that never raises (DynamoDBCache) may say its last call failed.
-
-        Its ``get`` answers None for a miss and an outage alike; ``last_call_failed``
-        tells them apart. Already logged by the backend; reported to ``on_error``.
-        """
-        last_call_failed = getattr(self.cache, "last_call_failed", None)
-        if last_call_failed is None or not last_call_failed():
-            return False
-        self.on_error()
-        return True
-
-    def _acquire_lease(self) -> _Lease | None:
+    def _acquire_lease(self) -> Lease | None:
         """The lease if this caller won it, None if someone holds it."""
-        token = uuid.uuid4().hex
-        acquired_at = time.monotonic()
         try:
-            won = self.cache.add(self.lease_key, token, timeout=self.lease_seconds)
+            return Lease.acquire(self.cache, self.lease_key, self.lease_seconds)
         except Exception as error:
-            self._backend_failed("add")
+            self._backend_failed("add", error)
             raise _BackendFailed from error
-        if not won and self._backend_reported_failure():
-            raise _BackendFailed  # the add failed: nobody holds the lease
-        return _Lease(token, acquired_at) if won else None
 
-    def _release_lease(self, lease: _Lease) -> None:
-        """Delete the lease so the next expiry need not wait for it, if it is still ours.
-
-        Ours for certain while well inside its lifetime (nobody can add a live
-        key): one delete. Later, read first and delete if it still holds our
-        token; BaseCache has no delete-if-equal, and the gap between the two
-        costs at most one extra load, never a stale value (stores are fenced).
-        """
+    def _release_lease(self, lease: Lease) -> None:
         try:
-            held = time.monotonic() - lease.acquired_at
-            if held < self.lease_seconds - LEASE_SAFETY_MARGIN_SECONDS or (
-                self.cache.get(self.lease_key) == lease.token
-            ):
-                self.cache.delete(self.lease_key)
-        except Exception:
-            self._backend_failed("delete")
+            lease.release(self.cache)
+        except Exception as error:
+            self._backend_failed("delete", error)
 
-    def _backend_failed(self, operation: str) -> None:
-        logger.warning(
-            "cache %s for %r failed; treated as a miss", operation, self.key, exc_info=True
-        )
+    def _backend_failed(self, operation: str, error: Exception) -> None:
+        """Report a failed cache call; logged here unless the backend logged it already."""
+        if not isinstance(error, CacheUnavailable):
+            logger.warning(
+                "cache %s for %r failed; treated as a miss", operation, self.key, exc_info=error
+            )
         self.on_error()

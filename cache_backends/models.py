@@ -13,9 +13,12 @@ One item per cache key; compare with ``deploy/cloudformation.yaml``::
                    attribute, for DynamoDB's own (lazy) deletion
     key_prefix  S  the writing cache's key_prefix, so clear() can remove
                    exactly its own items; absent without a prefix
-    version     N  set_versioned() only: the number a conditional put compares,
-                   so an older write is refused (versioned.py passes an entry's
-                   rank); not signed, it only decides which write wins
+    version     N  set_versioned() only: the entry's rank (versioned.py: 2 x
+                   fence + complete), which a conditional put compares so an
+                   older write is refused; not signed, it only decides which
+                   write wins. ``rank`` in Python, still ``version`` on the
+                   wire: items written before the rename must keep comparing
+                   during a rolling deploy (and CloudFormation need not change)
 
 DynamoDB's TTL only knows whole seconds and deletes hours to days late, so
 reads go by ``expires_ms``: a one-second timeout means one second.
@@ -38,7 +41,8 @@ COUNTER_ATTRIBUTE = "counter"
 EXPIRY_ATTRIBUTE = "expires_at"
 EXPIRY_MS_ATTRIBUTE = "expires_ms"
 PREFIX_ATTRIBUTE = "key_prefix"
-VERSION_ATTRIBUTE = "version"
+#: Named before ranks were called ranks; kept so old and new releases compare alike.
+RANK_ATTRIBUTE = "version"
 
 
 class CacheEntry(Model):
@@ -50,7 +54,7 @@ class CacheEntry(Model):
     expires_ms = NumberAttribute(null=True, attr_name=EXPIRY_MS_ATTRIBUTE)
     expires_at = TTLAttribute(null=True, attr_name=EXPIRY_ATTRIBUTE)
     prefix = UnicodeAttribute(null=True, attr_name=PREFIX_ATTRIBUTE)
-    version = NumberAttribute(null=True, attr_name=VERSION_ATTRIBUTE)
+    rank = NumberAttribute(null=True, attr_name=RANK_ATTRIBUTE)
 
 
 class ItemAttributes(Protocol):
@@ -105,12 +109,12 @@ class ConnectionSettings:
     """Where the table lives and how patiently to talk to it."""
 
     table_name: str
-    endpoint_url: str | None = None
-    region_name: str | None = None
-    connect_timeout: float = 1.0
-    read_timeout: float = 1.0
-    max_retries: int = 1
-    max_pool_connections: int = 32
+    endpoint_url: str | None
+    region_name: str | None
+    connect_timeout: float
+    read_timeout: float
+    max_retries: int
+    max_pool_connections: int
 
 
 #: Every model class made here, so their connections can be dropped after fork().

@@ -1,4 +1,4 @@
-"""A near-cache: what a process read from (or wrote to) a shared cache, kept in memory briefly.
+"""What this process last read from (or wrote to) a shared cache, kept in memory briefly.
 
 :class:`NearCache` layers a small, bounded, in-process LRU over any
 cachelib/Flask-Caching backend (the *remote*: DynamoDB, Redis, ...). A hit on
@@ -11,24 +11,30 @@ Freshness, the whole contract:
 - a value is kept for at most ``ttl`` seconds after this process read or wrote
   it, and never past its own timeout when this process set it; another
   process's write is therefore seen within ``ttl``;
+- ``keep(value, now)`` (the caller's policy: this module knows no value types)
+  says until when a value may be kept, or that it may not be; the loader's
+  versioned entries use ``cache_backends.versioned.near_lifetime``, so
+  tombstones, stale marks and entries past their freshness always come from
+  the remote;
 - this process's own writes (``set``, ``delete``, ``set_versioned``, ...) update
   or drop the near copy first, so the writer sees its write at once; a write
   the remote refuses or fails drops the near copy (the next read asks the remote);
-- a :class:`~cache_backends.versioned.VersionedEntry` is kept only while fresh
-  and never past its ``fresh_until``: tombstones, stale marks and entries in
-  their stale-while-revalidate window always come from the remote, so the
-  loader sees them exactly as it would without this layer;
 - coordination never touches the near layer: a key this process has used with
   ``add``, ``inc`` or ``dec`` (a lease, a counter) is always read from the remote;
 - when a near copy ends, one thread of the process reads the remote and the
-  threads that miss meanwhile share its answer, so the bound is one remote
-  read per key, per process, per ``ttl``, however many threads are reading;
+  threads that miss meanwhile share its answer (``single_flight.py``), so the
+  bound is one remote read per key, per process, per ``ttl``;
 - a read that overlaps one of this process's writes is not kept, and two
   overlapping writes keep neither: the near copy never goes back in time.
 
-Values are pickled on the way in and unpickled on the way out, as cachelib's
-SimpleCache does, so a caller that mutates what it got cannot change what the
-next caller gets, and the byte bound counts real sizes.
+Values are held frozen (``frozen.py``): a hit hands out the held object itself,
+no unpickling and no copy, and a caller that tries to mutate it gets a
+``TypeError`` instead of changing what the next caller gets. A value that
+cannot be frozen (an arbitrary object) is held pickled and unpickled per hit,
+as cachelib's SimpleCache does. The byte bound counts pickled sizes.
+
+Failures follow ``cache_backends.strict``: :attr:`NearCache.strict` raises what
+the remote's strict interface raises; the ``BaseCache`` methods degrade.
 """
 
 from __future__ import annotations
@@ -38,54 +44,75 @@ import pickle
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
-from concurrent.futures import Future
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from cachelib import BaseCache
-
-from cache_backends.versioned import VersionedEntry, set_versioned_on
+from cache_backends.edge import DegradingEdge
+from cache_backends.frozen import NotFreezable, freeze
+from cache_backends.single_flight import SingleFlight
+from cache_backends.strict import strict_interface
 
 DEFAULT_MAX_ENTRIES = 1024
 DEFAULT_MAX_BYTES = 16 * 1024 * 1024
 
+#: ``keep(value, now)``: until when (wall clock) ``value`` may be kept near; None: never.
+KeepHook = Callable[[Any, float], float | None]
+
+
+def keep_for_the_ttl(value: Any, now: float) -> float | None:
+    """The default policy: any value may be kept for the near-cache's ttl."""
+    return math.inf
+
+
+@dataclass(frozen=True, slots=True)
+class _Held:
+    """A value as this process holds it: frozen, or pickled when it cannot be frozen."""
+
+    frozen: Any
+    pickled: bytes | None
+    size: int  # pickled bytes, what max_bytes counts
+
+    @classmethod
+    def of(cls, value: Any) -> _Held:
+        pickled = pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
+        try:
+            return cls(freeze(value), None, len(pickled))
+        except NotFreezable:
+            return cls(None, pickled, len(pickled))
+
+    def read(self) -> Any:
+        """The value for one caller: the shared frozen object, or a copy of its own."""
+        return self.frozen if self.pickled is None else pickle.loads(self.pickled)
+
 
 @dataclass(frozen=True, slots=True)
 class _NearCopy:
-    payload: bytes
+    held: _Held
     expires_at: float  # on the near cache's monotonic clock
-    fresh_until: float  # wall clock: a VersionedEntry's own freshness (inf for other values)
+    fresh_until: float  # wall clock: what the keep-hook allowed
 
 
-class NearCache(BaseCache):
-    """``remote`` with an in-process LRU in front of its reads; see the module docstring.
-
-    :param remote: the shared backend; every write and every coordination call
-        goes to it.
-    :param ttl: seconds a near copy may be served (the staleness bound for
-        other processes' writes); above 0.
-    :param max_entries: near copies kept at most; the least recently used go first.
-    :param max_bytes: pickled bytes kept at most; a larger value is not kept.
-    :param on_lookup: called with True for a near hit, False when the remote was asked.
-    """
+class NearStore:
+    """The near layer over a remote's strict interface; failures raise (see the module)."""
 
     def __init__(
         self,
         remote: Any,
         ttl: float,
         *,
-        max_entries: int = DEFAULT_MAX_ENTRIES,
-        max_bytes: int = DEFAULT_MAX_BYTES,
-        on_lookup: Callable[[bool], None] = lambda near_hit: None,
-        clock: Callable[[], float] = time.monotonic,
-        wall_clock: Callable[[], float] = time.time,
+        default_timeout: int,
+        keep: KeepHook,
+        max_entries: int,
+        max_bytes: int,
+        on_lookup: Callable[[bool], None],
+        clock: Callable[[], float],
+        wall_clock: Callable[[], float],
     ) -> None:
-        if ttl <= 0:
-            raise ValueError("a near-cache needs a ttl above 0")
-        super().__init__(default_timeout=getattr(remote, "default_timeout", 300))
         self.remote = remote
         self.ttl = ttl
+        self.default_timeout = default_timeout
+        self.keep = keep
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self.on_lookup = on_lookup
@@ -96,72 +123,47 @@ class NearCache(BaseCache):
         self._bytes = 0
         #: Keys used for coordination (add/inc/dec), never kept near; bounded like the copies.
         self._coordination_keys: OrderedDict[str, None] = OrderedDict()
-        #: Remote reads under way, by key: (pickled value or None, the remote failed).
-        self._flights: dict[str, Future[tuple[bytes | None, bool]]] = {}
+        #: Remote reads under way: one per key for all of this process's threads.
+        self.remote_reads: SingleFlight[_Held | None] = SingleFlight()
         #: Raised by every write, and the writes under way: a read or a write that
         #: overlapped another write is not kept (see _keep).
         self._epoch = 0
         self._writes_in_flight = 0
-        #: Per thread: None when its last call went to the remote (ask it whether it
-        #: failed), else the answer's own failure flag (False for a near hit).
-        self._answer = threading.local()
-
-    def __getattr__(self, name: str) -> Any:
-        """Anything beyond BaseCache (create_table, health, ...) is the remote's."""
-        if name == "remote":  # not set yet (unpickling, a failed __init__)
-            raise AttributeError(name)
-        return getattr(self.remote, name)
 
     # -- reads ---------------------------------------------------------------
 
     def get(self, key: str) -> Any:
-        found, value = self._near_lookup(key)
-        if found:
-            return value
+        copy = self._near_lookup(key)
+        if copy is not None:
+            return copy.held.read()
         if self._is_coordination(key):
             return self.remote.get(key)
-        return self._read_once(key)
+        held, _ = self.remote_reads.run(key, lambda: self._read_remote(key))
+        return None if held is None else held.read()
 
     def get_many(self, *keys: str) -> list[Any]:
         answers: dict[str, Any] = {}
         for key in keys:
-            found, value = self._near_lookup(key)
-            if found:
-                answers[key] = value
+            copy = self._near_lookup(key)
+            if copy is not None:
+                answers[key] = copy.held.read()
         missing = [key for key in keys if key not in answers]
         if missing:
             epoch = self._read_epoch()
-            fetched = self.remote.get_many(*missing)
-            failed = self._remote_failed()
-            for key, value in zip(missing, fetched, strict=True):
-                answers[key] = value
-                if value is not None and not failed:
-                    self._keep(key, value, since=epoch)
+            for key, value in zip(missing, self.remote.get_many(*missing), strict=True):
+                held = None if value is None else self._keep(key, value, since=epoch)
+                answers[key] = value if held is None else held.read()
         return [answers[key] for key in keys]
 
     def has(self, key: str) -> bool:
-        found, _ = self._near_lookup(key)
-        return found or bool(self.remote.has(key))
-
-    def last_call_failed(self) -> bool:
-        """Whether this thread's last call failed: never for a near hit; a shared read's
-        flag for a thread that joined one; else whatever the remote says."""
-        failed = getattr(self._answer, "failed", None)
-        return self._remote_failed() if failed is None else failed
+        return self._near_lookup(key) is not None or bool(self.remote.has(key))
 
     # -- writes: the remote decides, the near copy follows -------------------
 
     def set(self, key: str, value: Any, timeout: int | None = None) -> bool:
-        epoch = self._start_write(key)
-        try:
-            stored = bool(self.remote.set(key, value, timeout))
-        finally:
-            self._end_write()
-        if stored:
-            self._keep(key, value, timeout, since=epoch)
-        return stored
+        return self._write_one(key, value, timeout, lambda: self.remote.set(key, value, timeout))
 
-    def set_many(self, mapping: dict[str, Any], timeout: int | None = None) -> list[Any]:
+    def set_many(self, mapping: Mapping[str, Any], timeout: int | None = None) -> list[Any]:
         epoch = self._start_write(*mapping)
         try:
             stored = self.remote.set_many(mapping, timeout)
@@ -169,24 +171,6 @@ class NearCache(BaseCache):
             self._end_write()
         for key in stored:
             self._keep(key, mapping[key], timeout, since=epoch)
-        return stored
-
-    def set_versioned(
-        self,
-        key: str,
-        value: Any,
-        version: int,
-        timeout: int | None,
-        expected_version: int | None = None,
-    ) -> bool:
-        """The remote's version-conditional set (or its compare-and-set fallback)."""
-        epoch = self._start_write(key)
-        try:
-            stored = set_versioned_on(self.remote, key, value, version, timeout, expected_version)
-        finally:
-            self._end_write()
-        if stored:
-            self._keep(key, value, timeout, since=epoch)
         return stored
 
     def delete(self, key: str) -> bool:
@@ -234,8 +218,21 @@ class NearCache(BaseCache):
         with self._lock:
             return len(self._copies), self._bytes
 
-    def _near_lookup(self, key: str) -> tuple[bool, Any]:
-        """(True, value) for a live near copy; (False, None) means ask the remote."""
+    def _write_one(
+        self, key: str, value: Any, timeout: int | None, write: Callable[[], Any]
+    ) -> bool:
+        """Run one write of ``key`` on the remote; keep ``value`` near if it was stored."""
+        epoch = self._start_write(key)
+        try:
+            stored = bool(write())
+        finally:
+            self._end_write()
+        if stored:
+            self._keep(key, value, timeout, since=epoch)
+        return stored
+
+    def _near_lookup(self, key: str) -> _NearCopy | None:
+        """A live near copy of ``key``, or None (ask the remote)."""
         with self._lock:
             copy = self._copies.get(key)
             if copy is not None and (
@@ -245,44 +242,16 @@ class NearCache(BaseCache):
                 copy = None
             if copy is not None:
                 self._copies.move_to_end(key)
-        self._answer.failed = False if copy is not None else None
         self.on_lookup(copy is not None)
-        if copy is None:
-            return False, None
-        return True, pickle.loads(copy.payload)
+        return copy
 
-    def _read_once(self, key: str) -> Any:
-        """Read ``key`` from the remote, once for all of this process's threads that miss now.
-
-        Each caller gets its own unpickled copy; a remote error reaches every one.
-        """
-        with self._lock:
-            flight = self._flights.get(key)
-            leading = flight is None
-            if flight is None:
-                flight = self._flights[key] = Future()
-        if not leading:
-            payload, failed = flight.result()
-            self._answer.failed = failed
-            return None if payload is None else pickle.loads(payload)
-        try:
-            epoch = self._read_epoch()
-            value = self.remote.get(key)
-            failed = self._remote_failed()
-            payload = None if value is None else pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
-            if payload is not None and not failed:
-                self._keep(key, value, payload=payload, since=epoch)
-        except BaseException as error:
-            self._end_flight(key)
-            flight.set_exception(error)
-            raise
-        self._end_flight(key)
-        flight.set_result((payload, failed))
-        return value
-
-    def _end_flight(self, key: str) -> None:
-        with self._lock:
-            del self._flights[key]
+    def _read_remote(self, key: str) -> _Held | None:
+        """One remote read, kept near if it may be; shared with the threads that wait."""
+        epoch = self._read_epoch()
+        value = self.remote.get(key)
+        if value is None:
+            return None
+        return self._keep(key, value, since=epoch) or _Held.of(value)
 
     def _lifetime(self, timeout: int | None) -> float:
         """Seconds a value set with ``timeout`` (None: a read's) may be served near."""
@@ -291,28 +260,20 @@ class NearCache(BaseCache):
         return self.ttl if timeout <= 0 else min(self.ttl, timeout)  # 0: kept for ever
 
     def _keep(
-        self,
-        key: str,
-        value: Any,
-        timeout: int | None = None,
-        *,
-        since: int | None,
-        payload: bytes | None = None,
-    ) -> None:
-        """Keep ``value`` near, unless it may not be, or its call overlapped a write.
+        self, key: str, value: Any, timeout: int | None = None, *, since: int | None
+    ) -> _Held | None:
+        """Keep ``value`` near unless it may not be, or its call overlapped a write.
 
         ``since`` is the epoch the read or write began in (None: a write was under
         way then). Kept only if no write has begun since and none is under way:
         otherwise the remote may hold the other write's value, in either order.
+        Returns what is held, or None if nothing was kept.
         """
-        fresh_until = math.inf
-        if isinstance(value, VersionedEntry):  # tombstones and stale marks: never near
-            if not value.is_fresh(self._wall_clock()):
-                self._drop(key)
-                return
-            fresh_until = value.fresh_until
-        if payload is None:
-            payload = pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
+        fresh_until = self.keep(value, self._wall_clock())
+        if fresh_until is None:
+            self._drop(key)
+            return None
+        held = _Held.of(value)
         with self._lock:
             self._remove(key)
             if (
@@ -320,14 +281,15 @@ class NearCache(BaseCache):
                 or since != self._epoch
                 or self._writes_in_flight
                 or key in self._coordination_keys
-                or len(payload) > self.max_bytes
+                or held.size > self.max_bytes
             ):
-                return
+                return None
             expires_at = self._clock() + self._lifetime(timeout)
-            self._copies[key] = _NearCopy(payload, expires_at, fresh_until)
-            self._bytes += len(payload)
+            self._copies[key] = _NearCopy(held, expires_at, fresh_until)
+            self._bytes += held.size
             while len(self._copies) > self.max_entries or self._bytes > self.max_bytes:
                 self._remove(next(iter(self._copies)))
+        return held
 
     def _read_epoch(self) -> int | None:
         """The epoch a read begins in; None while a write is under way (keep nothing)."""
@@ -344,7 +306,6 @@ class NearCache(BaseCache):
             self._writes_in_flight += 1
             self._epoch += 1
             epoch = self._epoch
-        self._answer.failed = None
         return epoch if alone else None
 
     def _end_write(self) -> None:
@@ -359,7 +320,7 @@ class NearCache(BaseCache):
         """Forget ``key``'s copy; the caller holds the lock."""
         copy = self._copies.pop(key, None)
         if copy is not None:
-            self._bytes -= len(copy.payload)
+            self._bytes -= copy.held.size
 
     def _is_coordination(self, key: str) -> bool:
         with self._lock:
@@ -372,8 +333,83 @@ class NearCache(BaseCache):
             self._coordination_keys.move_to_end(key)
             while len(self._coordination_keys) > self.max_entries:
                 self._coordination_keys.popitem(last=False)
-        self._answer.failed = None
 
-    def _remote_failed(self) -> bool:
-        last_call_failed = getattr(self.remote, "last_call_failed", None)
-        return bool(last_call_failed is not None and last_call_failed())
+
+class VersionedNearStore(NearStore):
+    """A near layer over a remote with ``set_versioned`` (DynamoDBCache's conditional put)."""
+
+    def set_versioned(
+        self,
+        key: str,
+        value: Any,
+        rank: int,
+        timeout: int | None,
+        expected_rank: int | None = None,
+    ) -> bool:
+        """The remote's rank-conditional set; kept near only if the remote stored it."""
+        return self._write_one(
+            key,
+            value,
+            timeout,
+            lambda: self.remote.set_versioned(key, value, rank, timeout, expected_rank),
+        )
+
+
+class NearCache(DegradingEdge):
+    """``remote`` with an in-process LRU in front of its reads; see the module docstring.
+
+    :param remote: the shared backend; every write and every coordination call
+        goes to it (through its strict interface).
+    :param ttl: seconds a near copy may be served (the staleness bound for
+        other processes' writes); above 0.
+    :param keep: ``keep(value, now)``: until when (wall clock) a value may be
+        kept, or None if it may not be; by default any value, for ``ttl``.
+    :param max_entries: near copies kept at most; the least recently used go first.
+    :param max_bytes: pickled bytes kept at most; a larger value is not kept.
+    :param on_lookup: called with True for a near hit, False when the remote was asked.
+    """
+
+    def __init__(
+        self,
+        remote: Any,
+        ttl: float,
+        *,
+        keep: KeepHook = keep_for_the_ttl,
+        max_entries: int = DEFAULT_MAX_ENTRIES,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        on_lookup: Callable[[bool], None] = lambda near_hit: None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        if ttl <= 0:
+            raise ValueError("a near-cache needs a ttl above 0")
+        super().__init__(default_timeout=getattr(remote, "default_timeout", 300))
+        self.remote = remote
+        remote_strict = strict_interface(remote)
+        store_class = VersionedNearStore if hasattr(remote_strict, "set_versioned") else NearStore
+        self.strict: NearStore = store_class(
+            remote_strict,
+            ttl,
+            default_timeout=self.default_timeout,
+            keep=keep,
+            max_entries=max_entries,
+            max_bytes=max_bytes,
+            on_lookup=on_lookup,
+            clock=clock,
+            wall_clock=wall_clock,
+        )
+
+    @property
+    def ttl(self) -> float:
+        return self.strict.ttl
+
+    def near_size(self) -> tuple[int, int]:
+        """Entries and pickled bytes held now (diagnostics)."""
+        return self.strict.near_size()
+
+    def health(self) -> dict[str, Any]:
+        """The remote's health report (where it has one), with the near layer's size."""
+        remote_health = getattr(self.remote, "health", None)
+        report = remote_health() if callable(remote_health) else {}
+        entries, size = self.near_size()
+        return {**report, "near": {"ttl": self.ttl, "entries": entries, "bytes": size}}

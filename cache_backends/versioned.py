@@ -14,7 +14,7 @@ entry carries a *fence*, the database version it stands for, and
 
 The rule needs one atomic step from the backend:
 
-- backends with a native ``set_versioned(key, value, version, timeout)``
+- backends with a native ``set_versioned(key, value, rank, timeout)``
   (:class:`cache_backends.dynamodb.DynamoDBCache`: one conditional ``PutItem``)
   do it fleet-wide;
 - any other backend gets a compare-and-set under a lock of this process. That
@@ -87,19 +87,19 @@ class VersionedEntry:
 
 @runtime_checkable
 class SupportsVersionedSet(Protocol):
-    """A backend that can store a value unless the key holds a higher version, atomically."""
+    """A backend that can store a value unless the key holds a higher rank, atomically."""
 
     def set_versioned(
         self,
         key: str,
         value: Any,
-        version: int,
+        rank: int,
         timeout: int | None,
-        expected_version: int | None = None,
+        expected_rank: int | None = None,
     ) -> bool:
-        """Store ``value``; False if a live item of a higher version is there (or on failure).
+        """Store ``value``; False if a live item of a higher ``rank`` is there.
 
-        With ``expected_version``: only if the item still holds exactly that version.
+        With ``expected_rank``: only if the item still holds exactly that rank.
         """
 
 
@@ -148,9 +148,9 @@ def set_versioned_on(
     cache: Any,
     key: str,
     value: Any,
-    version: int,
+    rank: int,
     timeout: int | None,
-    expected_version: int | None = None,
+    expected_rank: int | None = None,
 ) -> bool:
     """``cache.set_versioned(...)`` where the backend has it, else a compare-and-set.
 
@@ -158,12 +158,28 @@ def set_versioned_on(
     this process's lock for ``cache`` (see the module docstring for its reach).
     """
     if isinstance(cache, SupportsVersionedSet):
-        return cache.set_versioned(key, value, version, timeout, expected_version)
+        return cache.set_versioned(key, value, rank, timeout, expected_rank)
     with _lock_for(cache):
         current = cache.get(key)
         current_rank = current.rank if isinstance(current, VersionedEntry) else None
-        if expected_version is not None and current_rank != expected_version:
+        if expected_rank is not None and current_rank != expected_rank:
             return False
-        if current_rank is not None and current_rank > version:
+        if current_rank is not None and current_rank > rank:
             return False
         return bool(cache.set(key, value, timeout=timeout))
+
+
+def near_lifetime(value: Any, now: float) -> float | None:
+    """Until when (epoch seconds) a near-cache may keep ``value``, None: not at all.
+
+    The keep-hook ``NearCache`` is given; ``now`` is its wall clock.
+
+    A VersionedEntry is kept only while fresh, and never past its ``fresh_until``
+    (epoch seconds): tombstones, stale marks and entries in their
+    stale-while-revalidate window always come from the shared cache, so the
+    loader sees them exactly as it would without a near layer. Anything else
+    may be kept for the near-cache's own ttl (``math.inf`` here).
+    """
+    if not isinstance(value, VersionedEntry):
+        return math.inf
+    return value.fresh_until if value.is_fresh(now) else None

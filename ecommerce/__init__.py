@@ -1,20 +1,18 @@
-"""The categories API: ``create_app`` builds a configured Flask app; nothing runs at import."""
+"""The categories API: ``create_app`` builds a configured Flask app; nothing runs at import.
+
+As in Flask's tutorial (flaskr), the app's modules are imported inside
+``create_app``: importing ``ecommerce`` (or ``ecommerce.config``, which gunicorn's
+master does to check the settings before it forks) loads no extension, no cache
+backend and no blueprint.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask
-from werkzeug.middleware.proxy_fix import ProxyFix
-
-from cache_backends.cli import cache_cli
-from ecommerce import categories, health, observability, openapi, security
-from ecommerce.categories import cache_policy
-from ecommerce.config import ConfigError, load_config
-from ecommerce.database import init_db_command
-from ecommerce.errors import register_error_handlers
-from ecommerce.extensions import db, init_cache, migrate
+if TYPE_CHECKING:
+    from flask import Flask
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -24,6 +22,17 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     A bad setting raises ``ecommerce.config.ConfigError`` naming it, before any
     extension connects anywhere.
     """
+    from flask import Flask
+    from werkzeug.middleware.proxy_fix import ProxyFix
+
+    from cache_backends.cli import cache_cli
+    from ecommerce import categories, health, observability, openapi, security
+    from ecommerce.categories import cache_policy
+    from ecommerce.config import ConfigError, load_config
+    from ecommerce.database import init_db_command
+    from ecommerce.errors import register_error_handlers
+    from ecommerce.extensions import db, init_cache, migrate
+
     app = Flask(__name__, instance_relative_config=True)
     load_config(app.config, config)
     # Hop counts, not a trusted-address list: each proxy appends one X-Forwarded-For

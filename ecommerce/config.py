@@ -8,10 +8,15 @@ result, so a typo stops start-up with the setting's name instead of surfacing
 as a strange 500 under load: one line and exit status 4, under ``flask`` (wsgi.py)
 and gunicorn alike (whose master checks the environment before it forks).
 
-The ``CACHE_DYNAMODB_*`` keys belong to ``cache_backends.dynamodb``, whose
-factory reads them (and owns their defaults); here they are type-checked when
-present, and the signing key must be set when that backend is used, so that
-gunicorn's check catches them too.
+The ``CACHE_DYNAMODB_*`` keys belong to ``cache_backends.dynamodb``: its
+``settings`` module lists them once, with their defaults and checks, and its
+factory reads them. Here they are checked through that list (when present; the
+signing key must be set when that backend is used), so that gunicorn's check
+catches them with the others.
+
+Importing this module loads Flask's ``Config`` and nothing of the cache: no
+Flask-Caching, PynamoDB, botocore or blueprint (``create_app`` imports those),
+so gunicorn's master can validate the environment in-process before it forks.
 """
 
 from __future__ import annotations
@@ -28,7 +33,14 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from werkzeug.utils import ImportStringError, import_string
 
-from cache_backends.dynamodb import DynamoDBCache
+from cache_backends.dynamodb import settings as dynamodb_settings
+from cache_backends.dynamodb.settings import (
+    non_empty_string,
+    non_negative_int,
+    non_negative_number,
+    positive_int,
+    string,
+)
 
 
 class CacheStrategy(StrEnum):
@@ -100,48 +112,6 @@ class ConfigError(ValueError):
     """A setting has a value the app cannot run with; the message names it."""
 
 
-def _is_int(value: Any) -> bool:
-    # bool is an int subclass, but FLASK_X=true meaning 1 would be a surprise.
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return _is_int(value) or isinstance(value, float)
-
-
-def _non_negative_int(value: Any) -> str | None:
-    return None if _is_int(value) and value >= 0 else "must be an integer >= 0"
-
-
-def _positive_int(value: Any) -> str | None:
-    return None if _is_int(value) and value > 0 else "must be an integer > 0"
-
-
-def _non_negative_number(value: Any) -> str | None:
-    return None if _is_number(value) and value >= 0 else "must be a number >= 0"
-
-
-def _string(value: Any) -> str | None:
-    if isinstance(value, str):
-        return None
-    if _is_number(value):
-        # from_prefixed_env parses FLASK_X=12345 as JSON, giving the int 12345.
-        return "must be a string (in the environment, quote digits as JSON: '\"12345\"')"
-    return "must be a string"
-
-
-def _non_empty_string(value: Any) -> str | None:
-    return _string(value) or (None if value.strip() else "must not be empty")
-
-
-def _optional_string(value: Any) -> str | None:
-    return None if value is None else _non_empty_string(value)
-
-
-def _boolean(value: Any) -> str | None:
-    return None if isinstance(value, bool) else "must be true or false"
-
-
 def _one_of(*allowed: str) -> Callable[[Any], str | None]:
     def check(value: Any) -> str | None:
         return None if value in allowed else f"must be one of {list(allowed)}"
@@ -159,23 +129,14 @@ def _admin_tokens(value: Any) -> str | None:
     if value is None:
         return None
     if isinstance(value, list):
-        if value and all(_non_empty_string(token) is None for token in value):
+        if value and all(non_empty_string(token) is None for token in value):
             return None
         return "must be a non-empty JSON list of non-empty strings"
-    return _non_empty_string(value)
-
-
-def _old_signing_keys(value: Any) -> str | None:
-    """None, one key, or a list of keys (``[]``: none), as the DynamoDB backend reads them."""
-    if value is None or isinstance(value, str):
-        return None
-    if isinstance(value, list) and all(_non_empty_string(key) is None for key in value):
-        return None
-    return "must be a key or a JSON list of non-empty keys"
+    return non_empty_string(value)
 
 
 def _database_uri(value: Any) -> str | None:
-    problem = _non_empty_string(value)
+    problem = non_empty_string(value)
     if problem:
         return problem
     try:
@@ -185,123 +146,72 @@ def _database_uri(value: Any) -> str | None:
     return None
 
 
-def _cache_backend(cache_type: str) -> Any:
-    """What Flask-Caching will build for CACHE_TYPE (raises ``ImportStringError``)."""
-    return import_string(
-        cache_type if "." in cache_type else f"{FLASK_CACHING_BACKENDS_MODULE}.{cache_type}"
-    )
+#: CACHE_TYPE values that select the DynamoDB backend. Recognized by name, never
+#: imported here: importing it loads botocore, which gunicorn's master must not do
+#: before its gevent workers monkey-patch (its factory checks its settings again).
+DYNAMODB_CACHE_TYPES = frozenset(
+    {dynamodb_settings.CACHE_TYPE, "cache_backends.dynamodb.backend.DynamoDBCache"}
+)
 
 
 def _cache_type(value: Any) -> str | None:
     """Resolve the backend the way Flask-Caching will, but fail with the setting's name."""
-    problem = _non_empty_string(value)
-    if problem:
+    problem = non_empty_string(value)
+    if problem or value in DYNAMODB_CACHE_TYPES:
         return problem
     try:
-        _cache_backend(value)
+        import_string(value if "." in value else f"{FLASK_CACHING_BACKENDS_MODULE}.{value}")
     except ImportStringError as error:
         return f"names no importable cache backend ({error.exception})"
     return None
 
 
-def _signing_key_for_dynamodb(config: Mapping[str, Any]) -> str | None:
-    """The DynamoDB backend's factory refuses to start without a key, in every worker.
-
-    Refused here too, so that the refusal comes with the other bad settings, before
-    gunicorn forks a worker (gunicorn.conf.py checks the environment first).
-    """
-    uses_dynamodb = _cache_type(config.get("CACHE_TYPE")) is None and _is_subclass(
-        _cache_backend(config["CACHE_TYPE"]), DynamoDBCache
-    )
-    if not uses_dynamodb or config.get("CACHE_DYNAMODB_SIGNING_KEY") is not None:
-        return None  # a key that is set is type-checked with the optional settings
-    if config.get("SECRET_KEY"):
-        return None  # the factory's fallback
-    return (
-        "is not set: the DynamoDB cache needs the same secret on every instance "
-        "(FLASK_CACHE_DYNAMODB_SIGNING_KEY)"
-    )
-
-
-def _is_subclass(candidate: Any, base: type) -> bool:
-    return isinstance(candidate, type) and issubclass(candidate, base)
-
-
 #: Checked always: DEFAULTS guarantees a value.
 REQUIRED_SETTINGS: dict[str, Callable[[Any], str | None]] = {
     "CACHE_TYPE": _cache_type,
-    "CACHE_DEFAULT_TIMEOUT": _non_negative_int,
-    "CACHE_KEY_PREFIX": _string,
-    "CACHE_NEAR_TTL": _non_negative_number,
-    "CATEGORIES_CACHE_TTL": _non_negative_int,
+    "CACHE_DEFAULT_TIMEOUT": non_negative_int,
+    "CACHE_KEY_PREFIX": string,
+    "CACHE_NEAR_TTL": non_negative_number,
+    "CATEGORIES_CACHE_TTL": non_negative_int,
     "CATEGORIES_CACHE_STRATEGY": _one_of(*(strategy.value for strategy in CacheStrategy)),
-    "CATEGORIES_CACHE_STALE_WHILE_REVALIDATE": _non_negative_int,
-    "CATEGORIES_CACHE_LEASE_SECONDS": _positive_int,
-    "DB_LATENCY_MS": _non_negative_number,
+    "CATEGORIES_CACHE_STALE_WHILE_REVALIDATE": non_negative_int,
+    "CATEGORIES_CACHE_LEASE_SECONDS": positive_int,
+    "DB_LATENCY_MS": non_negative_number,
     "SQLALCHEMY_DATABASE_URI": _database_uri,
-    "DATABASE_POOL_SIZE": _positive_int,
-    "DATABASE_MAX_OVERFLOW": _non_negative_int,
-    "DATABASE_POOL_TIMEOUT": _non_negative_number,
-    "DATABASE_STATEMENT_TIMEOUT_MS": _non_negative_int,
-    "MAX_CONTENT_LENGTH": _positive_int,
+    "DATABASE_POOL_SIZE": positive_int,
+    "DATABASE_MAX_OVERFLOW": non_negative_int,
+    "DATABASE_POOL_TIMEOUT": non_negative_number,
+    "DATABASE_STATEMENT_TIMEOUT_MS": non_negative_int,
+    "MAX_CONTENT_LENGTH": positive_int,
     # Unset: writes are refused (403). An empty token is refused here rather than
     # accepted as "no auth".
     "ADMIN_TOKEN": _admin_tokens,
-    "PROXY_FIX_X_FOR": _non_negative_int,
-    "PROXY_FIX_X_PROTO": _non_negative_int,
-    "PROXY_FIX_X_HOST": _non_negative_int,
+    "PROXY_FIX_X_FOR": non_negative_int,
+    "PROXY_FIX_X_PROTO": non_negative_int,
+    "PROXY_FIX_X_HOST": non_negative_int,
     "LOG_LEVEL": _one_of(*LOG_LEVELS),
     "LOG_FORMAT": _one_of(*LOG_FORMATS),
 }
 
-#: Checked only when set: the DynamoDB backend's factory owns their defaults.
-OPTIONAL_SETTINGS: dict[str, Callable[[Any], str | None]] = {
-    "CACHE_DYNAMODB_TABLE": _non_empty_string,
-    "CACHE_DYNAMODB_ENDPOINT_URL": _optional_string,
-    "CACHE_DYNAMODB_REGION": _optional_string,
-    "CACHE_DYNAMODB_CREATE_TABLE": _boolean,
-    "CACHE_DYNAMODB_SIGNING_KEY": _optional_string,
-    "CACHE_DYNAMODB_OLD_SIGNING_KEYS": _old_signing_keys,
-    "CACHE_DYNAMODB_CONSISTENT_READ": _boolean,
-    "CACHE_DYNAMODB_CONNECT_TIMEOUT": _non_negative_number,
-    "CACHE_DYNAMODB_READ_TIMEOUT": _non_negative_number,
-    "CACHE_DYNAMODB_GET_TIMEOUT": _non_negative_number,
-    "CACHE_DYNAMODB_MAX_RETRIES": _non_negative_int,
-    "CACHE_DYNAMODB_MAX_POOL": _positive_int,
-    "CACHE_DYNAMODB_BREAKER_FAILURES": _non_negative_int,  # 0 disables the breaker
-    "CACHE_DYNAMODB_BREAKER_COOLDOWN": _non_negative_number,
-}
-
-
-#: Never echoed in an error message: start-up errors end up in shared logs.
-SECRET_SETTINGS = frozenset(
-    {"ADMIN_TOKEN", "CACHE_DYNAMODB_SIGNING_KEY", "CACHE_DYNAMODB_OLD_SIGNING_KEYS"}
-)
+#: Never echoed in an error message: start-up errors end up in shared logs. (The
+#: DynamoDB backend's secrets are hidden by its own settings list.)
+SECRET_SETTINGS = frozenset({"ADMIN_TOKEN"})
 
 
 def _shown(name: str, value: Any) -> str:
     return f"<{type(value).__name__} hidden>" if name in SECRET_SETTINGS else repr(value)
 
 
-#: Checks that need more than one setting, by the setting their message names.
-CROSS_SETTING_CHECKS: dict[str, Callable[[Mapping[str, Any]], str | None]] = {
-    "CACHE_DYNAMODB_SIGNING_KEY": _signing_key_for_dynamodb,
-}
-
-
 def validate_config(config: Mapping[str, Any]) -> None:
     """Raise ``ConfigError`` listing every bad setting at once, each by name, on one line."""
-    checks = {**REQUIRED_SETTINGS, **{k: v for k, v in OPTIONAL_SETTINGS.items() if k in config}}
     problems = [
         f"{name}={_shown(name, config.get(name))} {problem}"
-        for name, check in checks.items()
+        for name, check in REQUIRED_SETTINGS.items()
         if (problem := check(config.get(name)))
     ]
-    problems += [
-        f"{name} {problem}"
-        for name, check in CROSS_SETTING_CHECKS.items()
-        if (problem := check(config))
-    ]
+    problems += dynamodb_settings.config_problems(
+        config, backend_selected=config.get("CACHE_TYPE") in DYNAMODB_CACHE_TYPES
+    )
     if problems:
         raise ConfigError("invalid configuration: " + "; ".join(problems))
 

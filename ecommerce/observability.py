@@ -30,7 +30,8 @@ from flask import Flask, Response, g, has_request_context, request
 from flask.logging import default_handler
 from pythonjsonlogger.json import JsonFormatter
 
-from cache_backends.dynamodb import CacheUnavailable, Observer
+from cache_backends.dynamodb.settings import Observer
+from cache_backends.strict import CacheUnavailable
 from ecommerce import metrics
 
 #: Tells clients (and the curl walk-through in the README) where an answer came

@@ -1,51 +1,50 @@
 """Shared fixtures: one DynamoDB Local and one PostgreSQL per test session, fake AWS credentials.
 
-Credentials are forced to dummies before anything imports botocore, so no test
-can ever reach a real AWS account.
+Credentials are forced to the development dummies before anything imports botocore,
+so no test can ever reach a real AWS account. The helpers the fixtures are built
+from live in tests/support/, where test modules import them from.
 """
 
 from __future__ import annotations
 
 import os
-import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from flask_caching.backends.base import BaseCache
-from sqlalchemy import event
 
-from cache_backends.local import DynamoDBLocal
-from scripts.postgresql import LocalPostgreSQL
+from devtools.credentials import LOCAL_AWS_ENVIRONMENT
+from devtools.dynamodb_local import DynamoDBLocal
+from devtools.postgresql import LocalPostgreSQL
 
-os.environ.update(
-    AWS_ACCESS_KEY_ID="testing",
-    AWS_SECRET_ACCESS_KEY="testing",
-    AWS_DEFAULT_REGION="us-east-1",
+# Re-exported for test modules that still import them from here (tests/test_dynamodb*.py,
+# test_loader*.py, test_near*.py, test_versioned.py, test_config.py): tests.support is
+# their home, and this list goes once those modules import from there.
+from tests.support.app import (  # noqa: F401
+    ADMIN_AUTHORIZATION,
+    ON_BOTH_DATABASES,
+    TEST_ADMIN_TOKEN,
+    AdminTestClient,
+    cached_categories,
+    categories_in_db,
+    recorded_sql,
 )
+from tests.support.caches import (  # noqa: F401
+    RELAXED_GET_TIMEOUT_SECONDS,
+    TEST_SIGNING_KEY,
+    RaisingCache,
+    record_dynamodb_calls,
+)
+from tests.support.races import PausedLoad
+
+os.environ.update(LOCAL_AWS_ENVIRONMENT)
 os.environ.pop("AWS_PROFILE", None)
 os.environ.pop("AWS_SESSION_TOKEN", None)
-
-#: Tests sign entries with this; the app refuses to start with DynamoDB and no key.
-TEST_SIGNING_KEY = "test-signing-key"
-RELAXED_GET_TIMEOUT_SECONDS = 1.0
-#: Writes are refused without a configured token; test apps have this one, and their
-#: test clients send it unless a test sends its own Authorization header.
-TEST_ADMIN_TOKEN = "test-admin-token"
-ADMIN_AUTHORIZATION = {"Authorization": f"Bearer {TEST_ADMIN_TOKEN}"}
-
-
-class AdminTestClient(FlaskClient):
-    """A test client that carries the test admin token, as an operator's client would."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.environ_base["HTTP_AUTHORIZATION"] = ADMIN_AUTHORIZATION["Authorization"]
 
 
 @pytest.fixture(scope="session")
@@ -60,11 +59,6 @@ def postgresql() -> Iterator[LocalPostgreSQL]:
     """The session's PostgreSQL server (Debian's package, a temporary data directory)."""
     with LocalPostgreSQL() as server:
         yield server
-
-
-#: Marks a test or module to run once on SQLite (the local default) and once on
-#: PostgreSQL (the production database): ``pytestmark = ON_BOTH_DATABASES``.
-ON_BOTH_DATABASES = pytest.mark.parametrize("database_uri", ["sqlite", "postgresql"], indirect=True)
 
 
 @pytest.fixture
@@ -152,8 +146,6 @@ def dynamodb_cache_config(dynamodb_local: DynamoDBLocal, table_name: str) -> dic
         "CACHE_DYNAMODB_TABLE": table_name,
         "CACHE_DYNAMODB_CREATE_TABLE": True,
         "CACHE_DYNAMODB_SIGNING_KEY": TEST_SIGNING_KEY,
-        # Not the production 0.1 s: on a busy 2-core test machine a GetItem can take
-        # longer, and a read answered by the database would break a story's HIT/STALE.
         # tests/test_faults.py sets the production budget back.
         "CACHE_DYNAMODB_GET_TIMEOUT": RELAXED_GET_TIMEOUT_SECONDS,
     }
@@ -177,71 +169,27 @@ def make_story_app(
     return build
 
 
-@contextmanager
-def recorded_sql(app: Flask) -> Iterator[list[str]]:
-    """Collect every SQL statement ``app`` sends while the block runs.
-
-    A real SQLAlchemy event on the real engine: proof that a cache hit, or
-    /healthz, never reached the database.
-    """
-    from ecommerce.extensions import db
-
-    with app.app_context():
-        engine = db.engine
-    statements: list[str] = []
-
-    def record(connection: Any, cursor: Any, statement: str, *args: Any) -> None:
-        statements.append(statement)
-
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield statements
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
+# --- Races (tests/test_cache_races.py, test_category_writes.py) ---------------------
 
 
-class RaisingCache(BaseCache):
-    """A cache backend whose every call raises, as a misbehaving future backend might.
+@pytest.fixture
+def paused_load(monkeypatch: pytest.MonkeyPatch) -> PausedLoad:
+    """Hook the pause into the point where DB_LATENCY_MS waits after reading."""
+    from ecommerce.categories import repository
 
-    Selected with CACHE_TYPE="tests.conftest.RaisingCache"; proves the app treats any
-    backend exception as a miss rather than a 500.
-    """
+    pause = PausedLoad()
+    slow_database = repository._simulate_slow_database
 
-    def _unreachable(self, *args: Any, **kwargs: Any) -> Any:
-        raise ConnectionError("cache backend unreachable")
+    def pausing_slow_database() -> None:
+        pause.after_snapshot()
+        slow_database()
 
-    get = set = add = delete = has = clear = _unreachable
-    get_many = set_many = delete_many = inc = dec = _unreachable
-
-
-def record_dynamodb_calls(backend: Any) -> list[str]:
-    """Every DynamoDB operation ``backend`` sends from now on, as botocore names it.
-
-    Counted on botocore's own event hooks, below the backend: a hidden call (a
-    DescribeTable, a retry's second GetItem) shows up too. ``backend`` is a
-    DynamoDBCache, or anything layered over one (``.remote``).
-    """
-    backend = getattr(backend, "remote", backend)
-    sent: list[str] = []
-    for entry_model in (backend._model, backend._write_once_model, backend._hot_read_model):
-        entry_model._get_connection().connection.client.meta.events.register(
-            "before-call.dynamodb", lambda model, **_: sent.append(model.name)
-        )
-    return sent
+    monkeypatch.setattr(repository, "_simulate_slow_database", pausing_slow_database)
+    return pause
 
 
-def cached_categories(app: Flask) -> Any:
-    """The list the app's cache holds as fresh right now (None: nothing, or not fresh)."""
-    from ecommerce.categories.cache_policy import cached_entry
-
-    with app.app_context():
-        entry = cached_entry()
-    return entry.value if entry is not None and entry.is_fresh(time.time()) else None
-
-
-def categories_in_db(app: Flask) -> list[dict[str, Any]]:
-    """The categories table read straight from the database, bypassing any cache."""
-    from ecommerce.categories.cache_policy import load_categories_from_db
-
-    with app.app_context():
-        return [dict(category) for category in load_categories_from_db()[0]]
+@pytest.fixture
+def in_background() -> Iterator[Callable[..., Future[Any]]]:
+    """``submit`` of a two-thread pool that is joined when the test ends."""
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        yield pool.submit

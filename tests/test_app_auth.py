@@ -7,8 +7,8 @@ from collections.abc import Callable
 import pytest
 from flask import Flask
 
-from tests.conftest import cached_categories, categories_in_db
-from tests.test_errors import assert_problem
+from tests.support.app import cached_categories, categories_in_db
+from tests.support.problems import assert_problem
 
 #: Contains "=" on purpose: werkzeug would parse such a token as auth parameters.
 ADMIN_TOKEN = "s3cret-token=="

@@ -9,8 +9,15 @@ from flask import Flask
 
 from ecommerce.categories.cache_policy import CATEGORIES_CACHE_KEY
 from ecommerce.extensions import cache
-from tests.conftest import ON_BOTH_DATABASES, cached_categories, categories_in_db
-from tests.test_categories import SEED_CATEGORIES, TOYS, get_categories, post_category
+from tests.support.app import (
+    ON_BOTH_DATABASES,
+    SEED_CATEGORIES,
+    TOYS,
+    cached_categories,
+    categories_in_db,
+    get_categories,
+    post_category,
+)
 
 pytestmark = ON_BOTH_DATABASES
 

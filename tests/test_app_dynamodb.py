@@ -23,18 +23,20 @@ import pytest
 import requests
 from flask import Flask
 
-from cache_backends.local import DynamoDBLocal, free_port
+from devtools import REPOSITORY_ROOT
+from devtools.credentials import DEV_ADMIN_AUTHORIZATION
+from devtools.dynamodb_local import DynamoDBLocal
+from devtools.fleet import flask_environment, gunicorn_instance, prepare, wait_until_healthy
+from devtools.ports import free_port
 from ecommerce.categories.cache_policy import CATEGORIES_CACHE_KEY
-from scripts.cluster import (
-    DEV_ADMIN_AUTHORIZATION,
-    REPOSITORY_ROOT,
-    flask_environment,
-    gunicorn_instance,
-    prepare,
-    wait_until_healthy,
+from tests.support.app import (
+    SEED_CATEGORIES,
+    TOYS,
+    cached_categories,
+    categories_in_db,
+    get_categories,
+    post_category,
 )
-from tests.conftest import cached_categories, categories_in_db
-from tests.test_categories import SEED_CATEGORIES, TOYS, get_categories, post_category
 
 #: Connection refused is immediate; with one retry and the breaker, an outage
 #: must not make three requests wait anywhere near this long.
@@ -251,7 +253,7 @@ def test_a_stopped_run_dynamodb_exits_0_quietly_and_leaves_nothing_behind(
         "TMPDIR": str(temporary_files),  # where gunicorn.conf.py creates its Prometheus directory
     }
     environment.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    command = [sys.executable, "-m", "cache_backends.local", "--port", str(ddb_port), "--"]
+    command = [sys.executable, "-m", "scripts.dynamodb_local", "--port", str(ddb_port), "--"]
     command += [sys.executable, "-m", "gunicorn", "wsgi:app"]
     log_path = tmp_path / "run-dynamodb.log"
 

@@ -6,12 +6,12 @@ from collections.abc import Callable
 
 from flask import Flask
 
-from tests.conftest import recorded_sql
+from tests.support.app import recorded_sql
 
 
 def test_healthz_answers_ok_without_database_or_cache(make_app: Callable[..., Flask]) -> None:
     """No schema and a cache that raises on every call: /healthz must not notice either."""
-    app = make_app(init_db=False, TESTING=False, CACHE_TYPE="tests.conftest.RaisingCache")
+    app = make_app(init_db=False, TESTING=False, CACHE_TYPE="tests.support.caches.RaisingCache")
     client = app.test_client()
     assert client.get("/categories").status_code == 503  # the set-up really is broken
 

@@ -15,7 +15,7 @@ import pytest
 from benchmarks.http.cli import main
 from benchmarks.http.contenders import CONTENDER_NAMES
 from benchmarks.http.wrk import WrkError, parse_wrk_output
-from cache_backends.local import DynamoDBLocal
+from devtools.dynamodb_local import DynamoDBLocal
 
 #: What ``wrk --latency`` printed against the app (wrk 4.1.0), trimmed to the parsed lines.
 WRK_OUTPUT = """\

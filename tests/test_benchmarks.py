@@ -14,7 +14,7 @@ import pytest
 from benchmarks.cli import main
 from benchmarks.contenders import CONTENDER_FACTORIES
 from benchmarks.operations import OPERATIONS, TARGETS
-from cache_backends.local import DynamoDBLocal
+from devtools.dynamodb_local import DynamoDBLocal
 
 #: Enough to exercise warm-up, two measured rounds and the per-round ratios.
 SMOKE_ARGS = ["--rounds", "2", "--iterations", "3"]

@@ -11,8 +11,8 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Any
 
 import pytest
@@ -27,67 +27,23 @@ from ecommerce.categories.cache_policy import (
     cached_entry,
 )
 from ecommerce.metrics import CACHE_LOADER_EVENTS, CACHE_REQUESTS
-from tests.conftest import ON_BOTH_DATABASES, recorded_sql
-from tests.test_categories import SEED_CATEGORIES, TOYS, get_categories, post_category
+from tests.support.app import (
+    ON_BOTH_DATABASES,
+    SEED_CATEGORIES,
+    TOYS,
+    get_categories,
+    post_category,
+    recorded_sql,
+)
+from tests.support.races import PAUSE_TIMEOUT_SECONDS, PausedLoad
 
 # The version fence's claims, on the database production uses too.
 pytestmark = ON_BOTH_DATABASES
 
 GAMES = {"id": 5, "name": "Games"}
-#: A paused step that never resumes must fail the test, not hang it.
-PAUSE_TIMEOUT_SECONDS = 10.0
 POLL_INTERVAL_SECONDS = 0.02
 
 STRATEGIES = ["invalidate", "write-through", "refresh-async"]
-
-
-class PausedLoad:
-    """Pauses the next list load made by a thread other than the test's own.
-
-    The load has read its snapshot (list and version) when it pauses: it is a
-    slow query that started before whatever the test does next.
-    """
-
-    def __init__(self) -> None:
-        self.snapshot_taken = threading.Event()
-        self.resume = threading.Event()
-        self._test_thread = threading.get_ident()
-        self._armed = False
-        self._lock = threading.Lock()
-
-    def arm(self) -> None:
-        self._armed = True
-
-    def after_snapshot(self) -> None:
-        with self._lock:
-            pause = self._armed and threading.get_ident() != self._test_thread
-            self._armed = self._armed and not pause
-        if pause:
-            self.snapshot_taken.set()
-            assert self.resume.wait(PAUSE_TIMEOUT_SECONDS), "the paused load was never resumed"
-
-    def wait_until_paused(self) -> None:
-        assert self.snapshot_taken.wait(PAUSE_TIMEOUT_SECONDS), "no load reached the pause"
-
-
-@pytest.fixture
-def paused_load(monkeypatch: pytest.MonkeyPatch) -> PausedLoad:
-    """Hook the pause into the point where DB_LATENCY_MS waits after reading."""
-    pause = PausedLoad()
-    slow_database = repository._simulate_slow_database
-
-    def pausing_slow_database() -> None:
-        pause.after_snapshot()
-        slow_database()
-
-    monkeypatch.setattr(repository, "_simulate_slow_database", pausing_slow_database)
-    return pause
-
-
-@pytest.fixture
-def in_background() -> Iterator[Callable[..., Future[Any]]]:
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        yield pool.submit
 
 
 def list_loads(statements: list[str]) -> int:

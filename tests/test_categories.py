@@ -19,22 +19,21 @@ from flask_caching.backends.simplecache import SimpleCache
 from cache_backends.versioned import VersionedEntry
 from ecommerce.categories.cache_policy import categories_ttl
 from ecommerce.categories.models import NAME_MAX_LENGTH
-from tests.conftest import (
+from tests.support.app import (
     ON_BOTH_DATABASES,
+    SEED_CATEGORIES,
+    TOYS,
     cached_categories,
     categories_in_db,
+    get_categories,
+    post_category,
     recorded_sql,
 )
+from tests.support.caches import start_early_in_a_second
 
 # The repository's claims, on the database production uses too.
 pytestmark = ON_BOTH_DATABASES
 
-SEED_CATEGORIES = [
-    {"id": 1, "name": "Electronics"},
-    {"id": 2, "name": "Clothing"},
-    {"id": 3, "name": "Books"},
-]
-TOYS = {"id": 4, "name": "Toys"}
 #: Slow enough to measure on a busy 2-core machine, short enough to keep the suite fast.
 DB_LATENCY_MS = 200
 #: Both backends store expiry in whole epoch seconds, rounded down.
@@ -51,18 +50,6 @@ class SizeLimitedCache(SimpleCache):
         return super().set(key, value, timeout)
 
 
-def get_categories(client: FlaskClient) -> tuple[list[dict[str, Any]], str]:
-    response = client.get("/categories")
-    assert response.status_code == 200
-    return response.get_json(), response.headers["X-Cache"]
-
-
-def post_category(client: FlaskClient, name: str) -> dict[str, Any]:
-    response = client.post("/categories", json={"name": name})
-    assert response.status_code == 201, response.get_json()
-    return response.get_json()
-
-
 def post_toys_to_a_warm_cache(app: Flask) -> Flask:
     """Cache the seed list, then create Toys: the moment the two strategies differ."""
     client = app.test_client()
@@ -70,17 +57,6 @@ def post_toys_to_a_warm_cache(app: Flask) -> Flask:
     assert get_categories(client)[0] == SEED_CATEGORIES
     assert post_category(client, "Toys") == TOYS
     return app
-
-
-def start_early_in_a_second(latest_fraction: float = 0.8) -> None:
-    """Wait (at most 0.2 s) until early in a wall-clock second.
-
-    Both backends round expiry down to whole seconds, so an entry written at
-    x.99 with a 1 s TTL lives 10 ms; starting early leaves time for a HIT.
-    """
-    fraction = time.time() % 1
-    if fraction > latest_fraction:
-        time.sleep(1 - fraction)
 
 
 def test_first_get_misses_then_hits_without_touching_the_database(
@@ -186,7 +162,7 @@ def test_a_failing_cache_backend_never_fails_the_api(
     make_app: Callable[..., Flask], strategy: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     client = make_app(
-        CACHE_TYPE="tests.conftest.RaisingCache", CATEGORIES_CACHE_STRATEGY=strategy
+        CACHE_TYPE="tests.support.caches.RaisingCache", CATEGORIES_CACHE_STRATEGY=strategy
     ).test_client()
 
     with caplog.at_level(logging.WARNING, logger="cache_backends.loader"):

@@ -29,15 +29,18 @@ from ecommerce.categories.models import NAME_MAX_LENGTH, Category
 from ecommerce.config import MAX_REQUEST_BODY_BYTES
 from ecommerce.extensions import db
 from ecommerce.metrics import CACHE_LOADER_EVENTS
-from tests.conftest import (
+from tests.support.app import (
     ON_BOTH_DATABASES,
+    SEED_CATEGORIES,
+    TOYS,
     cached_categories,
     categories_in_db,
+    get_categories,
+    post_category,
     recorded_sql,
 )
-from tests.test_cache_races import PAUSE_TIMEOUT_SECONDS, PausedLoad
-from tests.test_categories import SEED_CATEGORIES, TOYS, get_categories, post_category
-from tests.test_errors import assert_problem
+from tests.support.problems import assert_problem
+from tests.support.races import PAUSE_TIMEOUT_SECONDS, PausedLoad
 
 # The repository's claims, on the database production uses too.
 pytestmark = ON_BOTH_DATABASES
@@ -314,7 +317,7 @@ def lease_waits() -> float:
 @WRITES
 def test_a_get_after_the_write_is_never_handed_a_load_that_started_before_it(
     make_story_app: Callable[..., Flask],
-    monkeypatch: pytest.MonkeyPatch,
+    paused_load: PausedLoad,
     write: Callable[[FlaskClient], None],
     expected: list[dict[str, Any]],
 ) -> None:
@@ -328,14 +331,7 @@ def test_a_get_after_the_write_is_never_handed_a_load_that_started_before_it(
     app = warm_and_settled(make_story_app(CATEGORIES_CACHE_STRATEGY="invalidate"))
     with app.app_context():
         _loader().cache.delete(CATEGORIES_CACHE_KEY)  # cold: the next GET loads
-    pause = PausedLoad()
-    slow_database = repository._simulate_slow_database
-
-    def pausing_slow_database() -> None:
-        pause.after_snapshot()
-        slow_database()
-
-    monkeypatch.setattr(repository, "_simulate_slow_database", pausing_slow_database)
+    pause = paused_load
     pause.arm()
 
     with ThreadPoolExecutor(max_workers=2) as pool:

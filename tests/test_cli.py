@@ -18,8 +18,9 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskCliRunner
 
-from cache_backends.local import free_port
-from scripts.cluster import REPOSITORY_ROOT, flask_environment
+from devtools import REPOSITORY_ROOT
+from devtools.fleet import flask_environment
+from devtools.ports import free_port
 
 #: Flask's CLI starts in about a second; a DynamoDB call to DynamoDB Local takes milliseconds.
 FLASK_COMMAND_TIMEOUT_SECONDS = 30

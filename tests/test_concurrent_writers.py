@@ -16,9 +16,10 @@ import pytest
 import requests
 from sqlalchemy import create_engine, text
 
+from devtools.credentials import DEV_ADMIN_AUTHORIZATION
+from devtools.fleet import gunicorn_instance, prepare, wait_until_healthy
 from ecommerce.categories.names import normalize_name
-from scripts.cluster import DEV_ADMIN_AUTHORIZATION, gunicorn_instance, prepare, wait_until_healthy
-from tests.conftest import ON_BOTH_DATABASES
+from tests.support.app import ON_BOTH_DATABASES
 
 pytestmark = [ON_BOTH_DATABASES, pytest.mark.slow]
 

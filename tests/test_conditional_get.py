@@ -12,8 +12,7 @@ import pytest
 from flask import Flask
 
 from ecommerce.metrics import DB_LOADS
-from tests.conftest import recorded_sql
-from tests.test_categories import SEED_CATEGORIES, post_category
+from tests.support.app import SEED_CATEGORIES, post_category, recorded_sql
 
 LIST = "/categories"
 

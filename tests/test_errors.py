@@ -10,31 +10,18 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import create_engine, event, text
-from werkzeug.test import TestResponse
 
+from devtools.postgresql import LocalPostgreSQL
 from ecommerce.categories import repository
 from ecommerce.categories.models import MAX_CATEGORY_ID
 from ecommerce.config import MAX_REQUEST_BODY_BYTES
 from ecommerce.extensions import db
-from scripts.postgresql import LocalPostgreSQL
-from tests.conftest import ON_BOTH_DATABASES, cached_categories, categories_in_db
+from tests.support.app import ON_BOTH_DATABASES, cached_categories, categories_in_db
+from tests.support.problems import assert_problem
 
-PROBLEM_JSON = "application/problem+json"
 JSON = "application/json"
 #: Valid JSON with a fine name, only too big: the size limit alone must refuse it.
 OVERSIZED_BODY = b'{"name": "' + b"x" * MAX_REQUEST_BODY_BYTES + b'"}'
-
-
-def assert_problem(response: TestResponse, status: int) -> dict[str, Any]:
-    """The response is an RFC 9457 problem for ``status``; returns its body."""
-    assert response.status_code == status
-    assert response.mimetype == PROBLEM_JSON
-    problem = response.get_json(force=True)
-    assert problem["status"] == status
-    assert problem["type"] == "about:blank"
-    assert problem["title"]
-    assert problem["detail"]
-    return problem
 
 
 @pytest.fixture

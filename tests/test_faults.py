@@ -19,9 +19,9 @@ import pytest
 from flask import Flask
 
 from cache_backends.dynamodb import DEFAULT_GET_TIMEOUT
-from cache_backends.local import DynamoDBLocal
+from devtools.dynamodb_local import DynamoDBLocal
 from ecommerce.categories import repository
-from tests.test_categories import SEED_CATEGORIES, get_categories
+from tests.support.app import SEED_CATEGORIES, get_categories
 
 #: The simulated database: what an answer without any cache costs.
 DB_LATENCY_MS = 50

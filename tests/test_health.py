@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from cache_backends.local import free_port
+from devtools.ports import free_port
 from ecommerce.database import schema_head
 from ecommerce.health import DATABASE_PROBE
-from tests.conftest import recorded_sql
-from tests.test_observability import json_log_lines
+from tests.support.app import recorded_sql
+from tests.support.logs import json_log_lines
 
 #: Connection refused is immediate; one botocore retry must keep /readyz well under
 #: a load balancer's health-check timeout (5 s by default on an ALB).

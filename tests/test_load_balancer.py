@@ -1,6 +1,6 @@
 """A real load balancer: nginx round-robin in front of two gunicorn instances.
 
-The set-up is scripts/cluster.py's, the one ``make cluster`` runs: each instance
+The set-up is devtools/fleet.py's, the one ``make cluster`` runs: each instance
 is ``gunicorn wsgi:app`` with the repository's gunicorn.conf.py, two workers,
 its own Prometheus directory; both share one SQLite file, one DynamoDB Local
 table and one signing key. nginx's ``X-Upstream`` header names the instance
@@ -31,8 +31,8 @@ import pytest
 import requests
 from flask import Flask
 
-from scripts.cluster import (
-    DEV_ADMIN_AUTHORIZATION,
+from devtools.credentials import DEV_ADMIN_AUTHORIZATION
+from devtools.fleet import (
     UPSTREAM_HEADER,
     Cluster,
     Instance,
@@ -41,8 +41,8 @@ from scripts.cluster import (
     gunicorn_instance,
     wait_until_healthy,
 )
-from tests.test_categories import SEED_CATEGORIES, TOYS
-from tests.test_observability import json_log_lines, metric_value
+from tests.support.app import SEED_CATEGORIES, TOYS
+from tests.support.logs import json_log_lines, metric_value
 
 pytestmark = pytest.mark.slow
 

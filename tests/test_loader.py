@@ -1,4 +1,4 @@
-"""VersionedLoader and BackgroundRefresher (cache_backends/loader.py) on SimpleCache and DynamoDB.
+"""VersionedLoader (cache_backends/loader.py) on SimpleCache and DynamoDB, bare and near-cached.
 
 Every race here is forced, never left to timing: loads pause on events and are
 released once ``on_event`` (or the test) has seen the other side get where it
@@ -18,124 +18,29 @@ import pytest
 from flask_caching.backends.simplecache import SimpleCache
 
 from cache_backends.dynamodb import DynamoDBCache
-from cache_backends.loader import (
-    BackgroundRefresher,
-    CacheStatus,
-    Loaded,
-    LoaderEvent,
-    VersionedLoader,
-)
+from cache_backends.loader import CacheStatus, Loaded, LoaderEvent, VersionedLoader
 from cache_backends.local import DynamoDBLocal, free_port
 from cache_backends.near import NearCache
-from cache_backends.versioned import VersionedEntry
+from cache_backends.refresher import BackgroundRefresher
+from cache_backends.versioned import VersionedEntry, near_lifetime
 from tests.conftest import RELAXED_GET_TIMEOUT_SECONDS, TEST_SIGNING_KEY, RaisingCache
+from tests.support.loading import (
+    WAIT_SECONDS,
+    Events,
+    FakeClock,
+    Load,
+    blocked_until,
+    never_called,
+    run_threads,
+    start_of_a_second,
+)
 
-#: A paused step that never resumes must fail the test, not hang it.
-WAIT_SECONDS = 10.0
 STAMPEDE = 16
 
 HIT, MISS, STALE = CacheStatus.HIT, CacheStatus.MISS, CacheStatus.STALE
 
-
-# -- helpers ---------------------------------------------------------------------
-
-
-class Load:
-    """A ``load`` callable returning ``(value, version)`` that counts its calls.
-
-    With a ``gate`` it pauses after "reading its snapshot" until the gate opens:
-    ``entered`` tells the test it got there.
-    """
-
-    def __init__(self, value: Any, version: int, gate: threading.Event | None = None) -> None:
-        self.value = value
-        self.version = version
-        self.gate = gate
-        self.entered = threading.Event()
-        self.calls = 0
-        self._lock = threading.Lock()
-
-    def __call__(self) -> tuple[Any, int]:
-        with self._lock:
-            self.calls += 1
-        self.entered.set()
-        if self.gate is not None and not self.gate.wait(WAIT_SECONDS):
-            raise TimeoutError("the test never released this load")
-        return self.value, self.version
-
-
-def never_called() -> Load:
-    """A load that a HIT must not call (checked through ``calls``)."""
-    return Load("must not be loaded", -1)
-
-
-class Events:
-    """``on_event`` recorder, safe across threads."""
-
-    def __init__(self) -> None:
-        self.seen: list[LoaderEvent] = []
-        self._lock = threading.Lock()
-
-    def __call__(self, event: LoaderEvent) -> None:
-        with self._lock:
-            self.seen.append(event)
-
-    def count(self, event: LoaderEvent) -> int:
-        with self._lock:
-            return self.seen.count(event)
-
-
 #: Longer than any test here: only this process's own writes change what it reads.
 NEAR_TTL_SECONDS = 60.0
-
-
-class FakeClock:
-    """The loader's ``clock``: real time at first, moved on only by the test."""
-
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-def run_threads(count: int, target: Callable[[int], None]) -> None:
-    """Start ``count`` threads released together by a barrier; fail if any is still running."""
-    start = threading.Barrier(count)
-
-    def run(index: int) -> None:
-        start.wait(WAIT_SECONDS)
-        target(index)
-
-    threads = [threading.Thread(target=run, args=(index,)) for index in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(WAIT_SECONDS)
-    assert not any(thread.is_alive() for thread in threads), "a thread is still blocked"
-
-
-def blocked_until(gate: threading.Event) -> Callable[[], None]:
-    """A job that holds its worker until ``gate`` opens."""
-
-    def job() -> None:
-        gate.wait(WAIT_SECONDS)
-
-    return job
-
-
-def start_of_a_second() -> None:
-    """Wait (at most 0.1 s) unless more than 0.1 s remain in this wall-clock second.
-
-    SimpleCache stores ``int(time()) + timeout``: a 1 s item added at x.999 lives
-    1 ms. Added early in a second, it outlives the few milliseconds that follow.
-    """
-    fraction = time.time() % 1
-    if fraction > 0.9:
-        time.sleep(1 - fraction + 0.005)
 
 
 # -- backends --------------------------------------------------------------------
@@ -163,7 +68,7 @@ def cache(request: pytest.FixtureRequest) -> Any:
         return SimpleCache()
     dynamodb_cache = request.getfixturevalue("dynamodb_cache")
     if request.param == "near-dynamodb":
-        return NearCache(dynamodb_cache, NEAR_TTL_SECONDS)
+        return NearCache(dynamodb_cache, NEAR_TTL_SECONDS, keep=near_lifetime)
     return dynamodb_cache
 
 
@@ -294,8 +199,8 @@ def test_a_raising_backend_loads_without_waiting(make_loader: MakeLoader, events
 def test_a_dynamodb_outage_does_not_wait_out_the_lease(
     make_loader: MakeLoader, events: Events
 ) -> None:
-    """DynamoDB down: get misses and add answers False (no exception). The caller sees
-    nobody holding the lease and loads, instead of waiting the 10 s lease out."""
+    """DynamoDB down: its strict interface raises, so the caller knows nobody can hold
+    the lease and loads at once, instead of waiting the 10 s lease out."""
     down = DynamoDBCache(
         "unreachable",
         endpoint_url=f"http://127.0.0.1:{free_port()}",
@@ -533,8 +438,8 @@ class PausingCache:
 class PausingVersionedCache(PausingCache):
     """The same for a backend with set_versioned (declared, so the Protocol sees it)."""
 
-    def set_versioned(self, key: str, value: Any, version: int, *args: Any, **kwargs: Any) -> bool:
-        return self.backend.set_versioned(key, value, version, *args, **kwargs)
+    def set_versioned(self, key: str, value: Any, rank: int, *args: Any, **kwargs: Any) -> bool:
+        return self.backend.set_versioned(key, value, rank, *args, **kwargs)
 
 
 def mark_stale_while_v2_is_stored(cache: Any, make_loader: MakeLoader, version: int) -> Any:
@@ -542,8 +447,9 @@ def mark_stale_while_v2_is_stored(cache: Any, make_loader: MakeLoader, version: 
 
     Returns the loader once mark_stale has returned.
     """
-    pausing_class = PausingVersionedCache if hasattr(cache, "set_versioned") else PausingCache
-    pausing = pausing_class(cache, thread="marker")
+    strict = strict_interface(cache)
+    pausing_class = PausingVersionedCache if hasattr(strict, "set_versioned") else PausingCache
+    pausing = pausing_class(strict, thread="marker")
     loader = make_loader(pausing)
     assert loader.store("v1", 1)
     marker = threading.Thread(target=lambda: loader.mark_stale(version), name="marker")
@@ -583,96 +489,6 @@ def test_mark_stale_for_a_newer_write_keeps_the_value_stored_meanwhile(
 
 
 # -- BackgroundRefresher ---------------------------------------------------------
-
-
-def test_submit_beyond_max_pending_is_refused() -> None:
-    """max_pending counts queued and running jobs: while they are blocked, one more is refused."""
-    refresher = BackgroundRefresher(max_workers=1, max_pending=2)
-    gate = threading.Event()
-    ran: list[int] = []
-
-    def job(number: int) -> Callable[[], None]:
-        def run() -> None:
-            gate.wait(WAIT_SECONDS)
-            ran.append(number)
-
-        return run
-
-    try:
-        assert refresher.submit(job(1)) is True  # running, blocked
-        assert refresher.submit(job(2)) is True  # queued
-        assert refresher.submit(job(3)) is False
-    finally:
-        gate.set()
-        assert refresher.drain(WAIT_SECONDS)
-    assert ran == [1, 2]
-
-
-def test_drain_waits_for_queued_jobs(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The first job holds the only worker until drain has begun; drain still returns only
-    once the two jobs queued behind it have run. Then new jobs are refused."""
-    refresher = BackgroundRefresher(max_workers=1, max_pending=3)
-    draining = threading.Event()
-    shutdown = refresher._pool.shutdown
-
-    def shutdown_and_tell(*args: Any, **kwargs: Any) -> None:
-        shutdown(*args, **kwargs)
-        draining.set()
-
-    monkeypatch.setattr(refresher._pool, "shutdown", shutdown_and_tell)
-    ran: list[int] = []
-
-    def job(number: int) -> Callable[[], None]:
-        def run() -> None:
-            if number == 1:
-                draining.wait(WAIT_SECONDS)
-            ran.append(number)
-
-        return run
-
-    assert all(refresher.submit(job(number)) for number in (1, 2, 3))
-    assert refresher.drain() is True
-    assert ran == [1, 2, 3]
-    assert draining.is_set()
-    assert refresher.submit(job(4)) is False, "refused after drain"
-    assert ran == [1, 2, 3]
-
-
-def test_drain_with_a_timeout_reports_unfinished_jobs() -> None:
-    """drain(timeout) gives up on a job still blocked and says so; a later drain finishes."""
-    refresher = BackgroundRefresher()
-    gate = threading.Event()
-    assert refresher.submit(blocked_until(gate))
-    assert refresher.drain(timeout=0.05) is False
-    assert refresher.submit(lambda: None) is False, "already refusing"
-    gate.set()
-    assert refresher.drain(WAIT_SECONDS) is True
-
-
-def test_a_failing_job_frees_its_slot(caplog: pytest.LogCaptureFixture) -> None:
-    """A refresh that raises is logged, and its slot is given back."""
-    refresher = BackgroundRefresher(max_workers=1, max_pending=2)
-    holding, gate = threading.Event(), threading.Event()
-
-    def fail() -> None:
-        raise RuntimeError("database down")
-
-    def hold() -> None:
-        holding.set()
-        gate.wait(WAIT_SECONDS)
-
-    try:
-        assert refresher.submit(fail)
-        assert refresher.submit(hold)
-        # One worker: hold runs only once fail's wrapper has returned, slot given back.
-        assert holding.wait(WAIT_SECONDS)
-        assert refresher.submit(blocked_until(gate)) is True, "the failed job's slot is free"
-        assert refresher.submit(blocked_until(gate)) is False, "and only that one"
-    finally:
-        gate.set()
-        assert refresher.drain(WAIT_SECONDS)
-    assert "background cache refresh failed" in caplog.text
-    assert "database down" in caplog.text
 
 
 @pytest.mark.parametrize("refusal", ["full", "shut down"])
@@ -808,7 +624,9 @@ def test_a_stale_read_whose_refresh_another_caller_finished_first_loads_nothing(
     plain = make_loader(cache, ttl=lambda: 10, stale_seconds=20, clock=clock)
     assert plain.store("old", 1)
     clock.advance(15)  # past fresh, inside the stale window
-    racing = RefreshedBeforeTheLease(cache, plain.lease_key, lambda: plain.store("new", 2))
+    racing = RefreshedBeforeTheLease(
+        strict_interface(cache), plain.lease_key, lambda: plain.store("new", 2)
+    )
     loader = make_loader(racing, ttl=lambda: 10, stale_seconds=20, clock=clock)
     reload = Load("reloaded", 3)
 

@@ -23,13 +23,13 @@ from alembic.migration import MigrationContext
 from flask import Flask
 from sqlalchemy import create_engine, text
 
+from devtools import REPOSITORY_ROOT
+from devtools.fleet import flask_environment
+from devtools.postgresql import LocalPostgreSQL
 from ecommerce.database import SCHEMA_LOCK_KEY
 from ecommerce.extensions import db
-from scripts.cluster import flask_environment
-from scripts.postgresql import LocalPostgreSQL
-from tests.conftest import ON_BOTH_DATABASES, TEST_ADMIN_TOKEN, categories_in_db
+from tests.support.app import ON_BOTH_DATABASES, TEST_ADMIN_TOKEN, categories_in_db
 
-REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
 #: The last commit whose init-db made the schema with create_all, before any migration.
 RELEASE_BEFORE_MIGRATIONS = "6ad54cf"
 HEAD = "0003_name_key"

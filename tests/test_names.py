@@ -8,8 +8,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.exc import IntegrityError
 
 from ecommerce.categories.names import InvalidName, name_key, normalize_name
-from tests.conftest import ON_BOTH_DATABASES, categories_in_db
-from tests.test_errors import assert_problem
+from tests.support.app import ON_BOTH_DATABASES, categories_in_db
+from tests.support.problems import assert_problem
 
 FULLWIDTH_BOOKS = "\uff22\uff4f\uff4f\uff4b\uff53"  # "Books" in fullwidth letters
 

@@ -12,7 +12,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -22,7 +22,8 @@ from flask import Flask
 from cache_backends.dynamodb import DynamoDBCache
 from cache_backends.local import DynamoDBLocal
 from cache_backends.near import NearCache
-from cache_backends.versioned import VersionedEntry, store_entry
+from cache_backends.strict import CacheUnavailable
+from cache_backends.versioned import VersionedEntry, near_lifetime, store_entry
 from ecommerce.extensions import cache
 from ecommerce.metrics import NEAR_CACHE_LOOKUPS
 from tests.conftest import RELAXED_GET_TIMEOUT_SECONDS, TEST_SIGNING_KEY, record_dynamodb_calls
@@ -68,6 +69,7 @@ def make_near(dynamodb_local: DynamoDBLocal, clock: MonotonicClock) -> MakeNear:
             get_timeout=RELAXED_GET_TIMEOUT_SECONDS,
         )
         options.setdefault("clock", clock)
+        options.setdefault("keep", near_lifetime)
         return NearCache(remote, NEAR_TTL_SECONDS, **options)  # type: ignore[arg-type]
 
     return make
@@ -135,7 +137,7 @@ def test_a_value_is_never_kept_past_the_timeout_it_was_set_with(
 def test_a_versioned_entry_is_kept_only_while_fresh(make_near: MakeNear) -> None:
     process = make_near()
     calls = record_dynamodb_calls(process)
-    store_entry(process, "list", fresh_entry(["v1"], 1, fresh_for=0.2), 60)
+    store_entry(process.strict, "list", fresh_entry(["v1"], 1, fresh_for=0.2), 60)
     assert process.get("list").value == ["v1"]
     assert calls == ["PutItem"]  # the near copy answered
 
@@ -157,8 +159,8 @@ def test_tombstones_and_stale_marks_always_come_from_dynamodb(
     make_near: MakeNear, not_fresh: VersionedEntry
 ) -> None:
     process = make_near()
-    store_entry(process, "list", fresh_entry(["v1"], 1), 60)
-    assert store_entry(process, "list", not_fresh, 60)
+    store_entry(process.strict, "list", fresh_entry(["v1"], 1), 60)
+    assert store_entry(process.strict, "list", not_fresh, 60)
     calls = record_dynamodb_calls(process)
 
     assert [process.get("list") for _ in range(3)] == [not_fresh] * 3
@@ -168,11 +170,11 @@ def test_tombstones_and_stale_marks_always_come_from_dynamodb(
 def test_a_refused_versioned_write_drops_the_near_copy(make_near: MakeNear) -> None:
     """The remote holds a newer version than this process's copy: the next read asks it."""
     slow, fast = make_near(), make_near()
-    store_entry(slow, "list", fresh_entry(["v1"], 1), 60)
+    store_entry(slow.strict, "list", fresh_entry(["v1"], 1), 60)
     assert slow.get("list").version == 1
-    store_entry(fast, "list", fresh_entry(["v3"], 3), 60)
+    store_entry(fast.strict, "list", fresh_entry(["v3"], 3), 60)
 
-    assert not store_entry(slow, "list", fresh_entry(["v2"], 2), 60)  # fenced
+    assert not store_entry(slow.strict, "list", fresh_entry(["v2"], 2), 60)  # fenced
 
     assert slow.get("list").value == ["v3"]
 
@@ -210,16 +212,39 @@ def test_the_lru_is_bounded_in_entries_and_bytes(make_near: MakeNear) -> None:
 
 
 def test_a_caller_that_mutates_its_answer_changes_nobody_elses(make_near: MakeNear) -> None:
+    """A hit hands out the held value itself, frozen: mutating it raises, nothing changes."""
     process = make_near()
     process.set("list", [{"id": 1}])
-    process.get("list").append({"id": 666})
+    answer = process.get("list")
+    with pytest.raises(TypeError, match="read-only"):
+        answer.append({"id": 666})
+    with pytest.raises(TypeError, match="read-only"):
+        answer[0]["id"] = 666
+    assert process.get("list") == [{"id": 1}] and process.get("list") is answer
+    mine = answer.copy()  # a plain list, the caller's own
+    mine.append({"id": 2})
     assert process.get("list") == [{"id": 1}]
 
 
-def test_a_near_hit_is_not_reported_as_a_failure_of_the_remote(
-    make_near: MakeNear, dynamodb_local: DynamoDBLocal
-) -> None:
-    """The loader asks ``last_call_failed`` after a get: a near answer never failed."""
+class Mutable:
+    """A value freezing does not know: held pickled, so each hit is a copy of its own."""
+
+    def __init__(self) -> None:
+        self.items = [1]
+
+
+def test_a_value_that_cannot_be_frozen_is_copied_per_hit(make_near: MakeNear) -> None:
+    process = make_near()
+    process.set("object", Mutable())
+    calls = record_dynamodb_calls(process)
+    first = process.get("object")
+    first.items.append(666)
+    assert process.get("object").items == [1]
+    assert calls == [], "both answers came from the near copy"
+
+
+def test_the_strict_interface_raises_where_the_edge_degrades(make_near: MakeNear) -> None:
+    """A near hit is an answer; a remote that cannot be asked is an exception, strictly."""
     process = make_near()
     process.set("k", "v")
     down = NearCache(
@@ -231,14 +256,19 @@ def test_a_near_hit_is_not_reported_as_a_failure_of_the_remote(
         ),
         NEAR_TTL_SECONDS,
     )
-    assert down.get("k") is None and down.last_call_failed()
-    assert process.get("k") == "v" and not process.last_call_failed()
+    assert down.get("k") is None
+    with pytest.raises(CacheUnavailable):
+        down.strict.get("k")
+    assert process.strict.get("k") == "v"
 
 
-def test_backend_extras_such_as_health_are_the_remotes(make_near: MakeNear) -> None:
+def test_health_is_the_remotes_with_the_near_layer_s_size(make_near: MakeNear) -> None:
     process = make_near()
-    assert process.health() == process.remote.health()
-    assert process.table_name == process.remote.table_name
+    process.set("k", "v")
+    report = process.health()
+    remote_report = process.remote.health()
+    assert report == {**remote_report, "near": report["near"]}
+    assert report["near"]["entries"] == 1 and report["near"]["ttl"] == NEAR_TTL_SECONDS
 
 
 def test_a_ttl_of_zero_is_refused(make_near: MakeNear) -> None:
@@ -259,7 +289,7 @@ class PausingRemote:
     is on its way while the test does something else in this process.
     """
 
-    def __init__(self, backend: DynamoDBCache, method: str, thread: str) -> None:
+    def __init__(self, backend: Any, method: str, thread: str) -> None:
         self.backend, self.method, self.thread = backend, method, thread
         self.reached = threading.Event()
         self.resume = threading.Event()
@@ -288,10 +318,10 @@ def in_thread(name: str, call: Callable[[], Any]) -> tuple[threading.Thread, lis
     return thread, result
 
 
-def wait_for_waiters(flight: Future[Any], count: int) -> None:
-    """Until ``count`` threads block on ``flight``: its condition's waiter list (CPython)."""
+def wait_for_followers(process: NearCache, key: str, count: int) -> None:
+    """Until ``count`` threads have joined the remote read of ``key`` under way."""
     deadline = time.monotonic() + PAUSE_SECONDS
-    while len(flight._condition._waiters) < count:  # type: ignore[attr-defined]
+    while process.strict.remote_reads.followers(key) < count:
         assert time.monotonic() < deadline, "the readers never joined the read under way"
         time.sleep(0.005)
 
@@ -300,21 +330,20 @@ def test_threads_that_miss_together_share_one_dynamodb_read(make_near: MakeNear)
     writer = make_near()
     writer.set("list", ["v"])
     remote = writer.remote
-    pausing = PausingRemote(remote, "get", thread="leader")
+    pausing = PausingRemote(remote.strict, "get", thread="leader")
     process = NearCache(pausing, NEAR_TTL_SECONDS)  # type: ignore[arg-type]
     calls = record_dynamodb_calls(remote)
 
     leader, leader_result = in_thread("leader", lambda: process.get("list"))
     assert pausing.reached.wait(PAUSE_SECONDS)
     followers = [in_thread(f"follower-{i}", lambda: process.get("list")) for i in range(5)]
-    wait_for_waiters(process._flights["list"], 5)
+    wait_for_followers(process, "list", 5)
     pausing.resume.set()
     for thread, _ in [(leader, leader_result), *followers]:
         thread.join(PAUSE_SECONDS)
 
     assert calls == [GET_ITEM]
     assert leader_result == [["v"]] and all(result == [["v"]] for _, result in followers)
-    assert not process.last_call_failed()
 
 
 def test_a_read_that_overlaps_this_process_write_does_not_put_the_old_value_back(
@@ -323,7 +352,7 @@ def test_a_read_that_overlaps_this_process_write_does_not_put_the_old_value_back
     """The read fetched "old"; the write of "new" lands while the answer is on its way."""
     seed = make_near()
     seed.set("k", "old")
-    pausing = PausingRemote(seed.remote, "get", thread="reader")
+    pausing = PausingRemote(seed.remote.strict, "get", thread="reader")
     process = NearCache(pausing, NEAR_TTL_SECONDS)  # type: ignore[arg-type]
 
     reader, result = in_thread("reader", lambda: process.get("k"))
@@ -339,7 +368,7 @@ def test_a_read_that_overlaps_this_process_write_does_not_put_the_old_value_back
 def test_of_two_overlapping_writes_neither_is_kept_near(make_near: MakeNear) -> None:
     """ "A" lands first, then "B"; A's call returns last. DynamoDB holds B, and so must we."""
     seed = make_near()
-    pausing = PausingRemote(seed.remote, "set", thread="slow-writer")
+    pausing = PausingRemote(seed.remote.strict, "set", thread="slow-writer")
     process = NearCache(pausing, NEAR_TTL_SECONDS)  # type: ignore[arg-type]
 
     slow, _ = in_thread("slow-writer", lambda: process.set("k", "A"))

@@ -6,7 +6,6 @@ Log lines are read from the real stdout handler (capsys), metrics from the real
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from typing import Any
@@ -14,10 +13,10 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from prometheus_client.parser import text_string_to_metric_families
 
-from cache_backends.local import free_port
-from tests.test_categories import post_category
+from devtools.ports import free_port
+from tests.support.app import post_category
+from tests.support.logs import json_log_lines, metric_value
 
 ACCESS_LOGGER = "ecommerce.access"
 JSON_LINE_KEYS = {
@@ -37,23 +36,6 @@ GENERATED_REQUEST_ID = re.compile(r"[0-9a-f]{32}")
 ISO_UTC_MILLISECONDS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00")
 CLIENT_ADDRESS = "203.0.113.7"  # TEST-NET-3: documentation addresses
 PROXY_ADDRESS = "198.51.100.2"
-
-
-# --- helpers shared with tests/test_load_balancer.py --------------------------------
-
-
-def metric_value(exposition: str, name: str, **labels: str) -> float:
-    """The sample ``name{labels}`` in Prometheus text, 0 if absent (never incremented)."""
-    for family in text_string_to_metric_families(exposition):
-        for sample in family.samples:
-            if sample.name == name and sample.labels == labels:
-                return sample.value
-    return 0.0
-
-
-def json_log_lines(captured_stdout: str) -> list[dict[str, Any]]:
-    """Every stdout line, each of which must be one JSON object."""
-    return [json.loads(line) for line in captured_stdout.splitlines() if line.strip()]
 
 
 # --- fixtures ------------------------------------------------------------------------
@@ -123,7 +105,7 @@ def test_application_logs_carry_the_request_id_in_the_same_json_shape(
     make_app: Callable[..., Flask], capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The loader's warning about a failing backend names the request it hurt."""
-    app = make_app(CACHE_TYPE="tests.conftest.RaisingCache")
+    app = make_app(CACHE_TYPE="tests.support.caches.RaisingCache")
     capsys.readouterr()
 
     app.test_client().get("/categories", headers={"X-Request-ID": "trace-me"})

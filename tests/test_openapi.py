@@ -34,7 +34,7 @@ from ecommerce.openapi import (
     OPENAPI_DOCUMENT_PATH,
     openapi_document,
 )
-from tests.conftest import TEST_ADMIN_TOKEN, recorded_sql
+from tests.support.app import TEST_ADMIN_TOKEN, recorded_sql
 
 #: Per operation and generation phase; enough for every status of every operation
 #: to show up while the whole module stays near ten seconds on two cores.
@@ -213,7 +213,7 @@ def test_the_document_needs_no_database_nor_cache_and_may_be_kept(
     make_app: Callable[..., Flask],
 ) -> None:
     """Served from a cache whose every call raises: any cache use would be a 500."""
-    app = make_app(CACHE_TYPE="tests.conftest.RaisingCache")
+    app = make_app(CACHE_TYPE="tests.support.caches.RaisingCache")
     client = app.test_client()
 
     with recorded_sql(app) as statements:

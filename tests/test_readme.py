@@ -4,23 +4,12 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
 
-from scripts.cluster import flask_environment
-
-README = Path(__file__).resolve().parent.parent / "README.md"
-
-
-def code_block_after(heading: str, language: str, *, skip: int = 0) -> str:
-    """The first ```<language> block after ``heading`` in the README (after ``skip`` others)."""
-    text = README.read_text()
-    start = text.index(heading)
-    blocks = re.findall(rf"```{language}\n(.*?)```", text[start:], re.DOTALL)
-    assert len(blocks) > skip, f"no {language} block {skip + 1} after {heading!r}"
-    return blocks[skip]
+from devtools.fleet import flask_environment
+from tests.support.readme import README, code_block_after
 
 
 def python_block_after(heading: str) -> str:

@@ -21,9 +21,11 @@ from pathlib import Path
 
 import pytest
 
-from cache_backends.local import DynamoDBLocal, free_port
-from scripts.cluster import REPOSITORY_ROOT, wait_until_healthy
-from tests.test_readme import code_block_after
+from devtools import REPOSITORY_ROOT
+from devtools.dynamodb_local import DynamoDBLocal
+from devtools.fleet import wait_until_healthy
+from devtools.ports import free_port
+from tests.support.readme import code_block_after
 
 pytestmark = pytest.mark.slow
 

@@ -16,7 +16,8 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
+from devtools import REPOSITORY_ROOT
+
 APP_LOCK = REPOSITORY_ROOT / "requirements" / "app.txt"
 DEV_LOCK = REPOSITORY_ROOT / "requirements" / "dev.txt"
 

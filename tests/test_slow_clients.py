@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from scripts.cluster import gunicorn_instance, prepare, wait_until_healthy
+from devtools.fleet import gunicorn_instance, prepare, wait_until_healthy
 
 SLOW_CLIENTS = 30
 DECLARED_BODY_BYTES = 10_000

@@ -1,6 +1,6 @@
 """Bursts of concurrent requests against gunicorn: one database load per expiry.
 
-The same scenarios as ``make stampede`` (scripts/stampede.py), on the
+The same scenarios as ``make stampede`` (devtools/stampede.py), on the
 session's DynamoDB Local, with the counts asserted. Loads are counted by the
 app's own ``ecommerce_db_loads_total`` summed over the workers, so nothing
 here depends on timing luck: however the requests interleave, a second load
@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from cache_backends.local import DynamoDBLocal
-from scripts import stampede
-from tests.conftest import RELAXED_GET_TIMEOUT_SECONDS
-from tests.test_categories import SEED_CATEGORIES, TOYS
+from devtools import stampede
+from devtools.dynamodb_local import DynamoDBLocal
+from tests.support.app import SEED_CATEGORIES, TOYS
+from tests.support.caches import RELAXED_GET_TIMEOUT_SECONDS
 
 #: Long enough that every request of a burst arrives while the one load runs.
 DB_LATENCY_MS = 1000

@@ -29,5 +29,5 @@ def list_categories() -> Response:
 
 @app.get("/healthz")
 def healthz() -> Response:
-    """What ``scripts.cluster.wait_until_healthy`` polls before the benchmark starts."""
+    """What ``devtools.fleet.wait_until_healthy`` polls before the benchmark starts."""
     return jsonify(status="ok")

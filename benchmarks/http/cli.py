@@ -3,25 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import datetime as dt
-import shlex
-import signal
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from benchmarks import environment
-from benchmarks.cli import (
-    DEFAULT_OUTPUT_DIR,
-    dynamodb_endpoint,
-    positive_int,
-    use_dummy_aws_credentials,
-)
 from benchmarks.http import report
 from benchmarks.http.contenders import (
     CONTENDER_NAMES,
@@ -40,10 +29,14 @@ from benchmarks.http.runner import (
 )
 from benchmarks.http.servers import find_redis_server, redis_server, serving
 from benchmarks.http.wrk import find_wrk
+from benchmarks.options import DEFAULT_OUTPUT_DIR, positive_int
 from benchmarks.runner import print_progress
+from devtools.credentials import use_local_aws_credentials
+from devtools.dynamodb_local import dynamodb_endpoint
+from devtools.environment import describe_run, finish_run, version_line
+from devtools.processes import stopping_on_sigterm
+from devtools.stampede import Stage
 from ecommerce.config import DEFAULTS
-from scripts.cluster import stop_on_signal
-from scripts.stampede import Stage
 
 #: The libraries on the request path of some contender.
 SERVING_PACKAGES = (
@@ -138,22 +131,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-@contextlib.contextmanager
-def _stopping_on_sigterm() -> Iterator[None]:
-    """SIGTERM (kill, a closing terminal) cleans up as Ctrl-C does, then the old handler is back.
-
-    Without it Python would exit on the spot and leave gunicorn, redis and Java running.
-    """
-    previous = signal.signal(signal.SIGTERM, stop_on_signal)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def _tool_versions(wrk: str, redis_binary: str | None, runs_redis: bool) -> dict[str, Any]:
-    wrk_line = environment.version_line([wrk, "--version"]) or "wrk"
-    redis_line = environment.version_line([redis_binary, "--version"]) if runs_redis else None
+    wrk_line = version_line([wrk, "--version"]) or "wrk"
+    redis_line = version_line([redis_binary, "--version"]) if runs_redis else None
     return {
         "wrk": wrk_line.partition(" Copyright")[0],
         # "Redis server v=7.0.15 sha=... malloc=...": the release is the third word.
@@ -173,9 +153,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     runs_redis = any(contender.uses_redis for contender in contenders)
     started = time.perf_counter()
-    use_dummy_aws_credentials()
+    use_local_aws_credentials()
+    command = ["python", "-m", "benchmarks.http", *(sys.argv[1:] if argv is None else argv)]
     try:
-        with _stopping_on_sigterm(), ExitStack() as stack:
+        with stopping_on_sigterm(), ExitStack() as stack:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-http-")))
             endpoint_url, jar = stack.enter_context(dynamodb_endpoint(args.endpoint_url))
             redis_url = (
@@ -184,24 +165,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 else None
             )
             stage = Stage(endpoint_url, workdir, common_settings=PRODUCTION_LOGGING)
-            document: dict[str, Any] = {
-                "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                "command": shlex.join(
-                    ["python", "-m", "benchmarks.http", *(sys.argv[1:] if argv is None else argv)]
-                ),
-                "machine": environment.describe_machine(),
-                "server": environment.describe_server(jar),
-                "tools": _tool_versions(args.wrk, args.redis_server, runs_redis),
-                "versions": environment.package_versions(SERVING_PACKAGES),
-            }
+            document: dict[str, Any] = describe_run(command, jar, SERVING_PACKAGES)
+            document["tools"] = _tool_versions(args.wrk, args.redis_server, runs_redis)
             print_progress(f"starting {len(contenders)} servers, {args.workers} workers each")
             served = stack.enter_context(serving(stage, contenders, args.workers, redis_url))
             document |= run_rounds(served, args.wrk, settings, print_progress)
     except KeyboardInterrupt:
         print("interrupted; every server was stopped", file=sys.stderr)
         return INTERRUPTED_EXIT_STATUS
-    document["machine"]["load_average_at_end"] = environment.load_average()
-    document["runtime_seconds"] = round(time.perf_counter() - started, 1)
+    finish_run(document, started)
 
     print(report.text_report(document))
     args.output_dir.mkdir(parents=True, exist_ok=True)

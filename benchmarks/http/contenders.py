@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cache_backends.loader import CacheStatus
-from scripts.cluster import WSGI_APP
+from devtools.fleet import WSGI_APP
 
 SIMPLECACHE = "simplecache"
 REDIS = "redis"
@@ -20,7 +20,7 @@ DYNAMODB_NEAR = "dynamodb-near"
 NO_CACHE = "no-cache"
 BARE_FLASK = "bare-flask"
 
-#: ``scripts.stampede.Answer.cache`` of a response without an X-Cache header.
+#: ``devtools.stampede.Answer.cache`` of a response without an X-Cache header.
 NO_CACHE_HEADER = "-"
 #: The no-cache contender's database: slow enough that its cost is plain beside a hit.
 NO_CACHE_DB_LATENCY_MS = 50
@@ -37,7 +37,7 @@ class Contender:
     label: str
     #: ``FLASK_*`` settings on top of the stage's (database file, log level).
     settings: Mapping[str, Any] = field(default_factory=dict)
-    #: Gets a fresh table in DynamoDB Local (``scripts.stampede.Stage.settings``).
+    #: Gets a fresh table in DynamoDB Local (``devtools.stampede.Stage.settings``).
     uses_dynamodb: bool = False
     #: Gets ``CACHE_REDIS_URL`` of the redis-server the benchmark starts.
     uses_redis: bool = False

@@ -2,7 +2,7 @@
 
 Every contender is served as production serves the app: ``gunicorn`` with the
 repository's gunicorn.conf.py (gevent workers), through the same
-``scripts.stampede.Stage`` the stampede scenarios use, so each gets a fresh
+``devtools.stampede.Stage`` the stampede scenarios use, so each gets a fresh
 SQLite file and, for DynamoDB, a fresh table.
 """
 
@@ -21,9 +21,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.http.contenders import Contender
 from benchmarks.http.wrk import run_wrk
-from cache_backends.local import free_port, wait_for_port
-from scripts.cluster import background_process
-from scripts.stampede import HTTP_TIMEOUT_SECONDS, Stage, wait_for_cache_status
+from devtools.ports import free_port, wait_for_port
+from devtools.processes import background_process
+from devtools.stampede import HTTP_TIMEOUT_SECONDS, Stage, wait_for_cache_status
 
 CATEGORIES_PATH = "/categories"
 #: redis-server listens within milliseconds; this only bounds a broken install.

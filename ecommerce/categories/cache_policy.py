@@ -27,13 +27,8 @@ import random
 
 from flask import Flask, current_app
 
-from cache_backends.loader import (
-    BackgroundRefresher,
-    CacheStatus,
-    Load,
-    LoaderEvent,
-    VersionedLoader,
-)
+from cache_backends.loader import CacheStatus, Load, LoaderEvent, VersionedLoader
+from cache_backends.refresher import BackgroundRefresher
 from cache_backends.versioned import VersionedEntry
 from ecommerce.categories import repository
 from ecommerce.categories.models import CategoryDict

@@ -2,14 +2,19 @@
 
 Latencies on DynamoDB Local say little without this: the server is a JVM on the
 same cores as the client, so core count and Java version shape every number.
+Both benchmarks (``python -m benchmarks`` and ``python -m benchmarks.http``) open
+and close their result documents with :func:`describe_run` and :func:`finish_run`.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import platform
+import shlex
 import shutil
 import subprocess
+import time
 import zipfile
 from collections.abc import Sequence
 from importlib import metadata
@@ -100,3 +105,25 @@ def describe_server(jar: Path | None) -> dict[str, Any]:
         "java": java_version(),
         "mode": "-inMemory -sharedDb",
     }
+
+
+def describe_run(
+    command: Sequence[str], jar: Path | None, packages: Sequence[str] = MEASURED_PACKAGES
+) -> dict[str, Any]:
+    """How a result document starts: when, the command, the machine, the server, the versions."""
+    return {
+        "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "command": shlex.join(command),
+        "machine": describe_machine(),
+        "server": describe_server(jar),
+        "versions": package_versions(packages),
+    }
+
+
+def finish_run(document: dict[str, Any], started: float) -> None:
+    """The load at the end (other work shows in the tails) and the run's length.
+
+    ``started`` is the run's ``time.perf_counter()`` at its start.
+    """
+    document["machine"]["load_average_at_end"] = load_average()
+    document["runtime_seconds"] = round(time.perf_counter() - started, 1)

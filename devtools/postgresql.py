@@ -20,7 +20,7 @@ import uuid
 from pathlib import Path
 from types import TracebackType
 
-from cache_backends.local import free_port, wait_for_port
+from devtools.ports import free_port, wait_for_port
 
 #: Debian installs each major version's server programs here, not on PATH.
 DEBIAN_BINARIES_GLOB = "/usr/lib/postgresql/*/bin"

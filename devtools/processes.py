@@ -1,0 +1,109 @@
+"""Background processes that leave nothing behind, and what a stop signal means.
+
+Every helper here exists because the obvious call leaks something: a gunicorn
+worker that outlives its master, a JVM orphaned by a Ctrl-C, a Prometheus
+directory left in TMPDIR by a SIGKILL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+#: Then SIGKILL: gunicorn finishes in-flight requests on SIGTERM, and these set-ups have
+#: none that take more than milliseconds; a process still there is stuck.
+STOP_TIMEOUT_SECONDS = 10.0
+#: Ctrl-C in a terminal (to the whole foreground process group), and what make,
+#: systemd and CI send (often to this process alone).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def terminate(processes: Sequence[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM: gunicorn's graceful stop, the one systemd uses; nginx's fast one.
+
+    Signal every process before waiting for any, and they stop in parallel.
+    """
+    for process in processes:
+        process.send_signal(signal.SIGTERM)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """Stop ``process`` and everything it started, leaving no orphan behind.
+
+    Each process leads its own process group (``start_new_session``), so once it
+    is gone one SIGKILL to the group removes any child that outlived it: a
+    gunicorn worker stuck in its shutdown would otherwise live on with PID 1 as
+    its parent, holding its log and metrics files.
+    """
+    terminate([process])
+    try:
+        process.wait(timeout=STOP_TIMEOUT_SECONDS)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    with contextlib.suppress(ProcessLookupError):  # the usual case: nothing is left
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+@contextmanager
+def background_process(
+    command: Sequence[str], log_path: Path, **popen: Any
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``command`` with stdout and stderr in ``log_path``; stop it on exit.
+
+    In a session of its own, so a Ctrl-C in the terminal reaches only the
+    Python process, which then stops the processes in order.
+    """
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, **popen
+        )
+    try:
+        yield process
+    finally:
+        stop(process)
+
+
+def stop_on_signal(signal_number: int, frame: FrameType | None) -> None:
+    """A signal handler that unwinds as Ctrl-C does, through every ``finally``."""
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def stopping_on_sigterm() -> Iterator[None]:
+    """SIGTERM (kill, a closing terminal) cleans up as Ctrl-C does, then the old handler is back.
+
+    Without it Python would exit on the spot and leave gunicorn, nginx, redis and
+    Java running.
+    """
+    previous = signal.signal(signal.SIGTERM, stop_on_signal)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def on_stop_signals(handler: Callable[[int, FrameType | None], None]) -> None:
+    """Install ``handler`` for every signal that asks this process to stop."""
+    for stop_signal in STOP_SIGNALS:
+        signal.signal(stop_signal, handler)
+
+
+def run_until_it_stops(command: Sequence[str]) -> int:
+    """Run ``command``, pass it any stop signal, and return its exit status once it ends.
+
+    The command stops itself: gunicorn's master lets its workers finish and then
+    removes its Prometheus directory. subprocess.call would SIGKILL it on Ctrl-C
+    (and on the SystemExit of a SIGTERM handler), leaving that directory behind.
+    """
+    process = subprocess.Popen(command)
+    on_stop_signals(lambda signal_number, _: process.send_signal(signal_number))
+    status = process.wait()
+    return 128 - status if status < 0 else status  # killed by signal N: 128 + N, as shells say

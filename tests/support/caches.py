@@ -1,0 +1,56 @@
+"""Cache backends as tests configure them: the test key and budget, a raising backend."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from flask_caching.backends.base import BaseCache
+
+#: Tests sign entries with this; the app refuses to start with DynamoDB and no key.
+TEST_SIGNING_KEY = "test-signing-key"
+#: Not the production 0.1 s: on a busy 2-core test machine a GetItem can take longer,
+#: and a read answered by the database would break a story's HIT/STALE.
+RELAXED_GET_TIMEOUT_SECONDS = 1.0
+
+
+def start_early_in_a_second(latest_fraction: float = 0.8) -> None:
+    """Wait (at most 0.2 s) until early in a wall-clock second.
+
+    Expiry kept in whole seconds is rounded down (SimpleCache's; the categories
+    entry's on both backends), so an entry written at x.99 with a 1 s timeout
+    lives 10 ms; starting early leaves time to read it back.
+    """
+    fraction = time.time() % 1
+    if fraction > latest_fraction:
+        time.sleep(1 - fraction)
+
+
+class RaisingCache(BaseCache):
+    """A cache backend whose every call raises, as a misbehaving future backend might.
+
+    Selected with CACHE_TYPE="tests.support.caches.RaisingCache"; proves the app treats
+    any backend exception as a miss rather than a 500.
+    """
+
+    def _unreachable(self, *args: Any, **kwargs: Any) -> Any:
+        raise ConnectionError("cache backend unreachable")
+
+    get = set = add = delete = has = clear = _unreachable
+    get_many = set_many = delete_many = inc = dec = _unreachable
+
+
+def record_dynamodb_calls(backend: Any) -> list[str]:
+    """Every DynamoDB operation ``backend`` sends from now on, as botocore names it.
+
+    Counted on botocore's own event hooks, below the backend: a hidden call (a
+    DescribeTable, a retry's second GetItem) shows up too. ``backend`` is a
+    DynamoDBCache, or anything layered over one (``.remote``).
+    """
+    backend = getattr(backend, "remote", backend)
+    sent: list[str] = []
+    for client in backend.strict.transport.clients():
+        client.meta.events.register(
+            "before-call.dynamodb", lambda model, **_: sent.append(model.name)
+        )
+    return sent

@@ -1,0 +1,45 @@
+"""The DynamoDB backend's tests' helpers: a call-recording observer, a Flask app on the backend.
+
+The fixtures built from them (``make_cache``, ``cache``, ``calls``, ``raw_table``...)
+are in tests/dynamodb/conftest.py.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from flask import Flask
+from flask_caching import Cache
+
+from cache_backends.dynamodb.backend import DynamoDBCache
+from cache_backends.dynamodb.settings import CACHE_TYPE
+
+#: ``make_cache(**options)``: a DynamoDBCache on the test's table (see conftest).
+MakeCache = Callable[..., DynamoDBCache]
+
+
+class CallLog:
+    """An observer that records every DynamoDB call the backend makes."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, BaseException | None]] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, operation: str, seconds: float, error: BaseException | None) -> None:
+        with self._lock:
+            self.calls.append((operation, error))
+
+    def operations(self) -> list[str]:
+        return [operation for operation, _ in self.calls]
+
+    def clear(self) -> None:
+        self.calls.clear()
+
+
+def flask_cache(config: dict[str, Any]) -> tuple[Flask, Cache]:
+    """An app whose Flask-Caching extension builds the backend from ``config``."""
+    app = Flask(__name__)
+    app.config.update(config)
+    return app, Cache(app, config={"CACHE_TYPE": CACHE_TYPE, **config})
