@@ -21,24 +21,13 @@ from flask.testing import FlaskClient
 from devtools.credentials import LOCAL_AWS_ENVIRONMENT
 from devtools.dynamodb_local import DynamoDBLocal
 from devtools.postgresql import LocalPostgreSQL
-
-# Re-exported for test modules that still import them from here (tests/test_dynamodb*.py,
-# test_loader*.py, test_near*.py, test_versioned.py, test_config.py): tests.support is
-# their home, and this list goes once those modules import from there.
-from tests.support.app import (  # noqa: F401
-    ADMIN_AUTHORIZATION,
-    ON_BOTH_DATABASES,
+from tests.support.app import (
     TEST_ADMIN_TOKEN,
     AdminTestClient,
-    cached_categories,
-    categories_in_db,
-    recorded_sql,
 )
-from tests.support.caches import (  # noqa: F401
+from tests.support.caches import (
     RELAXED_GET_TIMEOUT_SECONDS,
     TEST_SIGNING_KEY,
-    RaisingCache,
-    record_dynamodb_calls,
 )
 from tests.support.races import PausedLoad
 

@@ -11,7 +11,10 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from cache_backends.local import free_port
+from devtools import REPOSITORY_ROOT
+from devtools.fleet import flask_environment
+from devtools.ports import free_port
+from devtools.postgresql import LocalPostgreSQL
 from ecommerce import create_app
 from ecommerce.config import (
     DEFAULTS,
@@ -21,8 +24,6 @@ from ecommerce.config import (
     validate_config,
 )
 from ecommerce.extensions import db
-from scripts.cluster import REPOSITORY_ROOT, flask_environment
-from scripts.postgresql import LocalPostgreSQL
 
 
 @pytest.fixture

@@ -19,11 +19,13 @@ from flask_caching.backends.simplecache import SimpleCache
 
 from cache_backends.dynamodb import DynamoDBCache
 from cache_backends.loader import CacheStatus, Loaded, LoaderEvent, VersionedLoader
-from cache_backends.local import DynamoDBLocal, free_port
 from cache_backends.near import NearCache
 from cache_backends.refresher import BackgroundRefresher
+from cache_backends.strict import strict_interface
 from cache_backends.versioned import VersionedEntry, near_lifetime
-from tests.conftest import RELAXED_GET_TIMEOUT_SECONDS, TEST_SIGNING_KEY, RaisingCache
+from devtools.dynamodb_local import DynamoDBLocal
+from devtools.ports import free_port
+from tests.support.caches import RELAXED_GET_TIMEOUT_SECONDS, TEST_SIGNING_KEY, RaisingCache
 from tests.support.loading import (
     WAIT_SECONDS,
     Events,

@@ -20,14 +20,18 @@ from cachelib import SimpleCache
 from flask import Flask
 
 from cache_backends.dynamodb import DynamoDBCache
-from cache_backends.local import DynamoDBLocal
 from cache_backends.near import NearCache
 from cache_backends.strict import CacheUnavailable
 from cache_backends.versioned import VersionedEntry, near_lifetime, store_entry
+from devtools.dynamodb_local import DynamoDBLocal
 from ecommerce.extensions import cache
 from ecommerce.metrics import NEAR_CACHE_LOOKUPS
-from tests.conftest import RELAXED_GET_TIMEOUT_SECONDS, TEST_SIGNING_KEY, record_dynamodb_calls
-from tests.test_categories import SEED_CATEGORIES, TOYS, get_categories, post_category
+from tests.support.app import SEED_CATEGORIES, TOYS, get_categories, post_category
+from tests.support.caches import (
+    RELAXED_GET_TIMEOUT_SECONDS,
+    TEST_SIGNING_KEY,
+    record_dynamodb_calls,
+)
 
 NEAR_TTL_SECONDS = 1.0
 GET_ITEM = "GetItem"

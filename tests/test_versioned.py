@@ -24,9 +24,9 @@ from cache_backends import versioned
 from cache_backends.codec import EntryCodec
 from cache_backends.dynamodb import DynamoDBCache
 from cache_backends.keys import storage_key
-from cache_backends.local import DynamoDBLocal
 from cache_backends.versioned import VersionedEntry, store_entry, timeout_for
-from tests.conftest import RELAXED_GET_TIMEOUT_SECONDS, TEST_SIGNING_KEY, RaisingCache
+from devtools.dynamodb_local import DynamoDBLocal
+from tests.support.caches import RELAXED_GET_TIMEOUT_SECONDS, TEST_SIGNING_KEY, RaisingCache
 
 #: A paused thread that is never resumed must fail the test, not hang it.
 WAIT_SECONDS = 10.0
