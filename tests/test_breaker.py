@@ -35,7 +35,7 @@ def test_one_probe_after_the_cooldown_then_closed_on_success() -> None:
     fail(breaker)
     time.sleep(0.06)
     assert breaker.allow() is True
-    probe_started = time.monotonic()  # as DynamoDBCache._call takes it: after allow()
+    probe_started = time.monotonic()  # as Transport.call takes it: after allow()
     assert breaker.allow() is False, "only one probe at a time"
     breaker.record_success(probe_started)
     assert breaker.state is BreakerState.CLOSED

@@ -101,7 +101,7 @@ def put_expired(cache: Any, request: pytest.FixtureRequest, key: str, item: Any)
     if isinstance(cache, SimpleCache):
         cache._cache[key] = (int(time.time()) - 60, cache.serializer.dumps(item))
         return
-    # As tests/test_dynamodb.py's put_signed: a correctly signed item, written raw,
+    # As tests/dynamodb/'s put_signed: a correctly signed item, written raw,
     # whose expiry is a minute ago; DynamoDB's TTL sweeper has not removed it yet.
     dynamodb_local: DynamoDBLocal = request.getfixturevalue("dynamodb_local")
     table = boto3.resource("dynamodb", endpoint_url=dynamodb_local.endpoint_url).Table(

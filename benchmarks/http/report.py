@@ -18,7 +18,6 @@ from benchmarks.http.contenders import (
     SIMPLECACHE,
 )
 from benchmarks.http.runner import P50_MS, P99_MS, RATIO_BASELINES, REQUESTS_PER_SECOND
-from benchmarks.http.servers import STEADY_STATE_GUNICORN_ARGUMENTS
 from benchmarks.report import (
     CHART_DPI,
     format_load_average,
@@ -212,11 +211,10 @@ def markdown_page(document: dict[str, Any], chart_written: bool) -> str:
 - Every contender is `gunicorn` with the repository's gunicorn.conf.py and
   {parameters["workers"]} workers, each on its own fresh SQLite file seeded by
   `flask --app wsgi init-db` (the bare app is `gunicorn benchmarks.http.bare_app:app`
-  under the same configuration). Only `{" ".join(STEADY_STATE_GUNICORN_ARGUMENTS)}` is
-  added: gunicorn.conf.py restarts a worker after about 10,000 requests, every few seconds
-  at these rates, which would put app imports and empty in-process caches in the
-  measured windows. The access log stays at the production level (INFO, one JSON line
-  per request), so the app's own per-request work is all counted.
+  under the same configuration), exactly as deployed: no worker is recycled by request
+  count (gunicorn.conf.py recycles by memory and age only). The access log stays at the
+  production level (INFO, one JSON line per request), so the app's own per-request work
+  is all counted.
 - All contenders run at once. First each gets {parameters["warmup_seconds"]} s of
   unmeasured load, then one checked GET: 200, `X-Cache: HIT` for the caches (MISS for
   no-cache), and the same body from every contender.

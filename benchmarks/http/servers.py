@@ -28,11 +28,6 @@ from devtools.stampede import HTTP_TIMEOUT_SECONDS, Stage, wait_for_cache_status
 CATEGORIES_PATH = "/categories"
 #: redis-server listens within milliseconds; this only bounds a broken install.
 REDIS_START_TIMEOUT_SECONDS = 10.0
-#: Worker recycling off while measuring. gunicorn.conf.py restarts a worker after
-#: about 10,000 requests: at these rates every few seconds, and each restart would
-#: put an app import (a second of CPU on two cores) and an empty in-process cache
-#: inside the measured window. Everything else is gunicorn.conf.py as deployed.
-STEADY_STATE_GUNICORN_ARGUMENTS = ("--max-requests", "0")
 #: The app's cache reads by result (hit, miss, stale, error), summed over workers.
 CACHE_REQUESTS_METRIC = "ecommerce_cache_requests_total"
 #: After the warm-up the expected X-Cache comes at once; retries only absorb a slow
@@ -95,7 +90,6 @@ def serving(
                     contender_settings(stage, contender, redis_url),
                     workers,
                     wsgi_app=contender.wsgi_app,
-                    gunicorn_arguments=STEADY_STATE_GUNICORN_ARGUMENTS,
                 )
             )
             served.append(Served(contender, url))
