@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     ddb = DynamoDBLocal(port=args.port)
     try:
         ddb.start()
+        ddb.warm_up()  # so the first reads are HITs, not a cold JVM outlasting the get budget
         print(f"DynamoDB Local listening on {ddb.endpoint_url}", file=sys.stderr, flush=True)
         if command:
             use_local_aws_credentials()

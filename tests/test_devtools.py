@@ -5,10 +5,12 @@ from __future__ import annotations
 import configparser
 import re
 
+import boto3
 import setuptools
 
 from devtools import REPOSITORY_ROOT
 from devtools.credentials import DEV_ADMIN_TOKEN, DEV_SIGNING_KEY
+from devtools.dynamodb_local import DynamoDBLocal
 
 #: Packages that only development needs; none may ship to a deploy.
 DEVELOPMENT_PACKAGES = ("devtools", "scripts", "benchmarks", "tests")
@@ -39,3 +41,14 @@ def test_the_makefile_runs_with_the_development_credentials() -> None:
     `make run-dynamodb` instances reject each other's entries or writes."""
     assert makefile_variable("DEV_SIGNING_KEY") == DEV_SIGNING_KEY
     assert makefile_variable("FLASK_ADMIN_TOKEN") == DEV_ADMIN_TOKEN
+
+
+def test_the_warm_up_leaves_dynamodb_local_as_it_found_it(dynamodb_local: DynamoDBLocal) -> None:
+    client = boto3.client(
+        "dynamodb", endpoint_url=dynamodb_local.endpoint_url, region_name="us-east-1"
+    )
+    tables_before = client.list_tables()["TableNames"]
+
+    dynamodb_local.warm_up(rounds=2)
+
+    assert client.list_tables()["TableNames"] == tables_before
