@@ -334,11 +334,16 @@ def _recycle_reason(worker: Any) -> str | None:
 
 
 def child_exit(server: Any, worker: Any) -> None:
-    # Runs in the master after a worker exits (recycled, crashed or stopped): removes the
-    # dead worker's live-gauge files so gauges stop reporting a process that is gone.
-    from prometheus_client import multiprocess
+    # Runs in the master after a worker exits (recycled, crashed or stopped), before its
+    # replacement is forked. Left alone, every dead worker's files would stay in the
+    # Prometheus directory for good: after days of recycling, thousands of files that
+    # every scrape reads. Its counters and histograms are added into one archive set and
+    # its files deleted (live gauges are dropped, as prometheus_client's
+    # mark_process_dead does), under a lock that scrapes respect, so totals stay exact.
+    from ecommerce.metrics_archive import archive_dead_worker
 
-    multiprocess.mark_process_dead(worker.pid)
+    if not archive_dead_worker(os.environ[_PROMETHEUS_DIR_VARIABLE], worker.pid):
+        server.log.warning("worker %s: Prometheus files not archived yet", worker.pid)
 
 
 def worker_exit(server: Any, worker: Any) -> None:

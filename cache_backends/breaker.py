@@ -8,6 +8,11 @@ States: *closed* (calls pass; ``failure_threshold`` consecutive failures open
 it), *open* (calls are refused at once for ``cooldown`` seconds), then
 *half-open* (exactly one caller is let through as a probe; its success closes
 the circuit, its failure opens it for another cool-down).
+
+Listeners added with :meth:`CircuitBreaker.add_close_listener` hear the moment a
+probe closes the circuit: the cache answers again, so whatever was owed while it
+was open (``cache_backends.owed``) can be retried at once instead of at its
+next backoff.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from enum import StrEnum
 
 logger = logging.getLogger(__name__)
@@ -44,6 +50,16 @@ class CircuitBreaker:
         self._opened_at: float | None = None
         self._probe_in_flight = False
         self._probe_started = 0.0
+        self._close_listeners: list[Callable[[], None]] = []
+
+    def add_close_listener(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` whenever a probe closes the circuit (no lock held).
+
+        It runs on the probing caller's thread, often a request: keep it short
+        (set an event). An exception it raises is logged, never the caller's.
+        """
+        with self._lock:
+            self._close_listeners.append(listener)
 
     @property
     def state(self) -> BreakerState:
@@ -84,6 +100,16 @@ class CircuitBreaker:
             self._probe_in_flight = False
         if was_open:
             logger.warning("%s: circuit closed, calls resume", self.name)
+            self._notify_closed()
+
+    def _notify_closed(self) -> None:
+        with self._lock:
+            listeners = list(self._close_listeners)
+        for listener in listeners:
+            try:
+                listener()
+            except Exception:  # a listener's bug must not fail the call that probed
+                logger.exception("%s: circuit close listener failed", self.name)
 
     def record_failure(self, call_started: float) -> None:
         """Report a failed call; the threshold-th in a row, or a failed probe, opens."""

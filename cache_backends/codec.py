@@ -5,9 +5,9 @@ Layout of the stored blob (the item's ``value`` attribute)::
     version (1 byte) | flags (1 byte) | HMAC-SHA256 (32 bytes) | body
 
 The body is the backend serializer's output, zlib-compressed when that saves enough to
-matter (DynamoDB bills writes per 1 KB and reads per 4 KB). The MAC covers the
-storage key and the expiry as well as the body, so an entry copied to another
-key or given a longer life by someone with write access to the table fails
+matter (DynamoDB bills writes per 1 KB and reads per 4 KB; see MIN_COMPRESSION_SAVING).
+The MAC covers the storage key and the expiry as well as the body, so an entry copied
+to another key or given a longer life by someone with write access to the table fails
 verification, just as a forged one does. Nothing is deserialized before its
 MAC has been checked: with pickle, loading a forged entry would run the
 forger's code in every web process.
@@ -28,6 +28,11 @@ MAC_LENGTH = hashlib.sha256().digest_size
 DEFAULT_COMPRESS_THRESHOLD = 1024
 #: Level 6 is zlib's default balance; higher levels buy little on JSON-ish data.
 ZLIB_LEVEL = 6
+#: Compression is kept only if it saves at least this fraction of the body. Less means
+#: the body was compressed already (a cached gzip HTTP body shrinks by ~0.3 %), and a
+#: saving that small is not worth a decompression on every read; JSON-ish data saves
+#: 50-90 %.
+MIN_COMPRESSION_SAVING = 0.05
 
 
 class InvalidEntry(ValueError):
@@ -84,7 +89,7 @@ class EntryCodec:
         flags = 0
         if len(body) >= self.compress_threshold:
             compressed = zlib.compress(body, ZLIB_LEVEL)
-            if len(compressed) < len(body):
+            if len(compressed) <= len(body) * (1 - MIN_COMPRESSION_SAVING):
                 body, flags = compressed, flags | FLAG_ZLIB
         header = bytes((FORMAT_VERSION, flags))
         return header + self._mac(self._signing_key, storage_key, expires_ms, header, body) + body

@@ -13,7 +13,13 @@ backend and needs no Flask:
   themselves only if the lease ends without one or their wait runs out. Inside
   one process only one thread polls; the others share its answer;
 - every store goes through :func:`cache_backends.versioned.store_entry`, so
-  an older snapshot never replaces a newer one.
+  an older snapshot never replaces a newer one;
+- an entry fenced below ``floor()`` (a version this process's owed updates
+  have not brought the cache to yet) is never served: it is loaded again.
+
+The write methods take ``strict=True`` where an update that did not land must
+be told from one the fence refused (``cache_backends.owed``): a failure then
+raises :class:`~cache_backends.strict.CacheUnavailable`.
 
 The seams are modules of their own: the fleet-wide lease (``lease.py``), the
 in-process sharing of one load (``single_flight.py``), the background pool
@@ -83,6 +89,15 @@ class _BackendFailed(Exception):
     """The backend failed (already logged, and reported to ``on_error``)."""
 
 
+def _unavailable(operation: str, key: str, error: Exception) -> CacheUnavailable:
+    """``error`` as the strict interface's failure: backends without one raise anything."""
+    if isinstance(error, CacheUnavailable):
+        return error
+    wrapped = CacheUnavailable(f"{operation} of {key!r} failed: {error}")
+    wrapped.__cause__ = error
+    return wrapped
+
+
 @dataclass(frozen=True, slots=True)
 class Loaded:
     value: Any
@@ -108,6 +123,12 @@ class VersionedLoader:
     :param on_event: called with each :class:`LoaderEvent`.
     :param on_error: called after a backend error was logged (the caller then
         behaves as if the cache were empty).
+    :param floor: the lowest version a cached entry must be fenced at to be
+        served; an older one is treated as a tombstone at ``floor()`` (loaded
+        again, under the lease). This process's owed updates set it
+        (``cache_backends.owed``): a write committed here whose cache update has
+        not landed yet must not be hidden by the older entry it failed to fence,
+        as when the cache answers again before the retry lands.
     """
 
     def __init__(
@@ -122,6 +143,7 @@ class VersionedLoader:
         on_event: Callable[[LoaderEvent], None] = lambda event: None,
         on_error: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.time,
+        floor: Callable[[], int] = lambda: 0,
     ) -> None:
         self.cache = strict_interface(cache)
         self.key = key
@@ -133,6 +155,7 @@ class VersionedLoader:
         self.on_event = on_event
         self.on_error = on_error
         self.clock = clock
+        self.floor = floor
         self._flights: SingleFlight[Loaded] = SingleFlight()  # this process's load under way
 
     # -- reads -------------------------------------------------------------
@@ -149,6 +172,9 @@ class VersionedLoader:
             entry = self._read(strict=True)
         except _BackendFailed:
             return self._join_or_lead(load, min_version=0, through_cache=False)
+        floor = self.floor()
+        if entry is not None and entry.fence < floor:  # older than a write this process made
+            return self._join_or_lead(load, min_version=floor)
         now = self.clock()
         if entry is not None and entry.is_fresh(now):
             return Loaded(entry.value, entry.version, CacheStatus.HIT)
@@ -258,29 +284,36 @@ class VersionedLoader:
 
     # -- writes ------------------------------------------------------------
 
-    def store(self, value: Any, version: int) -> bool:
+    # ``strict=True`` (the write path, owed updates, the reconciler): a backend
+    # failure raises CacheUnavailable instead of answering False, so that False
+    # only ever means "refused: the cache holds something newer" and an update
+    # that did not land can be owed.
+
+    def store(self, value: Any, version: int, *, strict: bool = False) -> bool:
         """Store a value read at ``version`` (a load, or a write-through); True if stored."""
         now = self.clock()
         ttl = self.ttl()
         fresh_until = now + ttl if ttl > 0 else math.inf
         stale_until = fresh_until + self.stale_seconds
-        return self._store(VersionedEntry(value, version, version, fresh_until, stale_until), now)
+        entry = VersionedEntry(value, version, version, fresh_until, stale_until)
+        return self._store(entry, now, strict=strict)
 
-    def invalidate(self, version: int) -> bool:
+    def invalidate(self, version: int, *, strict: bool = False) -> bool:
         """Leave a tombstone at ``version``: a reader's older snapshot cannot land after it."""
-        return self._store(VersionedEntry.tombstone(version), self.clock(), self._longest_life())
+        tombstone = VersionedEntry.tombstone(version)
+        return self._store(tombstone, self.clock(), self._longest_life(), strict=strict)
 
-    def mark_stale(self, version: int) -> bool:
+    def mark_stale(self, version: int, *, strict: bool = False) -> bool:
         """Keep the current value but no longer as fresh, fenced at ``version``.
 
         Readers get it as ``STALE`` (never blocked) until a refresh stores the
         value at ``version``; with no value cached, this is a tombstone.
         """
         for _ in range(MARK_STALE_ATTEMPTS):
-            entry = self._read()
+            entry = self.current_entry() if strict else self._read()
             now = self.clock()
             if entry is None or not entry.has_value:
-                return self.invalidate(version)
+                return self.invalidate(version, strict=strict)
             if entry.version >= version:
                 return True  # loaded at (or after) this write already: nothing is stale
             stale = entry.marked_stale(version, now + self.lease_seconds)
@@ -288,17 +321,30 @@ class VersionedLoader:
             # write may land long after the window closed, and must still be refused.
             longest = self._longest_life()  # 0: values never expire, nor may this
             keep = 0 if longest == 0 else max(timeout_for(stale, now), longest)
-            if self._store(stale, now, timeout=keep, replacing=entry):
+            if self._store(stale, now, timeout=keep, replacing=entry, strict=strict):
                 return True
         return False
 
-    def forget(self) -> bool:
+    def current_entry(self) -> VersionedEntry | None:
+        """What the cache holds under the key now (None: nothing, or not an entry).
+
+        Raises CacheUnavailable when the cache could not be asked: the reconciler
+        must not take an outage for an empty cache.
+        """
+        try:
+            return self._read(strict=True)
+        except _BackendFailed as failed:
+            raise CacheUnavailable(f"get of {self.key!r} failed") from failed
+
+    def forget(self, *, strict: bool = False) -> bool:
         """Delete the entry whatever its version: for a database whose versions start again."""
         try:
             return bool(self.cache.delete(self.key))
         except Exception as error:
             self._backend_failed("delete", error)
-            return False
+            if not strict:
+                return False
+            raise _unavailable("delete", self.key, error)  # noqa: B904 (cause set)
 
     def refresh_in_background(self, load: Load, *, unless_fresh: bool = False) -> bool:
         """Reload on the refresher if this caller wins the lease; True if a refresh started.
@@ -354,6 +400,8 @@ class VersionedLoader:
         now: float,
         timeout: int | None = None,
         replacing: VersionedEntry | None = None,
+        *,
+        strict: bool = False,
     ) -> bool:
         try:
             if timeout is None:
@@ -361,7 +409,9 @@ class VersionedLoader:
             stored = store_entry(self.cache, self.key, entry, timeout, replacing=replacing)
         except Exception as error:
             self._backend_failed("store", error)
-            return False
+            if not strict:
+                return False
+            raise _unavailable("store", self.key, error)  # noqa: B904 (cause set)
         if not stored:
             self.on_event(LoaderEvent.STORE_FENCED)
         return stored

@@ -19,6 +19,10 @@ One item per cache key; compare with ``deploy/cloudformation.yaml``::
                    write wins. ``rank`` in Python, still ``version`` on the
                    wire: items written before the rename must keep comparing
                    during a rolling deploy (and CloudFormation need not change)
+    parts       N  a large value's manifest only (parts.py): how many part items
+                   hold the value; the signed manifest in ``value`` names them.
+                   Each part is an item of its own under a derived key, with
+                   the entry's expiry and prefix, so TTL and clear() reclaim it
 
 DynamoDB's TTL only knows whole seconds and deletes hours to days late, so
 reads go by ``expires_ms``: a one-second timeout means one second.
@@ -43,6 +47,7 @@ EXPIRY_MS_ATTRIBUTE = "expires_ms"
 PREFIX_ATTRIBUTE = "key_prefix"
 #: Named before ranks were called ranks; kept so old and new releases compare alike.
 RANK_ATTRIBUTE = "version"
+PARTS_ATTRIBUTE = "parts"
 
 
 class CacheEntry(Model):
@@ -55,6 +60,7 @@ class CacheEntry(Model):
     expires_at = TTLAttribute(null=True, attr_name=EXPIRY_ATTRIBUTE)
     prefix = UnicodeAttribute(null=True, attr_name=PREFIX_ATTRIBUTE)
     rank = NumberAttribute(null=True, attr_name=RANK_ATTRIBUTE)
+    parts = NumberAttribute(null=True, attr_name=PARTS_ATTRIBUTE)
 
 
 class ItemAttributes(Protocol):
@@ -64,6 +70,7 @@ class ItemAttributes(Protocol):
     value: bytes | None
     counter: int | float | None
     expires_ms: int | None
+    parts: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +86,7 @@ class StoredItem:
     value: bytes | None
     counter: int | float | None
     expires_ms: int | None
+    parts: int | None = None
 
     @classmethod
     def from_raw(cls, raw: Mapping[str, Mapping[str, Any]]) -> StoredItem:
@@ -89,11 +97,12 @@ class StoredItem:
             counter = _number(raw[COUNTER_ATTRIBUTE]["N"]) if COUNTER_ATTRIBUTE in raw else None
             expires = raw[EXPIRY_MS_ATTRIBUTE]["N"] if EXPIRY_MS_ATTRIBUTE in raw else None
             expires_ms = None if expires is None else int(expires)
+            parts = int(raw[PARTS_ATTRIBUTE]["N"]) if PARTS_ATTRIBUTE in raw else None
         except (KeyError, TypeError) as error:
             raise ValueError(f"unexpected attribute type: {error!r}") from error
         if not isinstance(key, str) or not isinstance(value, bytes | None):
             raise ValueError("unexpected attribute type")
-        return cls(key, value, counter, expires_ms)
+        return cls(key, value, counter, expires_ms, parts)
 
 
 def _number(text: str) -> int | float:

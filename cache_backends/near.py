@@ -16,6 +16,9 @@ Freshness, the whole contract:
   versioned entries use ``cache_backends.versioned.near_lifetime``, so
   tombstones, stale marks and entries past their freshness always come from
   the remote;
+- ``rank(value)`` and ``floor(key)`` (the caller's too) end a copy early: a copy
+  ranked below the floor is not served, so a newer value known to exist (the
+  app hears the database's change events) is read at once, not after ``ttl``;
 - this process's own writes (``set``, ``delete``, ``set_versioned``, ...) update
   or drop the near copy first, so the writer sees its write at once; a write
   the remote refuses or fails drops the near copy (the next read asks the remote);
@@ -51,18 +54,28 @@ from typing import Any
 from cache_backends.edge import DegradingEdge
 from cache_backends.frozen import NotFreezable, freeze
 from cache_backends.single_flight import SingleFlight
-from cache_backends.strict import strict_interface
+from cache_backends.strict import on_recovery, strict_interface
 
 DEFAULT_MAX_ENTRIES = 1024
 DEFAULT_MAX_BYTES = 16 * 1024 * 1024
 
 #: ``keep(value, now)``: until when (wall clock) ``value`` may be kept near; None: never.
 KeepHook = Callable[[Any, float], float | None]
+#: ``rank(value)``: how new a value is (a versioned entry's fence), None: not ranked.
+RankHook = Callable[[Any], int | None]
+#: ``floor(key)``: the lowest rank of ``key`` still current (for the app, the database's
+#: version as last heard), or None.
+FloorHook = Callable[[str], int | None]
 
 
 def keep_for_the_ttl(value: Any, now: float) -> float | None:
     """The default policy: any value may be kept for the near-cache's ttl."""
     return math.inf
+
+
+def unranked(value: Any) -> int | None:
+    """The default: no value has a rank, so no floor ever ends a near copy."""
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +104,7 @@ class _NearCopy:
     held: _Held
     expires_at: float  # on the near cache's monotonic clock
     fresh_until: float  # wall clock: what the keep-hook allowed
+    rank: int | None  # what the rank-hook said; a copy below the floor is not served
 
 
 class NearStore:
@@ -103,6 +117,8 @@ class NearStore:
         *,
         default_timeout: int,
         keep: KeepHook,
+        rank: RankHook,
+        floor: FloorHook,
         max_entries: int,
         max_bytes: int,
         on_lookup: Callable[[bool], None],
@@ -113,6 +129,8 @@ class NearStore:
         self.ttl = ttl
         self.default_timeout = default_timeout
         self.keep = keep
+        self.rank = rank
+        self.floor = floor
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self.on_lookup = on_lookup
@@ -213,6 +231,10 @@ class NearStore:
 
     # -- the near layer ------------------------------------------------------
 
+    def on_recovery(self, callback: Callable[[], None]) -> None:
+        """The remote's recoveries (``strict.on_recovery``): the near layer has none of its own."""
+        on_recovery(self.remote, callback)
+
     def near_size(self) -> tuple[int, int]:
         """Entries and pickled bytes held now (diagnostics)."""
         with self._lock:
@@ -236,7 +258,9 @@ class NearStore:
         with self._lock:
             copy = self._copies.get(key)
             if copy is not None and (
-                copy.expires_at <= self._clock() or copy.fresh_until <= self._wall_clock()
+                copy.expires_at <= self._clock()
+                or copy.fresh_until <= self._wall_clock()
+                or self._below_floor(key, copy)
             ):
                 self._remove(key)
                 copy = None
@@ -244,6 +268,13 @@ class NearStore:
                 self._copies.move_to_end(key)
         self.on_lookup(copy is not None)
         return copy
+
+    def _below_floor(self, key: str, copy: _NearCopy) -> bool:
+        """Whether a newer value than ``copy`` is known to exist (a change event was heard)."""
+        if copy.rank is None:
+            return False
+        floor = self.floor(key)
+        return floor is not None and copy.rank < floor
 
     def _read_remote(self, key: str) -> _Held | None:
         """One remote read, kept near if it may be; shared with the threads that wait."""
@@ -285,7 +316,7 @@ class NearStore:
             ):
                 return None
             expires_at = self._clock() + self._lifetime(timeout)
-            self._copies[key] = _NearCopy(held, expires_at, fresh_until)
+            self._copies[key] = _NearCopy(held, expires_at, fresh_until, self.rank(value))
             self._bytes += held.size
             while len(self._copies) > self.max_entries or self._bytes > self.max_bytes:
                 self._remove(next(iter(self._copies)))
@@ -364,6 +395,10 @@ class NearCache(DegradingEdge):
         other processes' writes); above 0.
     :param keep: ``keep(value, now)``: until when (wall clock) a value may be
         kept, or None if it may not be; by default any value, for ``ttl``.
+    :param rank: ``rank(value)``: how new a value is, or None; with ``floor``, it
+        ends a near copy early, the moment a newer value is known to exist.
+    :param floor: ``floor(key)``: the lowest rank of ``key`` still current, or None;
+        read on every near hit of a ranked value, so it must be cheap (no network call).
     :param max_entries: near copies kept at most; the least recently used go first.
     :param max_bytes: pickled bytes kept at most; a larger value is not kept.
     :param on_lookup: called with True for a near hit, False when the remote was asked.
@@ -375,6 +410,8 @@ class NearCache(DegradingEdge):
         ttl: float,
         *,
         keep: KeepHook = keep_for_the_ttl,
+        rank: RankHook = unranked,
+        floor: FloorHook = lambda key: None,
         max_entries: int = DEFAULT_MAX_ENTRIES,
         max_bytes: int = DEFAULT_MAX_BYTES,
         on_lookup: Callable[[bool], None] = lambda near_hit: None,
@@ -392,6 +429,8 @@ class NearCache(DegradingEdge):
             ttl,
             default_timeout=self.default_timeout,
             keep=keep,
+            rank=rank,
+            floor=floor,
             max_entries=max_entries,
             max_bytes=max_bytes,
             on_lookup=on_lookup,
@@ -402,6 +441,11 @@ class NearCache(DegradingEdge):
     @property
     def ttl(self) -> float:
         return self.strict.ttl
+
+    def serve_no_copy_below(self, floor: FloorHook) -> None:
+        """Set the ``floor`` hook after construction: an app learns its floors (the
+        versions it has heard of) once its cache exists."""
+        self.strict.floor = floor
 
     def near_size(self) -> tuple[int, int]:
         """Entries and pickled bytes held now (diagnostics)."""

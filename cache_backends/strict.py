@@ -13,12 +13,27 @@ A backend whose ``BaseCache`` methods degrade offers its strict interface as
 ``.strict``; any other backend (SimpleCache, Redis) already lets its errors
 propagate and is its own strict interface. No imports beyond the standard
 library: the app's metrics and the near-cache use this without loading botocore.
+
+Two optional seams, generic so that the layers above never name a backend:
+
+- :func:`request_path` marks the calls a block makes as made on a request's
+  path (a write's cache update after its commit): a backend with a short
+  budget for such calls uses it (DynamoDBCache: ``CACHE_DYNAMODB_WRITE_TIMEOUT``,
+  no retry), any other ignores it. A context rather than a second object, so
+  that it passes through every layer (the near-cache, the loader) unchanged;
+  it follows the thread or greenlet, so background retries keep the patient
+  settings.
+- :func:`on_recovery` registers a callback for the moment a failing cache
+  answers again (DynamoDBCache: its circuit breaker's first successful
+  probe), so that what was owed meanwhile is retried at once.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 logger = logging.getLogger(__name__)
@@ -50,3 +65,48 @@ def degrade(operation: Callable[[], T], fallback: T) -> T:
         return operation()
     except CacheUnavailable:
         return fallback
+
+
+#: True inside :func:`request_path`: the calls are made while a client waits.
+_ON_REQUEST_PATH: ContextVar[bool] = ContextVar("cache_on_request_path", default=False)
+
+
+@contextmanager
+def request_path() -> Iterator[None]:
+    """Cache calls made inside run on a request's path: a backend may give them a short budget.
+
+    A write's cache update is tried at once, while its client waits; one that does
+    not land within the budget is owed and retried in the background
+    (``cache_backends.owed``), so the budget only bounds the answer's latency.
+    """
+    token = _ON_REQUEST_PATH.set(True)
+    try:
+        yield
+    finally:
+        _ON_REQUEST_PATH.reset(token)
+
+
+def on_request_path() -> bool:
+    """Whether the running code is inside :func:`request_path` (backends ask this)."""
+    return _ON_REQUEST_PATH.get()
+
+
+@runtime_checkable
+class Recovering(Protocol):
+    """A strict interface that can say when it answers again after failing."""
+
+    def on_recovery(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (no lock held, on the caller's thread) each time it recovers."""
+
+
+def on_recovery(cache: Any, callback: Callable[[], None]) -> bool:
+    """Register ``callback`` for ``cache``'s recoveries; False if it cannot tell.
+
+    A cache that cannot tell (SimpleCache) needs nothing: the retries' backoff
+    covers it.
+    """
+    strict = strict_interface(cache)
+    if not isinstance(strict, Recovering):
+        return False
+    strict.on_recovery(callback)
+    return True

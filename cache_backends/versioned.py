@@ -183,3 +183,12 @@ def near_lifetime(value: Any, now: float) -> float | None:
     if not isinstance(value, VersionedEntry):
         return math.inf
     return value.fresh_until if value.is_fresh(now) else None
+
+
+def near_rank(value: Any) -> int | None:
+    """How new ``value`` is for ``NearCache``'s floor: a VersionedEntry's fence, else None.
+
+    The fence, not the value's version: a tombstone or stale mark is fenced at the
+    write it stands for, and is as current as that write.
+    """
+    return value.fence if isinstance(value, VersionedEntry) else None

@@ -13,6 +13,7 @@ import signal
 import subprocess
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from http.client import HTTPConnection
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -107,3 +108,48 @@ def run_until_it_stops(command: Sequence[str]) -> int:
     on_stop_signals(lambda signal_number, _: process.send_signal(signal_number))
     status = process.wait()
     return 128 - status if status < 0 else status  # killed by signal N: 128 + N, as shells say
+
+
+# --- gunicorn's workers, and which one holds a connection ------------------------------
+
+
+def worker_pids(master_pid: int) -> set[int]:
+    """The gunicorn master's children, from /proc (each stat line names its parent)."""
+    children = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # "pid (command) state ppid ...": the command may contain spaces, so split after ")".
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):  # the process ended while we looked
+            continue
+        if parent == master_pid:
+            children.add(int(stat.parent.name))
+    return children
+
+
+def _server_socket_inode(server_port: int, client_port: int) -> str | None:
+    """The inode of the server side of a loopback TCP connection, from /proc/net/tcp."""
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local_port, remote_port = (int(address.split(":")[1], 16) for address in fields[1:3])
+        if (local_port, remote_port) == (server_port, client_port):
+            return fields[9]
+    return None
+
+
+def accepting_worker(connection: HTTPConnection, port: int, workers: set[int]) -> int | None:
+    """The worker whose file descriptors hold the server side of ``connection``.
+
+    gunicorn's workers share one listening socket, so which one accepted a
+    connection is only known to the kernel; a kept-alive connection then stays
+    with that worker, which makes "every worker answered" checkable.
+    """
+    assert connection.sock is not None, "send a request first: the worker accepts it then"
+    inode = _server_socket_inode(port, connection.sock.getsockname()[1])
+    for pid in workers:
+        with contextlib.suppress(OSError):  # the worker died meanwhile
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    if os.readlink(fd) == f"socket:[{inode}]":
+                        return pid
+    return None

@@ -75,6 +75,16 @@ DEFAULTS: dict[str, Any] = {
     # Seconds the right to reload the list lasts (fleet-wide), and so the longest any
     # request waits for another's load before loading itself. Longer than a load takes.
     "CATEGORIES_CACHE_LEASE_SECONDS": 5,
+    # Seconds between reconciles: one process of the fleet (by a lease through the cache)
+    # compares the database's catalogue version with the cache's and repairs a cache
+    # left behind (a lost update, a change made with plain SQL) or ahead (a restored
+    # database). The bound on how long any failure can leave an older list served.
+    # 0: off.
+    "CATEGORIES_CACHE_RECONCILE_SECONDS": 2,
+    # On PostgreSQL: the folder an instance's workers share to elect the one that listens
+    # for the catalogue trigger's notifications (a lock file) and to pass on what it
+    # hears (a mapped file). Empty: the app's instance folder.
+    "CATALOGUE_EVENTS_DIR": "",
     "DB_LATENCY_MS": 0,
     # Flask-SQLAlchemy resolves a relative SQLite path inside the instance
     # folder and creates that folder, so a fresh clone needs no set-up.
@@ -176,6 +186,8 @@ REQUIRED_SETTINGS: dict[str, Callable[[Any], str | None]] = {
     "CATEGORIES_CACHE_STRATEGY": _one_of(*(strategy.value for strategy in CacheStrategy)),
     "CATEGORIES_CACHE_STALE_WHILE_REVALIDATE": non_negative_int,
     "CATEGORIES_CACHE_LEASE_SECONDS": positive_int,
+    "CATEGORIES_CACHE_RECONCILE_SECONDS": non_negative_number,
+    "CATALOGUE_EVENTS_DIR": string,
     "DB_LATENCY_MS": non_negative_number,
     "SQLALCHEMY_DATABASE_URI": _database_uri,
     "DATABASE_POOL_SIZE": positive_int,

@@ -15,7 +15,7 @@ from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy.orm import DeclarativeBase
 
 from cache_backends.near import NearCache
-from cache_backends.versioned import near_lifetime
+from cache_backends.versioned import near_lifetime, near_rank
 from ecommerce.metrics import NEAR_CACHE_LOOKUPS
 
 
@@ -50,5 +50,9 @@ def init_cache(app: Flask) -> None:
         app.logger.info("CACHE_NEAR_TTL ignored: SimpleCache already lives in this process")
         return
     backends[cache] = NearCache(
-        backends[cache], near_ttl, keep=near_lifetime, on_lookup=_count_near_lookup
+        backends[cache],
+        near_ttl,
+        keep=near_lifetime,
+        rank=near_rank,
+        on_lookup=_count_near_lookup,
     )

@@ -6,8 +6,9 @@ though the API keeps answering from the database.
 
 Readiness checks what the API cannot answer without: the database, at the schema
 revision this release's code expects (an instance whose init-db failed, or a
-database a newer release migrated, would answer every write with an error). The cache is
-reported but never fails readiness, for the same reason: every instance shares
+database a newer release migrated, would answer every write with an error). The cache, and
+its catalogue version against the database's, are reported but never fail
+readiness, for the same reason: every instance shares
 one DynamoDB table, so one DynamoDB blip would take the whole fleet out together,
 while the categories API degrades to database reads on its own.
 """
@@ -22,6 +23,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import ServiceUnavailable
 
+from ecommerce.categories import cache_policy
 from ecommerce.database import schema_head
 from ecommerce.extensions import cache, db
 
@@ -58,7 +60,27 @@ def readyz() -> dict[str, Any]:
             f"the database schema is at revision {revision}, this release needs "
             f"{schema_head()}: run flask --app wsgi init-db with this release"
         )
-    return {"status": "ready", "database": "ok", "schema": revision, "cache": _cache_report()}
+    return {
+        "status": "ready",
+        "database": "ok",
+        "schema": revision,
+        "cache": _cache_report(),
+        "coherence": _coherence_report(),
+    }
+
+
+def _coherence_report() -> dict[str, Any]:
+    """The catalogue version in the database against the cached list's (cache_policy).
+
+    Reported, never required: a cache behind or unavailable leaves the instance
+    ready (the reconciler repairs the one, the database answers for the other).
+    The database's version is the one more statement this costs.
+    """
+    try:
+        return cache_policy.coherence_report()
+    except SQLAlchemyError as error:  # the probe above answered: a blip, not unreadiness
+        logger.warning("readiness: the catalogue version could not be read: %s", error)
+        return {"error": f"the catalogue version could not be read ({type(error).__name__})"}
 
 
 def _cache_report() -> dict[str, Any]:

@@ -7,8 +7,11 @@ timeseries" the second time a test process builds an app.
 Under gunicorn, ``gunicorn.conf.py`` sets ``PROMETHEUS_MULTIPROC_DIR`` before
 anything imports prometheus_client. The library then keeps every value in an
 mmap file per worker process, and a scrape, answered by whichever worker, adds
-up the files of all workers (dead ones included, so counters survive worker
-recycling). Without the variable (tests, ``flask run``) values stay in memory.
+up the files of all workers, dead ones included, so counters survive worker
+recycling: gunicorn's master folds a dead worker's files into one archive set
+(``ecommerce.metrics_archive``), so the directory stays small however many
+workers come and go. Without the variable (tests, ``flask run``) values stay in
+memory.
 
 Label values are bounded on purpose: ``route`` is the URL rule
 (``/categories/<int:category_id>``), never the raw path, and ``method`` folds
@@ -24,10 +27,13 @@ from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
 )
+
+from ecommerce.metrics_archive import reading_directory
 
 #: Read right after importing prometheus_client, which chose its storage (memory or
 #: mmap files) from the same variable at its own import.
@@ -93,6 +99,51 @@ DYNAMODB_CALL_ERRORS = Counter(
     ["operation"],
 )
 
+# -- coherence: owed updates and the reconciler (cache_backends/owed.py, reconciler.py) --
+CACHE_OWED_PENDING = Gauge(
+    "ecommerce_cache_owed_updates_pending",
+    "Keys whose cache update after a write has not landed yet and is being retried, by "
+    "cache name; summed over the live workers (a dead worker's debts are the reconciler's).",
+    ["cache"],
+    multiprocess_mode="livesum",
+)
+CACHE_OWED_UPDATES = Counter(
+    "ecommerce_cache_owed_updates_total",
+    "What happened to cache updates owed after a write, by cache name and outcome: owed "
+    "(it did not land), landed (a retry did), fenced (a retry found something newer), "
+    "superseded (a newer update replaced it), retry_failed, abandoned (still owed at "
+    "shutdown: left to the reconciler).",
+    ["cache", "outcome"],
+)
+CACHE_RECONCILES = Counter(
+    "ecommerce_cache_reconciles_total",
+    "Reconciles of a cached key against the database's version, by cache name and "
+    "outcome: in_sync, fenced (a tombstone or stale mark at that version), absent, behind "
+    "and ahead (each repaired), lease_held (another process reconciled), failed.",
+    ["cache", "outcome"],
+)
+CACHE_RECONCILE_REPAIRS = Counter(
+    "ecommerce_cache_reconcile_repairs_total",
+    "Reconciles that changed the cache, by cache name and what they found: absent "
+    "(tombstoned), behind (the strategy applied), ahead (forgotten).",
+    ["cache", "repair"],
+)
+CACHE_VERSION_LAG = Gauge(
+    "ecommerce_cache_version_lag",
+    "Versions the cache was behind the database at the fleet's latest reconcile, before "
+    "its repair (negative: ahead; 0: coherent), by cache name.",
+    ["cache"],
+    multiprocess_mode="livemostrecent",
+)
+CACHE_COHERENT_TIMESTAMP = Gauge(
+    "ecommerce_cache_coherent_timestamp_seconds",
+    "Unix time of the fleet's latest reconcile that left the cache coherent with the "
+    "database (in sync, fenced, or repaired), by cache name: time() minus this is how "
+    "long the cache may have been behind; it grows only while reconciles fail or stop.",
+    ["cache"],
+    multiprocess_mode="livemostrecent",
+)
+
 
 def method_label(method: str) -> str:
     return method if method in KNOWN_METHODS else OTHER_METHOD
@@ -104,10 +155,14 @@ def render_latest() -> tuple[bytes, str]:
     A fresh registry per scrape is prometheus_client's documented multiprocess
     pattern: the collector reads the directory each time. The default registry is
     not used then, because its process collectors would describe only the worker
-    that happens to answer.
+    that happens to answer. The collector lists and reads the files while the
+    master may be folding a dead worker into the archive: the shared lock makes it
+    see that worker exactly once.
     """
     if MULTIPROCESS_DIRECTORY:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry, path=MULTIPROCESS_DIRECTORY)
-        return generate_latest(registry), CONTENT_TYPE_LATEST
+        with reading_directory(MULTIPROCESS_DIRECTORY):
+            body = generate_latest(registry)
+        return body, CONTENT_TYPE_LATEST
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

@@ -19,8 +19,10 @@ enforces them instead of copied, and no YAML parser or package data is needed at
 run time.
 
 The document depends on nothing per app or per request (no ``servers``: clients
-resolve paths against wherever they fetched it), so it is built and serialized
-once per process, and serving it reads neither the database nor the cache.
+resolve paths against wherever they fetched it), so it is built, serialized,
+gzipped and tagged once per process (``categories/representation.py``, as the
+cached list is), and serving it reads neither the database nor the cache and
+sends stored bytes: gzip (about a tenth) to a client that accepts it.
 Flask's automatic HEAD and OPTIONS answers are left out, as is usual.
 """
 
@@ -38,6 +40,11 @@ from cache_backends.loader import CacheStatus
 from ecommerce.auth import BEARER_SCHEME
 from ecommerce.categories.models import MAX_CATEGORY_ID
 from ecommerce.categories.names import NAME_MAX_LENGTH
+from ecommerce.categories.representation import (
+    ACCEPT_ENCODING,
+    Representation,
+    negotiated_response,
+)
 from ecommerce.config import MAX_REQUEST_BODY_BYTES
 from ecommerce.errors import GENERIC_PROBLEM_TYPE, PROBLEM_JSON_MIMETYPE
 from ecommerce.observability import (
@@ -67,6 +74,10 @@ OPERATIONS_TAG = "operations"
 
 #: What an answer a client may keep carries besides its body (categories/views.py).
 REVALIDATION_HEADERS = ("ETag", "Cache-Control")
+#: What a negotiated answer (the list, this document) carries besides: it depends on
+#: Accept-Encoding, and names the coding when it is not identity.
+NEGOTIATED_HEADERS = (*REVALIDATION_HEADERS, "Vary")
+CONTENT_ENCODING_HEADER = "Content-Encoding"
 #: The write errors no input can avoid: no token, a wrong one, or writes disabled.
 AUTH_PROBLEMS = (HTTPStatus.UNAUTHORIZED, HTTPStatus.FORBIDDEN)
 #: Any route that queries the database: down, too slow, or out of pooled connections.
@@ -195,11 +206,12 @@ def _category_paths() -> dict[str, Any]:
                 CATEGORIES_TAG,
                 {
                     "200": _json_response(
-                        "The list, from the cache or the database (see X-Cache).",
+                        "The list, from the cache or the database (see X-Cache); "
+                        "gzip-encoded when the client accepts it (Content-Encoding).",
                         "CategoryList",
-                        headers=(*REVALIDATION_HEADERS, CACHE_STATUS_HEADER),
+                        headers=(*NEGOTIATED_HEADERS, CONTENT_ENCODING_HEADER, CACHE_STATUS_HEADER),
                     ),
-                    "304": _not_modified((*REVALIDATION_HEADERS, CACHE_STATUS_HEADER)),
+                    "304": _not_modified((*NEGOTIATED_HEADERS, CACHE_STATUS_HEADER)),
                     **_problems(DATABASE_UNAVAILABLE),
                 },
                 parameters=("IfNoneMatch",),
@@ -316,11 +328,11 @@ def _operations_paths() -> dict[str, Any]:
                 OPERATIONS_TAG,
                 {
                     "200": _response(
-                        "The OpenAPI 3.1 document.",
+                        "The OpenAPI 3.1 document; gzip-encoded when the client accepts it.",
                         content=_content(JSON_MIMETYPE, {"type": "object"}),
-                        headers=REVALIDATION_HEADERS,
+                        headers=(*NEGOTIATED_HEADERS, CONTENT_ENCODING_HEADER),
                     ),
-                    "304": _not_modified(),
+                    "304": _not_modified(NEGOTIATED_HEADERS),
                 },
                 parameters=("IfNoneMatch",),
             )
@@ -441,9 +453,22 @@ def _headers() -> dict[str, Any]:
             {"type": "string", "minLength": 1},
         ),
         "ETag": header(
-            "A strong tag of the body: send it back as If-None-Match.",
+            "A strong tag of the body: send it back as If-None-Match. Each content "
+            "coding of one body has its own tag (RFC 9110, 8.8.3); either gets a 304.",
             {"type": "string", "pattern": '^"[^"]*"$'},
         ),
+        "Vary": header(
+            f"'{ACCEPT_ENCODING}': the body's coding follows the request's {ACCEPT_ENCODING}.",
+            {"type": "string"},
+        ),
+        CONTENT_ENCODING_HEADER: {
+            "description": (
+                f"'gzip' when the client's {ACCEPT_ENCODING} accepts it and it makes the "
+                "body smaller; absent for the identity body."
+            ),
+            "required": False,
+            "schema": {"type": "string", "enum": ["gzip"]},
+        },
         "Cache-Control": header(
             "Reads: 'no-cache' (keep, but revalidate: a write shows on the next read). "
             "Writes and errors: 'no-store'. This document: "
@@ -546,15 +571,14 @@ def openapi_document() -> dict[str, Any]:
 
 
 @functools.cache
-def _document_body() -> bytes:
-    """Built and serialized once per process: serving the document costs nothing."""
-    return json.dumps(openapi_document(), sort_keys=True).encode()
+def _document_representation() -> Representation:
+    """Built, serialized, gzipped and tagged once per process: serving it costs nothing."""
+    return Representation.of_body(json.dumps(openapi_document(), sort_keys=True).encode())
 
 
 @bp.get(OPENAPI_DOCUMENT_PATH)
 def get_openapi_document() -> Response:
-    response = Response(_document_body(), mimetype=JSON_MIMETYPE)
-    response.add_etag()
+    response = negotiated_response(_document_representation(), request)
     response.cache_control.public = True
     response.cache_control.max_age = DOCUMENT_MAX_AGE_SECONDS
-    return response.make_conditional(request)
+    return response

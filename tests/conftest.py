@@ -79,7 +79,9 @@ def database_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def make_app(clean_flask_env: None, database_uri: str) -> Iterator[Callable[..., Flask]]:
+def make_app(
+    clean_flask_env: None, database_uri: str, tmp_path: Path
+) -> Iterator[Callable[..., Flask]]:
     """Build an app on the test's database, by default with schema and seed data.
 
     After the test, each app's background refreshes are drained and its connection
@@ -96,6 +98,9 @@ def make_app(clean_flask_env: None, database_uri: str) -> Iterator[Callable[...,
             "TESTING": True,
             "SQLALCHEMY_DATABASE_URI": database_uri,
             "ADMIN_TOKEN": TEST_ADMIN_TOKEN,
+            # The apps of one test are one instance: they share the change listener's
+            # board, which must not outlive the test's database.
+            "CATALOGUE_EVENTS_DIR": str(tmp_path / "instance"),
             **overrides,
         }
         app = create_app(settings)

@@ -36,7 +36,7 @@ def test_init_db_creates_the_schema_and_seeds_the_categories(
     result = app.test_cli_runner().invoke(args=["init-db"])
 
     assert result.exit_code == 0, result.output
-    assert "Schema: upgraded from an empty database to 0003_name_key" in result.output
+    assert "Schema: upgraded from an empty database to 0004_catalogue_triggers" in result.output
     assert "Seeded categories: Electronics, Clothing, Books" in result.output
     assert categories_in_db(app) == SEED
 
@@ -72,7 +72,7 @@ def test_init_db_of_a_new_database_drops_the_list_another_database_left_cached(
     """Versions start again in a new database: a list cached at a higher one must not block it."""
     first = make_story_app()
     post_category(first.test_client(), "Toys")
-    assert get_categories(first.test_client())[0] == [*SEED_CATEGORIES, TOYS]  # cached, version 2
+    assert get_categories(first.test_client())[0] == [*SEED_CATEGORIES, TOYS]  # cached, version 4
 
     second = make_story_app(SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'new.sqlite'}")
 

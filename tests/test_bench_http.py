@@ -33,9 +33,11 @@ Transfer/sec:      1.55MB
 SOCKET_ERRORS_LINE = "  Socket errors: connect 0, read 3, write 0, timeout 2\n"
 NON_2XX_LINE = "  Non-2xx or 3xx responses: 12\n"
 
-#: One short round: enough to start, warm, check and measure every contender.
+#: One short round and two waves: enough to start, warm, check and measure every contender.
+SMOKE_WAVES = 2
 SMOKE_ARGS = [
     *("--rounds", "1"),
+    *("--waves", str(SMOKE_WAVES)),
     *("--duration", "1"),
     *("--warmup", "1"),
     *("--connections", "4"),
@@ -114,6 +116,23 @@ def test_json_measures_every_contender(benchmark_output: Path) -> None:
 
 
 @pytest.mark.slow
+def test_json_has_the_waves_of_every_contender(benchmark_output: Path) -> None:
+    waves = json.loads((benchmark_output / "bench-http.json").read_text())["waves"]
+
+    assert list(waves) == list(CONTENDER_NAMES)
+    for name, contender_waves in waves.items():
+        assert len(contender_waves) == SMOKE_WAVES, name
+        for wave in contender_waves:
+            assert wave["requests_per_second"] > 0 and wave["p99_ms"] > 0, name
+            assert wave["worker_boots"] == 0, "as deployed, no worker recycles in seconds"
+            if name == "bare-flask":  # no /metrics, no multiprocess files of its own
+                assert wave["metrics_files"] is None and wave["metrics_ms"] is None
+            else:
+                assert wave["metrics_files"] > 0 and wave["metrics_ms"] > 0, name
+                assert wave["metrics_processes"] == 1, "one worker, nothing archived yet"
+
+
+@pytest.mark.slow
 def test_markdown_has_a_row_per_contender(benchmark_output: Path) -> None:
     page = (benchmark_output / "bench-http.md").read_text()
 
@@ -121,3 +140,35 @@ def test_markdown_has_a_row_per_contender(benchmark_output: Path) -> None:
         assert f"| {name} |" in page
     assert "| dynamodb-near req/s >= 0.9x simplecache |" in page
     assert "bench-http.png" not in page  # --no-chart: no dangling image link
+    assert "## Waves: one server, back to back" in page
+    assert "| simplecache | 2 |" in page
+
+
+@pytest.mark.slow
+def test_a_sustained_run_reports_recycled_workers_per_wave(
+    dynamodb_local: DynamoDBLocal, tmp_path: Path
+) -> None:
+    """Workers recycled after a second: the wave sees boots, the directory stays small."""
+    exit_code = main(
+        [
+            *("--sustained", "3"),
+            *("--max-worker-age", "1"),
+            *("--only", "simplecache"),
+            *("--warmup", "1"),
+            *("--connections", "4"),
+            *("--workers", "1"),
+            *("--endpoint-url", dynamodb_local.endpoint_url),
+            *("--output-dir", str(tmp_path)),
+        ]
+    )
+
+    assert exit_code == 0
+    document = json.loads((tmp_path / "bench-http-sustained.json").read_text())
+    assert document["parameters"]["sustained_seconds"] == 3
+    assert document["parameters"]["max_worker_age_seconds"] == 1
+    (wave,) = document["sustained"]["simplecache"]
+    assert wave["worker_boots"] >= 1
+    # One live worker and the archive, however many workers came and went.
+    assert wave["metrics_processes"] <= 2
+    assert "| simplecache | 1 |" in (tmp_path / "bench-http-sustained.md").read_text()
+    assert not (tmp_path / "bench-http.json").exists()

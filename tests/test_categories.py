@@ -19,6 +19,7 @@ from flask_caching.backends.simplecache import SimpleCache
 from cache_backends.versioned import VersionedEntry
 from ecommerce.categories.cache_policy import categories_ttl
 from ecommerce.categories.models import NAME_MAX_LENGTH
+from ecommerce.categories.representation import Representation, encode_json
 from tests.support.app import (
     ON_BOTH_DATABASES,
     SEED_CATEGORIES,
@@ -41,11 +42,19 @@ EXPIRY_GRANULARITY_SECONDS = 1.0
 POLL_INTERVAL_SECONDS = 0.05
 
 
+#: The body of the seed list: SizeLimitedCache refuses anything larger.
+SEED_BODY = encode_json(SEED_CATEGORIES)
+
+
 class SizeLimitedCache(SimpleCache):
     """Refuses lists longer than the seed list, as DynamoDB refuses items over 400 KB."""
 
     def set(self, key: str, value: Any, timeout: int | None = None) -> bool:
-        if isinstance(value, VersionedEntry) and len(value.value or []) > len(SEED_CATEGORIES):
+        if (
+            isinstance(value, VersionedEntry)
+            and isinstance(value.value, Representation)
+            and len(value.value.identity_body) > len(SEED_BODY)
+        ):
             return False
         return super().set(key, value, timeout)
 

@@ -8,8 +8,9 @@ refused write must change nothing: not the database, the cache or the version.
 
 from __future__ import annotations
 
+import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -24,10 +25,11 @@ from ecommerce.categories.cache_policy import (
     CATEGORIES_CACHE_KEY,
     _loader,
     cached_entry,
+    owed_updates,
 )
 from ecommerce.categories.models import NAME_MAX_LENGTH, Category
 from ecommerce.config import MAX_REQUEST_BODY_BYTES
-from ecommerce.extensions import db
+from ecommerce.extensions import cache, db
 from ecommerce.metrics import CACHE_LOADER_EVENTS
 from tests.support.app import (
     ON_BOTH_DATABASES,
@@ -57,8 +59,9 @@ ADMIN_TOKEN = "s3cret-token=="
 POLL_DEADLINE_SECONDS = 5.0
 POLL_INTERVAL_SECONDS = 0.02
 JSON = "application/json"
-#: init-db creates the version row at 0 and seeds the three categories in one write.
-SEEDED_VERSION = 1
+#: init-db creates the version row at 0 and seeds the three categories, one INSERT each:
+#: the triggers raise it once per INSERT on either database.
+SEEDED_VERSION = 3
 
 
 # --- helpers --------------------------------------------------------------------------
@@ -305,7 +308,7 @@ def test_write_through_caches_the_renamed_list_at_the_new_version(
         entry = cached_entry()
     assert entry is not None
     assert entry.has_value
-    assert entry.value == AFTER_RENAME
+    assert entry.value.decoded() == AFTER_RENAME
     assert entry.version == entry.fence == SEEDED_VERSION + 1 == catalogue_version(app)
 
 
@@ -588,5 +591,99 @@ def test_a_patch_whose_row_a_concurrent_delete_removed_is_a_404_not_a_500(
     problem = assert_problem(client.patch("/categories/2", json={"name": "Apparel"}), 404)
 
     assert "2" in problem["detail"]
-    assert catalogue_version(app) == version_before
+    assert catalogue_version(app) == version_before + 1  # the DELETE's own, by its trigger
     assert categories_in_db(app) == AFTER_DELETE
+
+
+# --- a write whose cache update does not land: the budget, and the update owed --------
+
+#: The request path's write budget (CACHE_DYNAMODB_WRITE_TIMEOUT's default) against the
+#: patient writes' (1 s read timeout, one retry): a POST must answer well inside a second.
+WRITE_BUDGET_SECONDS = 0.3
+POST_DEADLINE_SECONDS = 1.0
+
+
+@pytest.fixture
+def hanging_endpoint() -> Iterator[str]:
+    """A server that accepts connections and never answers: DynamoDB behind a partition."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    try:
+        yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    finally:
+        server.close()
+
+
+def count_attempts(backend: Any, operation: str) -> list[str]:
+    """Every HTTP attempt at ``operation`` (retries included: botocore's before-send)."""
+    sent: list[str] = []
+    for client in backend.strict.transport.clients():
+        client.meta.events.register(
+            f"before-send.dynamodb.{operation}", lambda **_: sent.append(operation)
+        )
+    return sent
+
+
+def test_a_post_during_a_partition_answers_within_the_write_budget_and_owes_the_update(
+    make_app: Callable[..., Flask], dynamodb_cache_config: dict[str, Any], hanging_endpoint: str
+) -> None:
+    """The tombstone's PutItem is tried once, for WRITE_BUDGET_SECONDS, not the patient
+    (1 + 1 retry) x 1 s; what did not land is owed, at the write's version."""
+    app = make_app(
+        **{
+            **dynamodb_cache_config,
+            "CACHE_DYNAMODB_ENDPOINT_URL": hanging_endpoint,
+            "CACHE_DYNAMODB_CREATE_TABLE": False,
+            "CACHE_DYNAMODB_WRITE_TIMEOUT": WRITE_BUDGET_SECONDS,
+            "CACHE_DYNAMODB_BREAKER_FAILURES": 0,  # every call tries: the budget is measured
+            "CATEGORIES_CACHE_STRATEGY": "invalidate",
+        }
+    )
+    attempts = count_attempts(app.extensions["cache"][cache], "PutItem")
+    started = time.monotonic()
+
+    assert post_category(app.test_client(), "Toys") == TOYS
+
+    elapsed = time.monotonic() - started
+    print(f"\nPOST during a partition (invalidate): {elapsed * 1000:.0f} ms")
+    assert elapsed < POST_DEADLINE_SECONDS
+    assert attempts[:1] == ["PutItem"]  # later ones are the background retry's
+    assert owed_updates(app).pending() == {CATEGORIES_CACHE_KEY: catalogue_version(app)}
+
+
+def test_a_write_while_the_circuit_is_open_shows_once_it_closes_and_never_goes_back(
+    make_app: Callable[..., Flask], dynamodb_cache_config: dict[str, Any]
+) -> None:
+    """The issue's "appeared, then vanished": the POST's tombstone is skipped (circuit
+    open) and owed; the database answers meanwhile; when the probe succeeds the owed
+    update is retried at once, and no GET after that serves the list without Toys.
+    """
+    hour = 3600  # the circuit stays open until the test shortens its cool-down
+    app = warm_and_settled(
+        make_app(
+            **dynamodb_cache_config,
+            CACHE_DYNAMODB_BREAKER_FAILURES=1,
+            CACHE_DYNAMODB_BREAKER_COOLDOWN=hour,
+            CATEGORIES_CACHE_STRATEGY="invalidate",
+        )
+    )
+    breaker = app.extensions["cache"][cache].strict.transport.breaker
+    breaker.record_failure(time.monotonic())  # a failed call opens it
+    client = app.test_client()
+
+    assert post_category(client, "Toys") == TOYS
+    owed_version = catalogue_version(app)
+    assert owed_updates(app).pending() == {CATEGORIES_CACHE_KEY: owed_version}
+    assert get_categories(client) == ([*SEED_CATEGORIES, TOYS], "MISS")  # the database
+    breaker.cooldown = 0.0  # healed: the next call is the probe
+
+    assert get_categories(client)[0] == [*SEED_CATEGORIES, TOYS]  # the probe's GET, too
+    deadline = time.monotonic() + POLL_DEADLINE_SECONDS
+    while owed_updates(app).pending():
+        assert time.monotonic() < deadline, "the owed update was never retried"
+        time.sleep(POLL_INTERVAL_SECONDS)
+    assert wait_for_hit(client) == [*SEED_CATEGORIES, TOYS]
+    with app.app_context():
+        entry = cached_entry()
+    assert entry is not None and entry.fence >= owed_version

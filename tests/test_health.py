@@ -31,13 +31,20 @@ def test_ready_with_simplecache_names_the_backend(make_app: Callable[..., Flask]
         response = app.test_client().get("/readyz")
 
     assert response.status_code == 200
-    assert response.get_json() == {
+    body = response.get_json()
+    coherence = body.pop("coherence")
+    assert body == {
         "status": "ready",
         "database": "ok",
         "schema": schema_head(),
         "cache": {"backend": "SimpleCache"},
     }
-    assert statements == [DATABASE_PROBE]  # the database really was asked
+    # init-db's seeding left a tombstone at its version: coherent, a load is due.
+    assert coherence["cached_version"] == coherence["database_version"] > 0
+    assert (coherence["state"], coherence["owed"]) == ("fenced", None)
+    # The database really was asked: the probe, then the catalogue version.
+    assert statements[0] == DATABASE_PROBE
+    assert len(statements) == 2 and "catalogue_version" in statements[1]
 
 
 def test_a_database_at_another_schema_revision_is_not_ready(
@@ -92,6 +99,9 @@ def test_a_dynamodb_outage_does_not_fail_readiness(
     assert body["cache"]["ok"] is False
     assert body["cache"]["backend"] == "dynamodb"
     assert "DescribeTable" in body["cache"]["error"]
+    assert body["coherence"]["state"] == "unknown: the cache is unavailable"
+    assert body["coherence"]["cached_version"] is None
+    assert body["coherence"]["database_version"] > 0
 
 
 def test_an_unreachable_database_is_503_naming_it(
@@ -121,3 +131,23 @@ def test_an_unreachable_database_is_503_naming_it(
     )
     assert "unable to open database file" in warning["message"]
     assert (access["status"], access["request_id"]) == (503, "probe-1")
+
+
+def test_readiness_reports_a_cache_behind_the_database_and_stays_ready(
+    make_app: Callable[..., Flask],
+) -> None:
+    """A change made behind the cache's back (plain SQL, a back-office tool): reported."""
+    from ecommerce.categories import repository
+
+    app = make_app()
+    client = app.test_client()
+    assert client.get("/categories").status_code == 200  # cached at the seed version
+    with app.app_context():
+        _, new_version = repository.create_category("Toys")
+
+    response = client.get("/readyz")
+
+    assert response.status_code == 200
+    coherence = response.get_json()["coherence"]
+    assert coherence["state"] == "behind"
+    assert coherence["database_version"] == new_version > coherence["cached_version"]

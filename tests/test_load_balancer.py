@@ -14,7 +14,6 @@ why DynamoDB exists; and /metrics counts every worker of an instance.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -41,6 +40,7 @@ from devtools.fleet import (
     gunicorn_instance,
     wait_until_healthy,
 )
+from devtools.processes import accepting_worker, worker_pids
 from tests.support.app import SEED_CATEGORIES, TOYS
 from tests.support.logs import json_log_lines, metric_value
 
@@ -234,20 +234,6 @@ def test_with_simplecache_the_other_instance_serves_a_stale_list(
         assert get_categories(http, other.url) == Answer(SEED_CATEGORIES, "HIT", "")
 
 
-def worker_pids(master_pid: int) -> set[int]:
-    """The gunicorn master's children, from /proc (each stat line names its parent)."""
-    children = set()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            # "pid (command) state ppid ...": the command may contain spaces, so split after ")".
-            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):  # the process ended while we looked
-            continue
-        if parent == master_pid:
-            children.add(int(stat.parent.name))
-    return children
-
-
 def replace_every_worker(instance: Instance) -> None:
     """SIGTERM each worker of ``instance`` and wait until gunicorn has started new ones."""
     old = worker_pids(instance.process.pid)
@@ -296,26 +282,11 @@ NEAR_FRESHNESS_BOUND_SECONDS = 1.6
 MAX_CONNECTIONS_PER_INSTANCE = 40
 
 
-def _socket_inode(server_port: int, client_port: int) -> str:
-    """The inode of the server side of a loopback TCP connection, from /proc/net/tcp."""
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        local_port, remote_port = (int(address.split(":")[1], 16) for address in fields[1:3])
-        if (local_port, remote_port) == (server_port, client_port):
-            return fields[9]
-    raise AssertionError(f"no server socket for the connection from port {client_port}")
-
-
 def serving_worker(connection: HTTPConnection, instance: Instance, workers: set[int]) -> int:
-    """The worker process that accepted ``connection``: the one whose fds hold its socket."""
-    assert connection.sock is not None, "send a request first: the worker accepts it then"
-    inode = _socket_inode(instance.port, connection.sock.getsockname()[1])
-    for pid in workers:
-        for fd in Path(f"/proc/{pid}/fd").iterdir():
-            with contextlib.suppress(OSError):
-                if os.readlink(fd) == f"socket:[{inode}]":
-                    return pid
-    raise AssertionError(f"no worker of {instance.name} holds socket {inode}")
+    """The worker process that accepted ``connection``."""
+    pid = accepting_worker(connection, instance.port, workers)
+    assert pid is not None, f"no worker of {instance.name} holds the connection"
+    return pid
 
 
 def list_over(connection: HTTPConnection) -> list[dict[str, Any]]:

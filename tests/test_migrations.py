@@ -22,6 +22,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from flask import Flask
 from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 from devtools import REPOSITORY_ROOT
 from devtools.fleet import flask_environment
@@ -32,7 +33,16 @@ from tests.support.app import ON_BOTH_DATABASES, TEST_ADMIN_TOKEN, categories_in
 
 #: The last commit whose init-db made the schema with create_all, before any migration.
 RELEASE_BEFORE_MIGRATIONS = "6ad54cf"
-HEAD = "0003_name_key"
+HEAD = "0004_catalogue_triggers"
+#: The newest revision a database that create_all made can match: migrations came next.
+LAST_CREATE_ALL_REVISION = "0003_name_key"
+#: The writes migration 0004's triggers capture on each database (SQLite has no TRUNCATE).
+CAPTURED_EVENTS = {
+    "sqlite": ("insert", "update", "delete"),
+    "postgresql": ("insert", "update", "delete", "truncate"),
+}
+#: On PostgreSQL the triggers share one function, which the downgrade drops too.
+CAPTURE_FUNCTION = "raise_catalogue_version"
 SEED = ["Electronics", "Clothing", "Books"]
 FULLWIDTH_BOOKS = "\uff22\uff4f\uff4f\uff4b\uff53"
 #: How long three init-db processes may take to start and reach the lock.
@@ -61,6 +71,44 @@ def run_sql(database_uri: str, *statements: str) -> list[tuple[Any, ...]]:
 def stored_categories(database_uri: str) -> list[tuple[int, str]]:
     """(id, name) of every row, by plain SQL: it works on any revision of the schema."""
     return run_sql(database_uri, "SELECT id, name FROM categories ORDER BY id")
+
+
+def capture_triggers(database_uri: str) -> set[str]:
+    """The triggers on categories, and on PostgreSQL their function if it exists."""
+    if make_url(database_uri).get_backend_name() == "postgresql":
+        rows = run_sql(
+            database_uri,
+            "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal "
+            "AND tgrelid = CAST('categories' AS regclass) "
+            f"UNION ALL SELECT proname FROM pg_proc WHERE proname = '{CAPTURE_FUNCTION}'",
+        )
+    else:
+        rows = run_sql(
+            database_uri,
+            "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'categories'",
+        )
+    return {name for (name,) in rows}
+
+
+def expected_capture(database_uri: str) -> set[str]:
+    """What capture_triggers finds on a database at HEAD."""
+    dialect = make_url(database_uri).get_backend_name()
+    triggers = {
+        f"categories_{event}_raises_catalogue_version" for event in CAPTURED_EVENTS[dialect]
+    }
+    return (triggers | {CAPTURE_FUNCTION}) if dialect == "postgresql" else triggers
+
+
+def version_after_a_plain_insert(database_uri: str) -> tuple[int, int]:
+    """The catalogue version before and after a plain-SQL INSERT (a new name each time)."""
+    (before,) = run_sql(database_uri, "SELECT version FROM catalogue_version")[0]
+    (count,) = run_sql(database_uri, "SELECT count(*) FROM categories")[0]
+    run_sql(
+        database_uri,
+        f"INSERT INTO categories (name, name_key) VALUES ('Plain {count}', 'plain {count}')",
+    )
+    (after,) = run_sql(database_uri, "SELECT version FROM catalogue_version")[0]
+    return before, after
 
 
 def init_db(app: Flask, *arguments: str) -> Any:
@@ -135,14 +183,16 @@ def test_a_database_made_and_filled_by_the_release_before_migrations_is_upgraded
 
 
 @ON_BOTH_DATABASES
-@pytest.mark.parametrize("at_revision", ["0001_initial", "0002_catalogue_version", HEAD])
+@pytest.mark.parametrize(
+    "at_revision", ["0001_initial", "0002_catalogue_version", LAST_CREATE_ALL_REVISION]
+)
 def test_a_database_made_by_create_all_at_any_earlier_revision_is_adopted_not_rebuilt(
     make_app: Callable[..., Flask], at_revision: str
 ) -> None:
     app = make_app(init_db=False)
     made_before_migrations(app, at_revision)
-    name_key = ", name_key" if at_revision == HEAD else ""
-    values = ", 'toys'" if at_revision == HEAD else ""
+    name_key = ", name_key" if at_revision == LAST_CREATE_ALL_REVISION else ""
+    values = ", 'toys'" if at_revision == LAST_CREATE_ALL_REVISION else ""
     run_sql(
         app.config["SQLALCHEMY_DATABASE_URI"],
         f"INSERT INTO categories (id, name{name_key}) VALUES (7, 'Toys'{values})",
@@ -156,6 +206,9 @@ def test_a_database_made_by_create_all_at_any_earlier_revision_is_adopted_not_re
     stored = stored_categories(app.config["SQLALCHEMY_DATABASE_URI"])
     assert (7, "Toys") in stored
     assert sorted(name for _, name in stored) == sorted([*SEED, "Toys"])
+    # create_all never made triggers: the upgrade did, so changes are captured from now on.
+    database_uri = app.config["SQLALCHEMY_DATABASE_URI"]
+    assert capture_triggers(database_uri) == expected_capture(database_uri)
 
 
 @ON_BOTH_DATABASES
@@ -196,6 +249,42 @@ def test_a_downgrade_and_the_upgrade_again_keep_every_row(make_app: Callable[...
     assert init_db(app).exit_code == 0
     assert revision(app) == HEAD
     assert categories_in_db(app) == before
+
+
+@ON_BOTH_DATABASES
+def test_the_capture_triggers_go_with_their_downgrade_and_come_back_with_the_upgrade(
+    make_app: Callable[..., Flask], database_uri: str
+) -> None:
+    app = make_app()
+    assert capture_triggers(database_uri) == expected_capture(database_uri)
+    before, after = version_after_a_plain_insert(database_uri)
+    assert after == before + 1
+
+    downgrade = app.test_cli_runner().invoke(args=["db", "downgrade", LAST_CREATE_ALL_REVISION])
+
+    assert downgrade.exit_code == 0, downgrade.output
+    assert revision(app) == LAST_CREATE_ALL_REVISION
+    assert capture_triggers(database_uri) == set()  # the function too, on PostgreSQL
+    before, after = version_after_a_plain_insert(database_uri)
+    assert after == before
+
+    assert init_db(app).exit_code == 0
+    assert revision(app) == HEAD
+    assert capture_triggers(database_uri) == expected_capture(database_uri)
+    before, after = version_after_a_plain_insert(database_uri)
+    assert after == before + 1
+
+
+@ON_BOTH_DATABASES
+def test_reset_leaves_the_capture_triggers_in_place(
+    make_app: Callable[..., Flask], database_uri: str
+) -> None:
+    """The tables go, and their triggers with them; PostgreSQL's function stays and is replaced."""
+    app = make_app()
+
+    assert init_db(app, "--reset", "--yes").exit_code == 0
+
+    assert capture_triggers(database_uri) == expected_capture(database_uri)
 
 
 @ON_BOTH_DATABASES

@@ -22,7 +22,7 @@ from flask import Flask
 from cache_backends.dynamodb import DynamoDBCache
 from cache_backends.near import NearCache
 from cache_backends.strict import CacheUnavailable
-from cache_backends.versioned import VersionedEntry, near_lifetime, store_entry
+from cache_backends.versioned import VersionedEntry, near_lifetime, near_rank, store_entry
 from devtools.dynamodb_local import DynamoDBLocal
 from ecommerce.extensions import cache
 from ecommerce.metrics import NEAR_CACHE_LOOKUPS
@@ -149,6 +149,28 @@ def test_a_versioned_entry_is_kept_only_while_fresh(make_near: MakeNear) -> None
     assert not process.get("list").is_fresh(time.time())
     assert process.get("list") is not None
     assert calls == ["PutItem", GET_ITEM, GET_ITEM]
+
+
+def test_a_copy_below_the_floor_is_read_again_at_once(make_near: MakeNear) -> None:
+    """The app raises the floor when it hears of a change: the near TTL is not waited out."""
+    heard: list[int] = []
+    writer = make_near()
+    reader = make_near(
+        rank=near_rank, floor=lambda key: heard[-1] if heard and key == "list" else None
+    )
+    store_entry(writer.strict, "list", fresh_entry(["v1"], 1), 60)
+    assert reader.get("list").value == ["v1"]
+    calls = record_dynamodb_calls(reader)
+
+    heard.append(1)  # the version it holds: still current
+    assert reader.get("list").value == ["v1"]
+    assert calls == []
+    store_entry(writer.strict, "list", fresh_entry(["v2"], 2), 60)
+    heard.append(2)
+
+    assert reader.get("list").value == ["v2"]
+    assert reader.get("list").value == ["v2"]
+    assert calls == [GET_ITEM]  # once, then the new near copy
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ app. ``test_the_served_document_*`` checks that the app serves that same documen
 
 from __future__ import annotations
 
+import gzip
 import re
 import tempfile
 from collections.abc import Callable
@@ -44,6 +45,10 @@ MAX_EXAMPLES_PER_OPERATION = 100
 MAX_STATEFUL_SCENARIOS = 30
 STEPS_PER_SCENARIO = 10
 
+#: schemathesis sends requests' default ``Accept-Encoding: gzip, deflate``, and its
+#: WSGI transport hands the body over as sent, so a gzip body would fail to parse as
+#: JSON: its requests ask for identity. tests/test_representation.py checks gzip.
+IDENTITY_ENCODING = {"Accept-Encoding": "identity"}
 #: Werkzeug's ``<int:category_id>``, OpenAPI's ``{id}``.
 URL_VARIABLE = re.compile(r"<[^>]+>")
 
@@ -92,7 +97,7 @@ def test_every_operation_answers_as_documented(case: schemathesis.Case, app: Fla
     # Both: some checks send follow-up requests of their own (ignored_auth repeats a
     # write without the token) through the schema's app, not the operation's.
     case.operation.app = case.operation.schema.app = app
-    case.call_and_validate()
+    case.call_and_validate(headers=IDENTITY_ENCODING)
 
 
 def test_create_rename_delete_sequences_answer_as_documented(app: Flask) -> None:
@@ -105,6 +110,9 @@ def test_create_rename_delete_sequences_answer_as_documented(app: Flask) -> None
             them, and a replay that met the last one's categories (a 409 instead of a
             201) would take another path and be reported as flaky."""
             _reset_to_the_seed_catalogue(app)
+
+        def get_call_kwargs(self, case: schemathesis.Case) -> dict[str, Any]:
+            return {"headers": IDENTITY_ENCODING}
 
     FromTheSeedCatalogue.run(
         settings=settings(
@@ -226,3 +234,21 @@ def test_the_document_needs_no_database_nor_cache_and_may_be_kept(
     assert first.cache_control.max_age == DOCUMENT_MAX_AGE_SECONDS
     assert again.status_code == 304
     assert again.data == b""
+
+
+def test_the_document_goes_gzipped_to_a_client_that_accepts_it(client: FlaskClient) -> None:
+    """Stored compressed once per process; either coding's tag revalidates to a 304."""
+    plain = client.get(OPENAPI_DOCUMENT_PATH)
+    compressed = client.get(OPENAPI_DOCUMENT_PATH, headers={"Accept-Encoding": "gzip"})
+
+    assert compressed.headers["Content-Encoding"] == "gzip"
+    assert compressed.headers["Vary"] == plain.headers["Vary"] == "Accept-Encoding"
+    assert gzip.decompress(compressed.data) == plain.data
+    assert len(compressed.data) < len(plain.data) // 4
+    assert compressed.headers["ETag"] != plain.headers["ETag"]
+    assert compressed.cache_control.max_age == DOCUMENT_MAX_AGE_SECONDS
+    for held in (plain.headers["ETag"], compressed.headers["ETag"]):
+        again = client.get(
+            OPENAPI_DOCUMENT_PATH, headers={"Accept-Encoding": "gzip", "If-None-Match": held}
+        )
+        assert (again.status_code, again.headers["ETag"]) == (304, held)

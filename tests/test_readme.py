@@ -44,5 +44,5 @@ def test_the_migration_commands_run_as_written(tmp_path: Path) -> None:
     result = run(code_block_after("## The database and its migrations", "sh"))
 
     assert result.returncode == 0, result.stderr
-    assert "0003_name_key (head)" in result.stdout
-    assert "0002_catalogue_version -> 0003_name_key (head)" in result.stdout
+    assert "0004_catalogue_triggers (head)" in result.stdout
+    assert "0003_name_key -> 0004_catalogue_triggers (head)" in result.stdout

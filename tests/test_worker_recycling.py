@@ -2,24 +2,36 @@
 
 At ~2,000 req/s per worker, ``max_requests = 10_000`` recycled each worker every
 ~5 s: the tail of every load wave after the first (issue 18). These tests run
-the real gunicorn with the repository's gunicorn.conf.py.
+the real gunicorn with the repository's gunicorn.conf.py, including its
+``child_exit`` hook, which folds a dead worker's Prometheus files into one archive.
 """
 
 from __future__ import annotations
 
 import runpy
+import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from devtools import REPOSITORY_ROOT
-from devtools.fleet import gunicorn_instance, wait_until_healthy
+from devtools.fleet import gunicorn_instance, prepare, wait_until_healthy
+from ecommerce.metrics_archive import ARCHIVE_PID, processes_with_files
 
 RECYCLE_LINE = "restarting after its current requests"
+BOOT_LINE = "Booting worker"
 WAIT_SECONDS = 30.0
+#: Worker boots to wait for under load: the first two, then one recycle after another.
+RECYCLED_BOOTS = 7
+RECYCLING_WORKERS = 2
+CLIENT_THREADS = 4
+SCRAPE_INTERVAL_SECONDS = 0.05
+REQUESTS_METRIC = "ecommerce_http_requests_total"
 
 
 def gunicorn_settings(
@@ -73,3 +85,85 @@ def test_a_worker_over_its_memory_limit_is_replaced_and_requests_go_on(
     log = instance.log_path.read_text(errors="replace")
     assert RECYCLE_LINE in log and "resident memory" in log
     assert "Autorestarting worker" not in log, "not gunicorn's request count"
+
+
+def categories_served(metrics_text: str) -> float:
+    """GET /categories answered, over every worker that ever lived, as /metrics says."""
+    total = 0.0
+    for family in text_string_to_metric_families(metrics_text):
+        for sample in family.samples:
+            if sample.name == REQUESTS_METRIC and sample.labels["route"] == "/categories":
+                total += sample.value
+    return total
+
+
+@pytest.mark.slow
+def test_recycled_workers_leave_a_bounded_directory_and_exact_request_totals(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Workers recycled every second under requests while /metrics is scraped all along.
+
+    Every dead worker's files are folded into the archive: the directory never holds
+    more than the live workers' files and one archive set, and the total /metrics
+    reports is every request sent, never lower at any scrape than at the one before.
+    """
+    monkeypatch.setenv("GUNICORN_MAX_WORKER_AGE_SECONDS", "1")
+    settings = {"SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'db.sqlite'}"}
+    prepare(settings, quiet=True)
+    metrics_directory = tmp_path / "recycled-metrics"  # gunicorn_instance's naming
+    sent: list[int] = []
+    failures: list[BaseException] = []
+    scraped: list[float] = []
+    processes_seen: list[set[str]] = []
+    stop = threading.Event()
+
+    with gunicorn_instance("recycled", settings, tmp_path, workers=RECYCLING_WORKERS) as instance:
+        wait_until_healthy(instance.url, instance.process, instance.log_path)
+
+        def send_requests() -> None:
+            answered = 0
+            while not stop.is_set():
+                try:
+                    with urllib.request.urlopen(instance.url + "/categories", timeout=WAIT_SECONDS):
+                        pass
+                except urllib.error.HTTPError:
+                    pass  # an answer all the same (a 503 on a busy machine), and counted
+                except OSError as error:
+                    failures.append(error)
+                    continue
+                answered += 1
+            sent.append(answered)
+
+        def scrape_metrics() -> None:
+            while not stop.is_set():
+                processes_seen.append(processes_with_files(metrics_directory))
+                with urllib.request.urlopen(
+                    instance.url + "/metrics", timeout=WAIT_SECONDS
+                ) as page:
+                    scraped.append(categories_served(page.read().decode()))
+                time.sleep(SCRAPE_INTERVAL_SECONDS)
+
+        threads = [threading.Thread(target=send_requests) for _ in range(CLIENT_THREADS)]
+        threads.append(threading.Thread(target=scrape_metrics))
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 4 * WAIT_SECONDS
+        try:
+            while log_count(instance.log_path, BOOT_LINE) < RECYCLED_BOOTS:
+                assert time.monotonic() < deadline, instance.log_path.read_text()
+                time.sleep(0.1)
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join()
+        with urllib.request.urlopen(instance.url + "/metrics", timeout=WAIT_SECONDS) as page:
+            final_total = categories_served(page.read().decode())
+
+    assert not failures, failures[:5]
+    assert final_total == sum(sent) > 0
+    assert scraped == sorted(scraped), "a scrape saw the total go down"
+    # The live workers' files and one archive set, however many workers have come and gone:
+    # the master archives a dead worker before it forks the replacement.
+    assert max(map(len, processes_seen)) <= RECYCLING_WORKERS + 1
+    assert ARCHIVE_PID in processes_seen[-1]
+    assert "not archived" not in instance.log_path.read_text(errors="replace")

@@ -13,6 +13,8 @@ Modules, in the order a reader needs them:
 - ``servers``: redis-server, and every contender started, warmed and checked.
 - ``wrk``: one wrk run and its parsed numbers.
 - ``runner``: interleaved rounds, medians, ratios and the issue's targets.
+- ``waves``: back-to-back runs on one server (``--waves``, ``--sustained``), with its
+  worker boots, Prometheus files and ``/metrics`` time after each.
 - ``report``: the printed table, the JSON, the Markdown page and the chart.
 - ``cli``: the command line behind ``python -m benchmarks.http``.
 """

@@ -1,13 +1,19 @@
-"""``python -m benchmarks.http``: start the servers, load them in rounds, write the report."""
+"""``python -m benchmarks.http``: start the servers, load them in rounds and waves, report.
+
+``--sustained SECONDS`` replaces both with minutes of waves on one server
+(dynamodb-near unless ``--only`` names others) and writes its own report,
+bench-http-sustained.{json,md}.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
-from contextlib import ExitStack
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +21,7 @@ from benchmarks.http import report
 from benchmarks.http.contenders import (
     CONTENDER_NAMES,
     CONTENDERS,
+    DYNAMODB_NEAR,
     Contender,
     select_contenders,
 )
@@ -26,8 +33,14 @@ from benchmarks.http.runner import (
     DEFAULT_WORKERS,
     LoadSettings,
     run_rounds,
+    sustained_document,
 )
-from benchmarks.http.servers import find_redis_server, redis_server, serving
+from benchmarks.http.servers import find_redis_server, redis_server, serving, warm_up
+from benchmarks.http.waves import (
+    DEFAULT_WAVES,
+    SUSTAINED_MAX_WORKER_AGE_SECONDS,
+    run_sustained,
+)
 from benchmarks.http.wrk import find_wrk
 from benchmarks.options import DEFAULT_OUTPUT_DIR, positive_int
 from benchmarks.runner import print_progress
@@ -54,6 +67,32 @@ SERVING_PACKAGES = (
 PRODUCTION_LOGGING = {"LOG_LEVEL": DEFAULTS["LOG_LEVEL"]}
 #: The exit status of a process stopped by Ctrl-C (128 + SIGINT), as shells report it.
 INTERRUPTED_EXIT_STATUS = 130
+#: gunicorn.conf.py's age limit, set for the servers this run starts.
+MAX_WORKER_AGE_VARIABLE = "GUNICORN_MAX_WORKER_AGE_SECONDS"
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
+    return value
+
+
+@contextmanager
+def _environment_variable(name: str, value: str | None) -> Iterator[None]:
+    """``name=value`` for the servers started meanwhile (they inherit this environment)."""
+    if value is None:
+        yield
+        return
+    previous = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ[name]
+        else:
+            os.environ[name] = previous
 
 
 def _contender_names(text: str) -> list[Contender]:
@@ -82,6 +121,28 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="seconds of load per contender per round (%(default)s)",
     )
     parser.add_argument(
+        "--waves",
+        type=_non_negative_int,
+        default=DEFAULT_WAVES,
+        help="after the rounds, back-to-back wrk runs of --duration on each contender, "
+        "with worker boots, metrics files and /metrics time after each (%(default)s; 0: none)",
+    )
+    parser.add_argument(
+        "--sustained",
+        type=positive_int,
+        metavar="SECONDS",
+        help="instead of rounds and waves: this many seconds of back-to-back waves on "
+        f"{DYNAMODB_NEAR} (or --only), workers recycled by age; writes "
+        "bench-http-sustained.{json,md}",
+    )
+    parser.add_argument(
+        "--max-worker-age",
+        type=_non_negative_int,
+        metavar="SECONDS",
+        help=f"{MAX_WORKER_AGE_VARIABLE} for the servers (default: as deployed, off; "
+        f"{SUSTAINED_MAX_WORKER_AGE_SECONDS} under --sustained)",
+    )
+    parser.add_argument(
         "--warmup",
         type=positive_int,
         default=DEFAULT_WARMUP_SECONDS,
@@ -102,9 +163,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--only",
         type=_contender_names,
-        default=list(CONTENDERS),
         metavar="NAME,NAME",
-        help=f"contenders to run (all: {','.join(CONTENDER_NAMES)})",
+        help=f"contenders to run (all: {','.join(CONTENDER_NAMES)}; "
+        f"{DYNAMODB_NEAR} under --sustained)",
     )
     parser.add_argument(
         "--endpoint-url",
@@ -119,6 +180,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--no-chart", action="store_true", help="skip the PNG (no matplotlib)")
     args = parser.parse_args(argv)
+    if args.only is None:
+        args.only = select_contenders([DYNAMODB_NEAR]) if args.sustained else list(CONTENDERS)
+    if args.max_worker_age is None and args.sustained:
+        args.max_worker_age = SUSTAINED_MAX_WORKER_AGE_SECONDS
     args.wrk = find_wrk()
     if args.wrk is None:
         parser.error("wrk is not installed: `make system-deps` installs the Debian package")
@@ -150,13 +215,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         warmup_seconds=args.warmup,
         connections=args.connections,
         workers=args.workers,
+        waves=args.waves,
+        max_worker_age_seconds=args.max_worker_age,
     )
     runs_redis = any(contender.uses_redis for contender in contenders)
     started = time.perf_counter()
     use_local_aws_credentials()
     command = ["python", "-m", "benchmarks.http", *(sys.argv[1:] if argv is None else argv)]
+    max_worker_age = None if args.max_worker_age is None else str(args.max_worker_age)
     try:
-        with stopping_on_sigterm(), ExitStack() as stack:
+        with (
+            stopping_on_sigterm(),
+            _environment_variable(MAX_WORKER_AGE_VARIABLE, max_worker_age),
+            ExitStack() as stack,
+        ):
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-http-")))
             endpoint_url, jar = stack.enter_context(dynamodb_endpoint(args.endpoint_url))
             redis_url = (
@@ -169,14 +241,30 @@ def main(argv: Sequence[str] | None = None) -> int:
             document["tools"] = _tool_versions(args.wrk, args.redis_server, runs_redis)
             print_progress(f"starting {len(contenders)} servers, {args.workers} workers each")
             served = stack.enter_context(serving(stage, contenders, args.workers, redis_url))
-            document |= run_rounds(served, args.wrk, settings, print_progress)
+            if args.sustained:
+                warm_up(served, args.wrk, settings.warmup_seconds, settings.connections)
+                print_progress(f"sustained: {args.sustained}s of waves per contender")
+                slices = run_sustained(
+                    served, args.wrk, args.sustained, args.connections, print_progress
+                )
+                document |= sustained_document(contenders, settings, args.sustained, slices)
+            else:
+                document |= run_rounds(served, args.wrk, settings, print_progress)
     except KeyboardInterrupt:
         print("interrupted; every server was stopped", file=sys.stderr)
         return INTERRUPTED_EXIT_STATUS
     finish_run(document, started)
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    if args.sustained:
+        print(report.sustained_text_report(document))
+        written = [
+            report.write_document_json(document, args.output_dir, report.SUSTAINED_JSON_NAME),
+            report.write_sustained_markdown(document, args.output_dir),
+        ]
+        print("wrote " + ", ".join(str(path) for path in written))
+        return 0
 
     print(report.text_report(document))
-    args.output_dir.mkdir(parents=True, exist_ok=True)
     written = [report.write_document_json(document, args.output_dir)]
     if not args.no_chart:
         written.append(report.write_chart(document, args.output_dir))

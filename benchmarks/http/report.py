@@ -29,6 +29,8 @@ from benchmarks.report import (
 JSON_NAME = "bench-http.json"
 MARKDOWN_NAME = "bench-http.md"
 CHART_NAME = "bench-http.png"
+SUSTAINED_JSON_NAME = "bench-http-sustained.json"
+SUSTAINED_MARKDOWN_NAME = "bench-http-sustained.md"
 TARGETS_HEADING = "target (near-cache issue)"
 NOT_MEASURED = "-"
 #: One fixed colour per contender so every chart reads the same way.
@@ -91,8 +93,56 @@ def per_round_table(document: dict[str, Any], markdown: bool = False) -> str:
     return render_table(headers, rows, markdown)
 
 
+def waves_table(waves: dict[str, list[dict[str, Any]]], markdown: bool = False) -> str:
+    """One row per wave: its load numbers, then the server's state right after it."""
+    headers = [
+        "contender",
+        "wave",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "worker boots",
+        "metrics files",
+        "metrics pids",
+        "/metrics ms",
+    ]
+    rows = [
+        [
+            name,
+            str(number),
+            f"{wave[REQUESTS_PER_SECOND]:.0f}",
+            _milliseconds(wave[P50_MS]),
+            _milliseconds(wave[P99_MS]),
+            str(wave["worker_boots"]),
+            NOT_MEASURED if wave["metrics_files"] is None else str(wave["metrics_files"]),
+            NOT_MEASURED
+            if wave.get("metrics_processes") is None
+            else str(wave["metrics_processes"]),
+            NOT_MEASURED if wave["metrics_ms"] is None else _milliseconds(wave["metrics_ms"]),
+        ]
+        for name, contender_waves in waves.items()
+        for number, wave in enumerate(contender_waves, start=1)
+    ]
+    return render_table(headers, rows, markdown)
+
+
+#: What the waves table's columns mean, in the Markdown pages of both kinds of run.
+WAVES_COLUMNS = """- **req/s, p50 ms, p99 ms**: that wave's wrk run alone.
+- **worker boots**: workers the master started while the wave ran (gunicorn's
+  "Booting worker" lines): each is a recycle, or a crash, under load.
+- **metrics files**, **metrics pids**: `*.db` files in the server's Prometheus
+  multiprocess directory after the wave, and the processes they belong to (the archive
+  counts as one). gunicorn.conf.py's `child_exit` folds a dead worker's files into one
+  archive set, so the pids stay at live workers + 1 and the files at a few per pid,
+  recycles or not (a file appears when a worker first uses its metric type).
+- **/metrics ms**: median of three `GET /metrics` after the wave; it reads every file
+  in that directory, so it would grow with them."""
+
+
 def text_report(document: dict[str, Any]) -> str:
     parts = [results_table(document), per_round_table(document)]
+    if document.get("waves"):
+        parts.append(waves_table(document["waves"]))
     if document["targets"]:
         verdict = "all targets met" if document["all_targets_met"] else "some targets MISSED"
         parts += [targets_table(document, heading=TARGETS_HEADING), verdict]
@@ -179,6 +229,22 @@ def markdown_page(document: dict[str, Any], chart_written: bool) -> str:
         if document["targets"]
         else ""
     )
+    waves = (
+        f"""## Waves: one server, back to back
+
+After the rounds, each contender took {parameters["waves"]} wrk runs of
+{parameters["duration_seconds"]} s in a row, with nothing in between, as a long-lived
+server does; `python -m benchmarks.http --sustained 180` does the same for minutes
+(and recycles workers by age), into [bench-http-sustained.md]({SUSTAINED_MARKDOWN_NAME}).
+
+{waves_table(document["waves"], markdown=True)}
+
+{WAVES_COLUMNS}
+
+"""
+        if document.get("waves")
+        else ""
+    )
     return f"""# HTTP benchmark: GET /categories under gunicorn, per cache backend
 
 - Command: `{document["command"]}` (`make bench-http` runs it without arguments).
@@ -202,7 +268,7 @@ def markdown_page(document: dict[str, Any], chart_written: bool) -> str:
 
 {per_round_table(document, markdown=True)}
 
-## Contenders
+{waves}## Contenders
 
 {contenders}
 
@@ -252,5 +318,63 @@ def write_markdown(document: dict[str, Any], output_dir: Path, chart_written: bo
     return path
 
 
-def write_document_json(document: dict[str, Any], output_dir: Path) -> Path:
-    return write_json(document, output_dir, JSON_NAME)
+def write_document_json(document: dict[str, Any], output_dir: Path, name: str = JSON_NAME) -> Path:
+    return write_json(document, output_dir, name)
+
+
+def sustained_text_report(document: dict[str, Any]) -> str:
+    parameters = document["parameters"]
+    return (
+        f"{waves_table(document['sustained'])}\n\n"
+        f"{parameters['sustained_seconds']} s per contender in waves; workers recycled "
+        f"after {parameters['max_worker_age_seconds']} s (minus jitter)"
+    )
+
+
+def sustained_markdown_page(document: dict[str, Any]) -> str:
+    parameters = document["parameters"]
+    machine = document["machine"]
+    contenders = "\n".join(
+        f"- **{name}**: {label}." for name, label in document["contenders"].items()
+    )
+    max_age = parameters["max_worker_age_seconds"]
+    recycling = (
+        f"`GUNICORN_MAX_WORKER_AGE_SECONDS={max_age}`: each worker is replaced after "
+        f"{max_age} s of serving, minus up to 10 % jitter"
+        if max_age
+        else "as deployed (memory limit only)"
+    )
+    return f"""# HTTP benchmark, sustained: one server under minutes of load
+
+- Command: `{document["command"]}`.
+- Run: {document["generated_at"]}, {document["runtime_seconds"]} s in all; every number is
+  in [{SUSTAINED_JSON_NAME}]({SUSTAINED_JSON_NAME}).
+- Machine: {machine["platform"]}, {machine["cpu_count"]} cores, Python {machine["python"]};
+  load average (1/5/15 min) {format_load_average(machine["load_average_at_start"])} at the
+  start, {format_load_average(machine["load_average_at_end"])} at the end.
+- Load: {document["tools"]["wrk"]}, {parameters["wrk_threads"]} threads,
+  {parameters["connections"]} keep-alive connections, {parameters["sustained_seconds"]} s per
+  contender as back-to-back wrk runs (waves), after {parameters["warmup_seconds"]} s of warm-up.
+- Servers: gunicorn with the repository's gunicorn.conf.py, {parameters["workers"]} gevent
+  workers; recycling {recycling}.
+
+## Waves
+
+{waves_table(document["sustained"], markdown=True)}
+
+{WAVES_COLUMNS}
+
+Flat worker-boot, file and /metrics columns over the whole run, with boots in them, are
+the point: the directory does not grow with recycles and a scrape costs the same at the
+end as at the start. A wave with a boot shows what a recycle costs clients in its p99.
+
+## Contenders
+
+{contenders}
+"""
+
+
+def write_sustained_markdown(document: dict[str, Any], output_dir: Path) -> Path:
+    path = output_dir / SUSTAINED_MARKDOWN_NAME
+    path.write_text(sustained_markdown_page(document))
+    return path

@@ -17,6 +17,7 @@ from typing import Any
 
 from benchmarks.http.contenders import BARE_FLASK, DYNAMODB_NEAR, REDIS, SIMPLECACHE, Contender
 from benchmarks.http.servers import CATEGORIES_PATH, Served, cache_results, warm_up
+from benchmarks.http.waves import DEFAULT_WAVES, run_waves
 from benchmarks.http.wrk import WRK_THREADS, run_wrk
 from benchmarks.operations import Target
 from benchmarks.runner import Progress, rotated
@@ -36,8 +37,8 @@ DEFAULT_WARMUP_SECONDS = 10
 DEFAULT_CONNECTIONS = 16
 #: The same for every contender; gunicorn.conf.py's own default differs by backend.
 DEFAULT_WORKERS = 2
-#: Bumped whenever the JSON document changes shape.
-SCHEMA_VERSION = 1
+#: Bumped whenever the JSON document changes shape (2: waves).
+SCHEMA_VERSION = 2
 
 REQUESTS_PER_SECOND = "requests_per_second"
 P50_MS = "p50_ms"
@@ -86,6 +87,10 @@ class LoadSettings:
     warmup_seconds: int = DEFAULT_WARMUP_SECONDS
     connections: int = DEFAULT_CONNECTIONS
     workers: int = DEFAULT_WORKERS
+    #: Back-to-back runs of ``duration_seconds`` per contender after the rounds.
+    waves: int = DEFAULT_WAVES
+    #: GUNICORN_MAX_WORKER_AGE_SECONDS given to the servers; None: as deployed (off).
+    max_worker_age_seconds: int | None = None
 
 
 def run_rounds(
@@ -101,8 +106,41 @@ def run_rounds(
         results = {item.contender.name: measure(item, wrk, settings, progress) for item in order}
         rounds.append({"order": [item.contender.name for item in order], "results": results})
         progress(f"round {round_index + 1}/{settings.rounds} done")
+    waves: dict[str, list[dict[str, Any]]] = {}
+    if settings.waves:
+        progress(f"waves: {settings.waves} back-to-back runs per contender")
+        waves = run_waves(
+            served,
+            wrk,
+            settings.waves,
+            settings.duration_seconds,
+            settings.connections,
+            progress,
+        )
     contenders = [item.contender for item in served]
-    return summarize(contenders, settings, rounds, time.perf_counter() - started)
+    document = summarize(contenders, settings, rounds, time.perf_counter() - started)
+    document["waves"] = waves
+    return document
+
+
+def sustained_document(
+    contenders: Sequence[Contender],
+    settings: LoadSettings,
+    seconds: int,
+    slices: dict[str, list[dict[str, Any]]],
+) -> dict[str, Any]:
+    """The ``--sustained`` run's document: its parameters and every slice per contender."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "parameters": {
+            **asdict(settings),
+            "sustained_seconds": seconds,
+            "path": CATEGORIES_PATH,
+            "wrk_threads": min(WRK_THREADS, settings.connections),
+        },
+        "contenders": {contender.name: contender.label for contender in contenders},
+        "sustained": slices,
+    }
 
 
 def measure(item: Served, wrk: str, settings: LoadSettings, progress: Progress) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import shutil
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,10 +58,14 @@ def redis_server(redis_binary: str, workdir: Path) -> Iterator[str]:
 
 @dataclass(frozen=True)
 class Served:
-    """A running contender and where to load it."""
+    """A running contender, where to load it, and the files its master writes."""
 
     contender: Contender
     url: str
+    #: gunicorn's log: its "Booting worker" lines count the workers started.
+    log_path: Path
+    #: The master's PROMETHEUS_MULTIPROC_DIR.
+    metrics_directory: Path
 
     @property
     def target(self) -> str:
@@ -79,21 +83,42 @@ def contender_settings(stage: Stage, contender: Contender, redis_url: str | None
 
 @contextmanager
 def serving(
-    stage: Stage, contenders: Sequence[Contender], workers: int, redis_url: str | None
+    stage: Stage,
+    contenders: Sequence[Contender],
+    workers: int,
+    redis_url: str | None,
+    prepare_database: Callable[[Mapping[str, Any]], None] | None = None,
 ) -> Iterator[list[Served]]:
-    """Every contender up and healthy at once, so rounds can interleave them."""
+    """Every contender up and healthy at once, so rounds can interleave them.
+
+    ``prepare_database(settings)`` runs before each contender's init-db and start: the
+    scale benchmark puts a catalogue of thousands of categories in its database file
+    there (init-db then finds its seed categories present and adds nothing).
+    """
     with ExitStack() as stack:
         served = []
         for contender in contenders:
-            url = stack.enter_context(
-                stage.serving(
-                    contender_settings(stage, contender, redis_url),
-                    workers,
-                    wsgi_app=contender.wsgi_app,
-                )
-            )
-            served.append(Served(contender, url))
+            settings = contender_settings(stage, contender, redis_url)
+            if prepare_database is not None:
+                prepare_database(settings)
+            url = stack.enter_context(stage.serving(settings, workers, wsgi_app=contender.wsgi_app))
+            served.append(Served(contender, url, *_instance_files(stage)))
         yield served
+
+
+def _instance_files(stage: Stage) -> tuple[Path, Path]:
+    """The log and Prometheus directory of the instance ``stage.serving`` just started.
+
+    Stage names its instances ``run-<n>`` and devtools.fleet.gunicorn_instance puts
+    ``<name>.log`` and ``<name>-metrics`` in the stage's folder; checked, so a change
+    there fails here rather than reporting zero boots and files.
+    """
+    name = f"run-{stage.runs}"
+    log_path = stage.workdir / f"{name}.log"
+    metrics_directory = stage.workdir / f"{name}-metrics"
+    if not (log_path.is_file() and metrics_directory.is_dir()):
+        raise RuntimeError(f"no {log_path} or {metrics_directory}: has devtools' naming changed?")
+    return log_path, metrics_directory
 
 
 def warm_up(served: Sequence[Served], wrk: str, seconds: int, connections: int) -> None:

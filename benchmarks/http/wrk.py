@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 #: One wrk thread per core of the 2-core machine the numbers are taken on; wrk
@@ -22,11 +23,14 @@ WRK_THREADS = 2
 #: Beyond the run's own duration: wrk needs a moment to connect and to report.
 WRK_GRACE_SECONDS = 30
 #: wrk's unit suffixes for a latency (format_time_us in its source).
+#: wrk's binary prefixes for a byte count (format_binary in its source: powers of 1024).
+BYTES_PER_UNIT = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4, "P": 1024**5}
 MILLISECONDS_PER_UNIT = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
 
 _REQUESTS_PER_SECOND = re.compile(r"^Requests/sec:\s+([\d.]+)\s*$", re.MULTILINE)
 _REQUEST_COUNT = re.compile(r"^\s*(\d+) requests in ", re.MULTILINE)
 _NON_2XX = re.compile(r"^\s*Non-2xx or 3xx responses:\s+(\d+)\s*$", re.MULTILINE)
+_BYTES_READ = re.compile(r"^\s*\d+ requests in [^,]+, ([\d.]+)([KMGTP]?)B read\s*$", re.MULTILINE)
 _SOCKET_ERRORS = re.compile(
     r"^\s*Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)\s*$", re.MULTILINE
 )
@@ -51,14 +55,21 @@ def find_wrk() -> str | None:
     return shutil.which("wrk")
 
 
-def run_wrk(wrk: str, url: str, duration_seconds: int, connections: int) -> WrkResult:
-    """Load ``url`` for ``duration_seconds`` over ``connections`` keep-alive connections."""
+def wrk_report(
+    wrk: str, url: str, duration_seconds: int, connections: int, headers: Sequence[str] = ()
+) -> str:
+    """What ``wrk --latency`` prints after loading ``url``; WrkError if wrk fails.
+
+    ``headers`` are sent with every request (``"Accept-Encoding: gzip"``): without
+    one wrk sends no Accept-Encoding at all, the plain client.
+    """
     command = [
         wrk,
         f"--threads={min(WRK_THREADS, connections)}",
         f"--connections={connections}",
         f"--duration={duration_seconds}s",
         "--latency",
+        *(argument for header in headers for argument in ("--header", header)),
         url,
     ]
     completed = subprocess.run(
@@ -73,7 +84,27 @@ def run_wrk(wrk: str, url: str, duration_seconds: int, connections: int) -> WrkR
             f"{' '.join(command)} exited with {completed.returncode}:\n"
             f"{completed.stdout}{completed.stderr}"
         )
-    return parse_wrk_output(completed.stdout)
+    return completed.stdout
+
+
+def run_wrk(
+    wrk: str, url: str, duration_seconds: int, connections: int, headers: Sequence[str] = ()
+) -> WrkResult:
+    """Load ``url`` for ``duration_seconds`` over ``connections`` keep-alive connections."""
+    return parse_wrk_output(wrk_report(wrk, url, duration_seconds, connections, headers))
+
+
+def parse_bytes_read(output: str) -> int:
+    """The bytes wrk read in the run (headers and bodies), from ``N requests in Ts, X read``.
+
+    wrk prints them with two decimals in binary units (``4.64MB``), so the figure is
+    good to 0.5 % or better: enough to tell a gzip body from an identity one.
+    """
+    match = _BYTES_READ.search(output)
+    if match is None:
+        raise WrkError(f"no {_BYTES_READ.pattern!r} in wrk's output:\n{output}")
+    value, unit = match.groups()
+    return round(float(value) * BYTES_PER_UNIT[unit])
 
 
 def parse_wrk_output(output: str) -> WrkResult:

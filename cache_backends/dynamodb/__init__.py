@@ -7,6 +7,7 @@ Select it with ``CACHE_TYPE = "cache_backends.dynamodb.DynamoDBCache"``;
 - ``backend.py``: the ``BaseCache`` edge, which degrades an outage to a miss;
 - ``store.py``: the strict store behind it (``.strict``), which raises instead;
 - ``entries.py``: the item format (signed, compressed, expiring);
+- ``parts.py``: values larger than one item, as parts named by one manifest;
 - ``batch.py``, ``counters.py``: batched reads and writes; atomic ``inc``;
 - ``transport.py``: client models, circuit breaker, observer, the guarded call;
 - ``admin.py``: create and check the table, report its health.

@@ -9,6 +9,7 @@ class docstring is the backend's manual. Select it with
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from typing import Any
@@ -27,9 +28,11 @@ from cache_backends.dynamodb.settings import (
     DEFAULT_GET_TIMEOUT,
     DEFAULT_MAX_POOL_CONNECTIONS,
     DEFAULT_MAX_RETRIES,
+    DEFAULT_MAX_VALUE_BYTES,
     DEFAULT_READ_TIMEOUT,
     DEFAULT_TABLE_NAME,
     DEFAULT_TIMEOUT,
+    DEFAULT_WRITE_TIMEOUT,
     DynamoDBSettings,
     Observer,
 )
@@ -42,10 +45,12 @@ from cache_backends.strict import degrade
 logger = logging.getLogger(__name__)
 
 Timeout = int | timedelta | None
+#: A compress_threshold no body reaches.
+NEVER_COMPRESS = sys.maxsize
 
 
 class DynamoDBCache(DegradingEdge):
-    """Flask-Caching backend storing each entry as one item of a DynamoDB table.
+    """Flask-Caching backend storing each entry in a DynamoDB table: one item, or parts.
 
     Drop-in for ``cachelib.dynamodb.DynamoDbCache`` where the arguments overlap;
     it differs where that one falls short: batched ``get_many``/``set_many``/
@@ -70,9 +75,11 @@ class DynamoDBCache(DegradingEdge):
     ``CACHE_DYNAMODB_SIGNING_KEY``        HMAC key; falls back to ``SECRET_KEY``
     ``CACHE_DYNAMODB_OLD_SIGNING_KEYS``   list of keys still accepted on reads
     ``CACHE_DYNAMODB_CONSISTENT_READ``    strongly consistent reads (``True``)
+    ``CACHE_DYNAMODB_MAX_VALUE_BYTES``    largest value after compression (``8388608``)
     ``CACHE_DYNAMODB_CONNECT_TIMEOUT``    seconds (``1.0``)
     ``CACHE_DYNAMODB_READ_TIMEOUT``       seconds (``1.0``)
     ``CACHE_DYNAMODB_GET_TIMEOUT``        seconds for get and has (``0.1``)
+    ``CACHE_DYNAMODB_WRITE_TIMEOUT``      seconds for request-path writes (``0.3``)
     ``CACHE_DYNAMODB_MAX_RETRIES``        botocore retries per call (``1``)
     ``CACHE_DYNAMODB_MAX_POOL``           HTTP connections per process (``32``)
     ``CACHE_DYNAMODB_BREAKER_FAILURES``   failures that open the circuit (``5``)
@@ -103,12 +110,20 @@ class DynamoDBCache(DegradingEdge):
         longest TTL has passed.
     :param consistent_read: strongly consistent reads (2x the read cost) so that
         a write on one instance is what the next read anywhere sees.
+    :param max_value_bytes: the largest value stored, counted after
+        compression and signing (8 MiB); ``set`` refuses a larger one (False,
+        logged). A value over one item is stored in parts (see below).
     :param connect_timeout: seconds to open a connection.
     :param read_timeout: seconds to wait for a response (writes, admin calls).
     :param get_timeout: connect and read timeout of ``get`` and ``has``, tried
         once: they sit on the request path, where the database is the
         fallback, so a hung DynamoDB must cost a request about this, not more.
         ``get_many`` keeps the full timeouts: a page may carry 16 MB.
+    :param write_timeout: connect and read timeout of writes made inside
+        ``cache_backends.strict.request_path()`` (a category write's cache
+        update, after its commit), tried once: a partition then costs a POST
+        about this, not the 2-4 s of retried writes; what did not land is owed
+        and retried in the background with the full timeouts.
     :param max_retries: botocore retries per idempotent call (standard mode;
         DynamoDB's backoff starts at 25 ms). A write costs at most about
         ``(1 + max_retries) * (connect_timeout + read_timeout)`` when DynamoDB
@@ -140,7 +155,37 @@ class DynamoDBCache(DegradingEdge):
       ``BatchGetItem``, ``set_many``/``delete_many`` write 25 per
       ``BatchWriteItem``; writes cost 1 unit per 1 KB, which compression helps;
     - an item holds at most 400 KB: a value still larger after compression is
+      stored in parts (``parts.py``), up to ``max_value_bytes``; larger is
       refused (``set`` returns ``False`` and logs a warning);
+    - a value in parts: every writer (``set``, ``add``, ``set_many``,
+      ``set_versioned``) first writes parts of 392 KB, each its own item under
+      a key derived from a random write id, with the entry's TTL (2 parts,
+      ~800 KB, per ``BatchWriteItem``, 5 requests at a time); then one small
+      manifest under the key, with the same condition as a small value's put.
+      A read is the manifest's ``GetItem`` (within ``get_timeout``) plus one
+      ``BatchGetItem`` for the parts (on the full timeouts: up to 16 MB;
+      ``get_many`` fetches the parts of all its large values together): 2
+      calls, billed about one read unit per 4 KB of the value (~98 per part;
+      an 8 MiB value: ~2,100 units strongly consistent), plus 3 SHA-256
+      passes over it. Client CPU per ``get`` (incompressible values, DynamoDB
+      Local, two runs): 4.5-4.7 ms for a 300 KB single item, 15-17 ms at
+      1 MB, 53-62 ms at 4 MB: ~15 ms per MB, three quarters of it botocore's base64 and JSON, a
+      quarter the signature and digest checks, all holding the GIL. Keep
+      ``max_value_bytes`` under ~15 MiB: above 16 MB the parts take more than
+      one ``BatchGetItem`` round. Every read of a large value costs each
+      part's partition ~98 read units, so a hot one is better served from the
+      near-cache (``CACHE_NEAR_TTL``);
+    - the manifest is written last and names its write's parts (count, write
+      id, SHA-256 of the whole blob), all signed: a reader never combines two
+      writes, and a write whose manifest did not land is never served. A part
+      missing, expired or failing its signature, or parts that do not make the
+      digest, make the value a miss (logged, counted in
+      ``strict.entries.parts_stats``), never a truncated value;
+    - overwriting or deleting a value in parts leaves its parts to expire with
+      it (DynamoDB's TTL deletes them; until then they are billed as storage);
+      a write whose manifest was refused (``add`` on a live key, an older
+      ``set_versioned``) deletes its parts at once. With eventually consistent
+      reads a large value just written may read as a miss for a moment;
     - keys over DynamoDB's 2048-byte key limit are stored under a SHA-256
       digest (``keys.py``);
     - DynamoDB deletes expired items lazily (hours to days later) and its TTL
@@ -177,9 +222,11 @@ class DynamoDBCache(DegradingEdge):
         signing_key: str | bytes | None = None,
         old_signing_keys: Iterable[str | bytes] = (),
         consistent_read: bool = True,
+        max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         read_timeout: float = DEFAULT_READ_TIMEOUT,
         get_timeout: float = DEFAULT_GET_TIMEOUT,
+        write_timeout: float = DEFAULT_WRITE_TIMEOUT,
         max_retries: int = DEFAULT_MAX_RETRIES,
         max_pool_connections: int = DEFAULT_MAX_POOL_CONNECTIONS,
         breaker_failures: int = DEFAULT_BREAKER_FAILURES,
@@ -194,11 +241,15 @@ class DynamoDBCache(DegradingEdge):
                 "DynamoDBCache needs a signing_key (Flask: CACHE_DYNAMODB_SIGNING_KEY), the same "
                 "on every instance, so that entries can be verified before they are loaded"
             )
+        old_signing_keys = tuple(old_signing_keys)  # read twice below
         entries = EntryFormat(
             key_prefix or "",
             EntryCodec(signing_key, old_signing_keys, compress_threshold),
             BaseSerializer(),  # pickle; any cachelib serializer can replace it
             self._normalize_timeout,
+            # Parts slice an already compressed blob: never compressed again.
+            part_codec=EntryCodec(signing_key, old_signing_keys, NEVER_COMPRESS),
+            max_value_bytes=max_value_bytes,
         )
         transport = Transport(
             ConnectionSettings(
@@ -211,6 +262,7 @@ class DynamoDBCache(DegradingEdge):
                 max_pool_connections=max_pool_connections,
             ),
             get_timeout=get_timeout,
+            write_timeout=write_timeout,
             breaker=CircuitBreaker(
                 f"DynamoDB table {table_name}", breaker_failures, breaker_cooldown
             ),

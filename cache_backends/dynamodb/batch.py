@@ -1,9 +1,11 @@
 """Batches: many keys in few requests, within DynamoDB's per-request limits.
 
 BatchGetItem takes 100 keys and answers at most 16 MB; BatchWriteItem takes 25
-puts or deletes. What DynamoDB leaves unprocessed (throttling, the 16 MB cap)
-is sent again with backoff; pages beyond the first go out concurrently, since
-on AWS each page is a network round trip.
+puts or deletes (16 MB in all). What DynamoDB leaves unprocessed (throttling,
+the 16 MB cap) is sent again, at once while each answer makes progress (the
+cap: a large value's parts), with backoff when one makes none (throttling);
+pages beyond the first go out concurrently, since on AWS each page is a
+network round trip.
 """
 
 from __future__ import annotations
@@ -22,9 +24,13 @@ from cache_backends.strict import CacheUnavailable
 #: DynamoDB limits, in items per request.
 MAX_BATCH_GET = 100
 MAX_BATCH_WRITE = 25
-#: Unprocessed batch keys/items are retried this many times, with exponential
-#: backoff and full jitter starting at BATCH_BACKOFF_BASE seconds, capped at
-#: BATCH_BACKOFF_CAP; what is still unprocessed then counts as a failure.
+#: Parts of large values per BatchWriteItem: 2 x 392 KB is ~800 KB a request, answered
+#: well within the read timeout (25 parts, ~10 MB, took DynamoDB Local over 1 s);
+#: the requests of one value go out concurrently (MAX_CONCURRENT_PAGES).
+MAX_PARTS_PER_WRITE = 2
+#: Answers without progress (nothing processed) are retried this many times, with
+#: exponential backoff and full jitter starting at BATCH_BACKOFF_BASE seconds,
+#: capped at BATCH_BACKOFF_CAP; what is still unprocessed then counts as a failure.
 BATCH_RETRY_ATTEMPTS = 5
 BATCH_BACKOFF_BASE = 0.025
 BATCH_BACKOFF_CAP = 0.5
@@ -66,9 +72,13 @@ def batch_get(
 
 
 def batch_write(
-    transport: Transport, put: Sequence[CacheEntry] = (), delete: Sequence[str] = ()
+    transport: Transport,
+    put: Sequence[CacheEntry] = (),
+    delete: Sequence[str] = (),
+    *,
+    page_size: int = MAX_BATCH_WRITE,
 ) -> None:
-    """BatchWriteItem in requests of 25; unprocessed items are sent again."""
+    """BatchWriteItem, ``page_size`` items a request (at most 25); unprocessed ones sent again."""
     connection = transport.model._get_connection()
     requests = [{"PutRequest": {"Item": entry.serialize()}} for entry in put] + [
         {"DeleteRequest": {"Key": {KEY_ATTRIBUTE: {"S": skey}}}} for skey in delete
@@ -84,7 +94,7 @@ def batch_write(
         )
         return response.get("UnprocessedItems", {}).get(transport.table_name) or []
 
-    send_pages("BatchWriteItem", requests, MAX_BATCH_WRITE, write_page)
+    send_pages("BatchWriteItem", requests, min(page_size, MAX_BATCH_WRITE), write_page)
 
 
 def send_pages(
@@ -93,8 +103,10 @@ def send_pages(
     """Send ``items`` in pages, concurrently; ``send`` returns what was left unprocessed.
 
     Unprocessed items (DynamoDB's answer to throttling or a 16 MB response)
-    are retried with exponential backoff and full jitter; still unprocessed
-    after BATCH_RETRY_ATTEMPTS, the whole operation counts as failed. The
+    are sent again: at once after an answer that processed some (a full
+    response is no reason to wait), else with exponential backoff and full
+    jitter; after BATCH_RETRY_ATTEMPTS answers without progress, the whole
+    operation counts as failed. The
     caller sends the first page itself and a pool of its own sends the rest
     at the same time: on AWS each page is a network round trip, and a pool
     per call means one slow request never queues behind another's pages.
@@ -102,12 +114,16 @@ def send_pages(
 
     def send_page(page: Sequence[T]) -> None:
         pending = list(page)
-        for attempt in range(BATCH_RETRY_ATTEMPTS + 1):
-            if attempt:
-                _backoff(attempt)
-            pending = send(pending)
-            if not pending:
+        stalled = 0  # answers in a row that processed nothing
+        while stalled <= BATCH_RETRY_ATTEMPTS:
+            if stalled:
+                _backoff(stalled)
+            left = send(pending)
+            if not left:
                 return
+            # Each answer with progress shrinks ``pending``: the loop ends.
+            stalled = stalled + 1 if len(left) >= len(pending) else 0
+            pending = left
         raise CacheUnavailable(f"{operation} left {len(pending)} items unprocessed")
 
     first, *rest = list(_chunks(items, page_size)) or [[]]

@@ -1,11 +1,13 @@
-"""The item format: a value becomes one signed DynamoDB item, and an item a trusted value.
+"""The item format: a value becomes signed DynamoDB items, and items a trusted value.
 
 Writing: the serializer's bytes are sealed by the codec (``codec.py``: signed
 with the key and the expiry, compressed when it pays) under the storage key
 (``keys.py``), with the millisecond expiry that reads go by and the TTL
-attribute DynamoDB deletes by (``models.py``). Reading: an item past its expiry,
-unsigned, or a counter ``inc()`` did not make is absent; nothing is unpickled
-before its signature has been checked.
+attribute DynamoDB deletes by (``models.py``). A sealed blob too large for one
+item (up to ``max_value_bytes``) becomes parts and a manifest (``parts.py``).
+Reading: an item past its expiry, unsigned, or a counter ``inc()`` did not make
+is absent; nothing is unpickled before its signature has been checked, and a
+value in parts not before every part's signature and the whole blob's digest.
 """
 
 from __future__ import annotations
@@ -13,13 +15,28 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cachelib.serializers import BaseSerializer
 
 from cache_backends.codec import EntryCodec, InvalidEntry
+from cache_backends.dynamodb.parts import (
+    BAD_DIGEST,
+    BAD_MANIFEST,
+    BAD_PART,
+    MAX_PARTS,
+    MISSING,
+    PART_BYTES,
+    Manifest,
+    PartsStats,
+    joined,
+    manifest_signing_key,
+    split,
+)
+from cache_backends.dynamodb.settings import DEFAULT_MAX_VALUE_BYTES
 from cache_backends.keys import storage_key, validate_key_prefix
 from cache_backends.models import KEY_ATTRIBUTE, CacheEntry, ItemAttributes, StoredItem
 
@@ -71,6 +88,11 @@ class EntryFormat:
 
     :param timeout_seconds: the backend's ``BaseCache._normalize_timeout``, so
         that ``default_timeout`` stays where Flask-Caching and cachelib keep it.
+    :param part_codec: signs the parts of a large value: the same keys as
+        ``codec`` but no compression (the blob they slice is already compressed,
+        and trying again would cost ~10 ms of zlib per part for nothing).
+    :param max_value_bytes: the largest sealed (compressed, signed) value
+        stored; larger ones are refused. Above one item it is stored in parts.
     """
 
     def __init__(
@@ -79,12 +101,24 @@ class EntryFormat:
         codec: EntryCodec,
         serializer: BaseSerializer,
         timeout_seconds: TimeoutSeconds,
+        *,
+        part_codec: EntryCodec | None = None,
+        max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
     ) -> None:
         self.key_prefix = validate_key_prefix(key_prefix)
         self.codec = codec
+        self.part_codec = part_codec or codec
+        if not 0 < max_value_bytes <= MAX_PARTS * PART_BYTES:
+            raise ValueError(
+                f"max_value_bytes={max_value_bytes}: must be > 0 and at most "
+                f"{MAX_PARTS * PART_BYTES} ({MAX_PARTS} parts of {PART_BYTES} bytes)"
+            )
+        self.max_value_bytes = max_value_bytes
         #: pickle unless replaced: any cachelib serializer can be (CACHE_SERIALIZER).
         self.serializer = serializer
         self._timeout_seconds = timeout_seconds
+        #: Large values read as misses, by reason.
+        self.parts_stats = PartsStats()
 
     def storage_key(self, key: str) -> str:
         return storage_key(self.key_prefix, key)
@@ -110,8 +144,12 @@ class EntryFormat:
 
     def new_entry(
         self, model: type[CacheEntry], key: str, value: Any, timeout: int | timedelta | None
-    ) -> CacheEntry | None:
-        """A signed item for ``value``, or None (logged) if it cannot be stored."""
+    ) -> NewEntry | None:
+        """The signed items for ``value``, or None (logged) if it cannot be stored.
+
+        One item when the sealed value fits; else its parts and a manifest, to be
+        written in that order (:class:`NewEntry`).
+        """
         skey = self.storage_key(key)
         expires_ms = self.expires_ms(timeout)
         try:
@@ -123,16 +161,34 @@ class EntryFormat:
             logger.warning("cache set(%r): value not serializable", key)
             return None
         blob = self.codec.seal(skey, body, expires_ms)
-        size = len(blob) + len(skey.encode()) + len(self.key_prefix.encode()) + ITEM_OVERHEAD_BYTES
-        if size > MAX_ITEM_BYTES:
+        if len(blob) > self.max_value_bytes:
             logger.warning(
-                "cache set(%r) refused: %d bytes after compression exceed DynamoDB's 400 KB item "
-                "limit",
+                "cache set(%r) refused: %d bytes after compression exceed "
+                "CACHE_DYNAMODB_MAX_VALUE_BYTES (%d)",
                 key,
                 len(blob),
+                self.max_value_bytes,
             )
             return None
-        return self.item(model, skey, expires_ms, value=blob)
+        size = len(blob) + len(skey.encode()) + len(self.key_prefix.encode()) + ITEM_OVERHEAD_BYTES
+        if size <= MAX_ITEM_BYTES:
+            return NewEntry(self.item(model, skey, expires_ms, value=blob))
+        return self._in_parts(model, skey, blob, expires_ms)
+
+    def _in_parts(
+        self, model: type[CacheEntry], skey: str, blob: bytes, expires_ms: int | None
+    ) -> NewEntry:
+        """A blob over one item: its parts under a new write id, and the manifest naming them."""
+        manifest = Manifest.for_blob(blob)
+        seal_part = self.part_codec.seal
+        chunks = zip(self.part_keys(manifest), split(blob), strict=True)
+        part_items = [
+            self.item(model, part_key, expires_ms, value=seal_part(part_key, chunk, expires_ms))
+            for part_key, chunk in chunks
+        ]
+        signed = self.codec.seal(manifest_signing_key(skey), manifest.encode(), expires_ms)
+        head = self.item(model, skey, expires_ms, value=signed, parts=manifest.count)
+        return NewEntry(head, part_items)
 
     def counter_item(
         self, model: type[CacheEntry], skey: str, count: int, expires_ms: int | None
@@ -142,8 +198,12 @@ class EntryFormat:
         return self.item(model, skey, expires_ms, counter=count, value=marker)
 
     def payload(self, entry: ItemAttributes) -> bytes | int | None:
-        """A live entry's verified serialized body, or its counter; None if untrusted."""
-        if is_expired(entry) or entry.value is None:
+        """A live entry's verified serialized body, or its counter; None if untrusted.
+
+        A manifest's value is in its parts, which only the store can fetch: None
+        here (see :meth:`manifest` and :meth:`payload_in_parts`).
+        """
+        if is_expired(entry) or entry.value is None or entry.parts is not None:
             return None
         try:
             body = self.codec.unseal(entry.cache_key, entry.value, entry.expires_ms)
@@ -159,11 +219,72 @@ class EntryFormat:
 
     def value_of(self, entry: ItemAttributes) -> Any:
         """The verified value of an item, or None for an expired or untrusted one."""
-        payload = self.payload(entry)
+        return self.loads(entry.cache_key, self.payload(entry))
+
+    def loads(self, skey: str, payload: bytes | int | None) -> Any:
+        """A verified payload as the value it serializes (a counter as itself)."""
         if not isinstance(payload, bytes):
             return payload
         try:
             return self.serializer.loads(payload)
         except Exception as error:  # ours, but unloadable here (e.g. a class since renamed)
-            logger.warning("cache entry %r could not be loaded: %s", entry.cache_key, error)
+            logger.warning("cache entry %r could not be loaded: %s", skey, error)
             return None
+
+    # -- values in parts (parts.py) ---------------------------------------------
+
+    def manifest(self, entry: ItemAttributes) -> Manifest | None:
+        """A live manifest item's verified manifest; None if expired or untrusted (counted)."""
+        if is_expired(entry) or entry.value is None or entry.parts is None:
+            return None
+        try:
+            body = self.codec.unseal(
+                manifest_signing_key(entry.cache_key), entry.value, entry.expires_ms
+            )
+            return Manifest.decode(body)
+        except ValueError as error:  # InvalidEntry is one
+            self.parts_stats.miss(entry.cache_key, BAD_MANIFEST, str(error))
+            return None
+
+    def part_keys(self, manifest: Manifest) -> list[str]:
+        return manifest.part_keys(self.key_prefix)
+
+    def payload_in_parts(
+        self, entry: ItemAttributes, manifest: Manifest, found: Mapping[str, ItemAttributes]
+    ) -> bytes | None:
+        """The verified serialized body the parts make, or None (logged, counted).
+
+        Each part must be there, live and signed under its own key; together
+        they must make the blob whose length and SHA-256 the signed manifest
+        names; and that blob must verify as the entry's own (key and expiry).
+        """
+        part_keys = self.part_keys(manifest)
+        bodies: dict[str, bytes] = {}
+        for part_key in part_keys:
+            part = found.get(part_key)
+            if part is None or part.value is None or is_expired(part):
+                self.parts_stats.miss(entry.cache_key, MISSING, part_key)
+                return None
+            try:
+                bodies[part_key] = self.part_codec.unseal(part_key, part.value, part.expires_ms)
+            except InvalidEntry as error:
+                self.parts_stats.miss(entry.cache_key, BAD_PART, f"{part_key}: {error}")
+                return None
+        try:
+            blob = joined(manifest, bodies, part_keys)
+            return self.codec.unseal(entry.cache_key, blob, entry.expires_ms)
+        except ValueError as error:  # InvalidEntry is one
+            self.parts_stats.miss(entry.cache_key, BAD_DIGEST, str(error))
+            return None
+
+
+@dataclass(frozen=True, slots=True)
+class NewEntry:
+    """A value's items, ready to write: ``parts`` first, then ``item``, the key's own.
+
+    ``item`` is the value itself, or, for a value in parts, the manifest naming
+    ``parts``; written last (with any condition), it is what makes them visible.
+    """
+
+    item: CacheEntry
+    parts: list[CacheEntry] = field(default_factory=list)

@@ -33,8 +33,17 @@ DEFAULT_MAX_POOL_CONNECTIONS = 32
 #: Seconds a get/get_many/has may take, connect and read together, with no retry.
 #: DynamoDB answers a GetItem in single-digit milliseconds in a region.
 DEFAULT_GET_TIMEOUT = 0.1
+#: Seconds a write's cache update may take on the request path, connect and read
+#: together, with no retry: a PutItem takes milliseconds, so this only bounds what a
+#: partition adds to a POST. What does not land is owed and retried in the background.
+DEFAULT_WRITE_TIMEOUT = 0.3
 DEFAULT_BREAKER_FAILURES = 5
 DEFAULT_BREAKER_COOLDOWN = 10.0
+#: The largest value stored, after compression: 8 MiB is ~22 parts of 392 KB
+#: (parts.py), read with one BatchGetItem (100 keys, 16 MB per answer) for
+#: ~2,100 read units strongly consistent. Above one item, every read costs
+#: about one read unit per 4 KB of it.
+DEFAULT_MAX_VALUE_BYTES = 8 * 1024 * 1024
 
 #: ``observer(operation, seconds, error)`` hears about every DynamoDB call
 #: (``error`` is None on success): CACHE_DYNAMODB_OBSERVER, for metrics.
@@ -208,6 +217,13 @@ SETTINGS: tuple[Setting, ...] = (
         doc="strongly consistent reads (``True``)",
     ),
     Setting(
+        "CACHE_DYNAMODB_MAX_VALUE_BYTES",
+        "max_value_bytes",
+        positive_int,
+        DEFAULT_MAX_VALUE_BYTES,
+        doc=f"largest value after compression (``{DEFAULT_MAX_VALUE_BYTES}``)",
+    ),
+    Setting(
         "CACHE_DYNAMODB_CONNECT_TIMEOUT",
         "connect_timeout",
         non_negative_number,
@@ -230,6 +246,14 @@ SETTINGS: tuple[Setting, ...] = (
         DEFAULT_GET_TIMEOUT,
         parse=_as_float,
         doc=f"seconds for get and has (``{DEFAULT_GET_TIMEOUT}``)",
+    ),
+    Setting(
+        "CACHE_DYNAMODB_WRITE_TIMEOUT",
+        "write_timeout",
+        non_negative_number,
+        DEFAULT_WRITE_TIMEOUT,
+        parse=_as_float,
+        doc=f"seconds for request-path writes (``{DEFAULT_WRITE_TIMEOUT}``)",
     ),
     Setting(
         "CACHE_DYNAMODB_MAX_RETRIES",
@@ -301,9 +325,11 @@ class DynamoDBSettings:
     signing_key: str | bytes
     old_signing_keys: tuple[str, ...]
     consistent_read: bool
+    max_value_bytes: int
     connect_timeout: float
     read_timeout: float
     get_timeout: float
+    write_timeout: float
     max_retries: int
     max_pool_connections: int
     breaker_failures: int

@@ -5,19 +5,31 @@ condition, a value that cannot be stored) and raises :class:`CacheUnavailable`
 when DynamoDB could not be asked. ``DynamoDBCache`` offers it as ``.strict``
 for the layers that must tell "absent" from "failed" (the loader, the
 near-cache, owed writes); its own ``BaseCache`` methods degrade on top of it.
+
+A value too large for one item is written as parts, then its manifest, and
+read as its manifest, then its parts (``parts.py``): every write below puts
+its parts (:meth:`DynamoDBStore._write_parts`) before the key's own item, and
+every read goes through :meth:`DynamoDBStore._payloads`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
-from cache_backends.dynamodb.batch import batch_get, batch_write
+from pynamodb.expressions.condition import Condition
+
+from cache_backends.dynamodb.batch import MAX_PARTS_PER_WRITE, batch_get, batch_write
 from cache_backends.dynamodb.counters import increment
-from cache_backends.dynamodb.entries import EntryFormat, entry_from_raw, now_ms
+from cache_backends.dynamodb.entries import EntryFormat, NewEntry, entry_from_raw, now_ms
+from cache_backends.dynamodb.parts import Manifest
 from cache_backends.dynamodb.transport import Transport
-from cache_backends.models import KEY_ATTRIBUTE
+from cache_backends.models import KEY_ATTRIBUTE, CacheEntry, StoredItem
+from cache_backends.strict import CacheUnavailable
+
+logger = logging.getLogger(__name__)
 
 Timeout = int | timedelta | None
 
@@ -36,29 +48,62 @@ class DynamoDBStore:
         self.consistent_read = consistent_read
 
     def get(self, key: str) -> Any:
-        raw = self.transport.get_item(self.entries.storage_key(key), self.consistent_read)
+        skey = self.entries.storage_key(key)
+        raw = self.transport.get_item(skey, self.consistent_read)
         entry = None if raw is None else entry_from_raw(raw)
-        return None if entry is None else self.entries.value_of(entry)
+        if entry is None:
+            return None
+        return self.entries.loads(skey, self._payloads([entry])[0])
 
     def get_many(self, *keys: str) -> list[Any]:
         skeys = [self.entries.storage_key(key) for key in keys]
-        found = batch_get(self.transport, list(dict.fromkeys(skeys)), self.consistent_read)
-        value_of = self.entries.value_of
-        return [value_of(found[skey]) if skey in found else None for skey in skeys]
+        unique = list(dict.fromkeys(skeys))
+        found = batch_get(self.transport, unique, self.consistent_read)
+        items = [found[skey] for skey in unique if skey in found]
+        payloads = dict(zip((item.cache_key for item in items), self._payloads(items), strict=True))
+        loads = self.entries.loads
+        return [loads(skey, payloads[skey]) if skey in payloads else None for skey in skeys]
 
     def has(self, key: str) -> bool:
         # The whole item, not a projection: DynamoDB bills a GetItem by the
-        # item's full size anyway, and only a verified entry counts as present.
+        # item's full size anyway, and only a verified entry counts as present
+        # (for a value in parts, only one whose parts all verify).
         raw = self.transport.get_item(self.entries.storage_key(key), self.consistent_read)
         entry = None if raw is None else entry_from_raw(raw)
-        return entry is not None and self.entries.payload(entry) is not None
+        return entry is not None and self._payloads([entry])[0] is not None
+
+    def _payloads(self, items: Sequence[StoredItem]) -> list[bytes | int | None]:
+        """Each item's verified payload, fetching the parts of every manifest among them.
+
+        Items of one item cost nothing more; all the manifests' parts together
+        are one ``batch_get`` (a 16 MB response or throttling leaves keys
+        unprocessed, which it asks again for). The parts read are only those
+        each manifest names: never a listing, so never another write's.
+        """
+        entries = self.entries
+        manifests: dict[int, Manifest] = {}
+        for index, item in enumerate(items):
+            if item.parts is not None and (manifest := entries.manifest(item)) is not None:
+                manifests[index] = manifest
+        if not manifests:
+            return [entries.payload(item) for item in items]
+        part_keys = [key for manifest in manifests.values() for key in entries.part_keys(manifest)]
+        # The full timeouts, like get_many's: a response may carry up to 16 MB.
+        found = batch_get(self.transport, list(dict.fromkeys(part_keys)), self.consistent_read)
+        return [
+            entries.payload_in_parts(item, manifests[index], found)
+            if index in manifests
+            else entries.payload(item)
+            for index, item in enumerate(items)
+        ]
 
     def set(self, key: str, value: Any, timeout: Timeout = None) -> bool:
-        """False only when the value cannot be stored (unpicklable, over 400 KB)."""
+        """False only when the value cannot be stored (unpicklable, over max_value_bytes)."""
         entry = self.entries.new_entry(self.transport.model, key, value, timeout)
         if entry is None:
             return False
-        self.transport.call("PutItem", entry.cache_key, entry.save)
+        self._write_parts(entry.parts)
+        self.transport.call("PutItem", entry.item.cache_key, entry.item.save)
         return True
 
     def add(self, key: str, value: Any, timeout: Timeout = None) -> bool:
@@ -68,17 +113,51 @@ class DynamoDBStore:
             return False
         model = self.transport.model
         absent_or_expired = model.cache_key.does_not_exist() | (model.expires_ms <= now_ms())
-        return self.transport.conditional(
-            "PutItem", entry.cache_key, entry.save, condition=absent_or_expired
-        )
+        return self._write(entry, absent_or_expired)
 
     def set_many(self, mapping: Mapping[str, Any], timeout: Timeout = None) -> list[Any]:
-        """The keys stored: all but those whose value cannot be."""
+        """The keys stored: all but those whose value cannot be.
+
+        Large values' parts are written first, all together, then every key's
+        item: no manifest is written before the parts it names.
+        """
         new_entry, model = self.entries.new_entry, self.transport.model
-        items = {key: new_entry(model, key, value, timeout) for key, value in mapping.items()}
-        storable = {key: item for key, item in items.items() if item is not None}
-        batch_write(self.transport, put=list(storable.values()))
+        entries = {key: new_entry(model, key, value, timeout) for key, value in mapping.items()}
+        storable = {key: entry for key, entry in entries.items() if entry is not None}
+        self._write_parts([part for entry in storable.values() for part in entry.parts])
+        batch_write(self.transport, put=[entry.item for entry in storable.values()])
         return list(storable)
+
+    def _write_parts(self, parts: Sequence[CacheEntry]) -> None:
+        """Write a large value's parts; CacheUnavailable unless every one landed.
+
+        In pages far smaller than BatchWriteItem's 25 items (25 parts are ~10 MB,
+        more than one request should carry within the read timeout), sent
+        concurrently.
+        """
+        if parts:
+            batch_write(self.transport, put=parts, page_size=MAX_PARTS_PER_WRITE)
+
+    def _write(self, entry: NewEntry, condition: Condition) -> bool:
+        """Parts first, then the key's item on ``condition``: False if refused.
+
+        A refused manifest names parts that nobody else can ever read: they
+        are deleted at once, best effort (else DynamoDB's TTL reclaims them).
+        A failed manifest write raises and leaves them: it may have landed.
+        """
+        self._write_parts(entry.parts)
+        stored = self.transport.conditional(
+            "PutItem", entry.item.cache_key, entry.item.save, condition=condition
+        )
+        if not stored and entry.parts:
+            self._forget_parts(entry.item.cache_key, entry.parts)
+        return stored
+
+    def _forget_parts(self, skey: str, parts: Sequence[CacheEntry]) -> None:
+        try:
+            batch_write(self.transport, delete=[part.cache_key for part in parts])
+        except CacheUnavailable:  # the transport logged it; the TTL reclaims them
+            logger.info("cache %r: unreferenced parts left to their TTL", skey)
 
     def set_versioned(
         self,
@@ -102,7 +181,9 @@ class DynamoDBStore:
         entry = self.entries.new_entry(model, key, value, timeout)
         if entry is None:
             return False
-        entry.rank = rank
+        # Only the key's own item (a large value's manifest) carries the rank: it
+        # is written last, so the condition decides which write's parts are seen.
+        entry.item.rank = rank
         replaceable = (
             model.cache_key.does_not_exist()
             | model.rank.does_not_exist()
@@ -111,9 +192,7 @@ class DynamoDBStore:
         )
         if expected_rank is not None:  # compare-and-set: still the item that was read
             replaceable = (model.rank == expected_rank) & (model.rank <= rank)
-        return self.transport.conditional(
-            "PutItem", entry.cache_key, entry.save, condition=replaceable
-        )
+        return self._write(entry, replaceable)
 
     def delete(self, key: str) -> bool:
         """False when there was nothing to delete."""
@@ -158,3 +237,7 @@ class DynamoDBStore:
 
     def dec(self, key: str, delta: int = 1) -> int | None:
         return self.inc(key, -delta)
+
+    def on_recovery(self, callback: Callable[[], None]) -> None:
+        """``callback()`` when the circuit closes again (``cache_backends.strict.on_recovery``)."""
+        self.transport.breaker.add_close_listener(callback)

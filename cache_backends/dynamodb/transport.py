@@ -6,6 +6,15 @@ or network error logged once and raised as :class:`CacheUnavailable`. A failed
 condition is DynamoDB's answer, not an outage: :meth:`Transport.conditional`
 returns it as False.
 
+Writes have two budgets. Inside ``cache_backends.strict.request_path()`` (a
+write's cache update while its client waits) :attr:`Transport.model` and
+:attr:`Transport.write_once_model` are one client tried once within
+``write_timeout``, connect and read: a partition costs the answer that, not
+``(1 + retries) * (connect + read)``, and what did not land is owed and retried
+in the background with the patient clients (``cache_backends.owed``). The switch
+lives here, in the model the store asks for, so no store, batch or counter code
+has to know which path it is on.
+
 Knows nothing of items or tables' administration: a call that finds the table
 missing tells whoever registered :attr:`Transport.on_table_missing` (the admin
 code, which recreates it for local runs).
@@ -23,9 +32,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pynamodb.exceptions import PynamoDBException
 
 from cache_backends.breaker import CircuitBreaker
-from cache_backends.dynamodb.settings import Observer
+from cache_backends.dynamodb.settings import DEFAULT_WRITE_TIMEOUT, Observer
 from cache_backends.models import ConnectionSettings, entry_model_for
-from cache_backends.strict import CacheUnavailable
+from cache_backends.strict import CacheUnavailable, on_request_path
 
 logger = logging.getLogger(__name__)
 
@@ -51,11 +60,23 @@ def _no_table_handler() -> None:
     pass
 
 
+def _tried_once_within(connection: ConnectionSettings, budget: float) -> ConnectionSettings:
+    """``connection`` for a call made once, connect and read each within ``budget`` seconds."""
+    return dataclasses.replace(
+        connection,
+        connect_timeout=min(connection.connect_timeout, budget),
+        read_timeout=budget,
+        max_retries=0,
+    )
+
+
 class Transport:
     """The three client models of one table, guarded by one circuit breaker.
 
     :param connection: table, endpoint and the patient timeouts (writes, admin).
     :param get_timeout: connect and read timeout of the hot reads, tried once.
+    :param write_timeout: connect and read timeout of writes on a request's path
+        (``cache_backends.strict.request_path``), tried once.
     :param breaker: shared by every call, so an outage seen by writes spares reads.
     :param observer: ``observer(operation, seconds, error)`` after each call.
     """
@@ -65,6 +86,7 @@ class Transport:
         connection: ConnectionSettings,
         *,
         get_timeout: float,
+        write_timeout: float = DEFAULT_WRITE_TIMEOUT,
         breaker: CircuitBreaker,
         observer: Observer | None = None,
     ) -> None:
@@ -73,36 +95,52 @@ class Transport:
         self.observer = observer
         #: Called (with the breaker's lock not held) when a call finds the table gone.
         self.on_table_missing: Callable[[], None] = _no_table_handler
-        #: Writes, batches, scans and admin calls: the full timeouts, retried.
-        self.model = entry_model_for(connection)
-        #: Conditional writes and ADD are not idempotent: they go out exactly once.
-        self.write_once_model = entry_model_for(dataclasses.replace(connection, max_retries=0))
+        # Writes, batches, scans and admin calls: the full timeouts, retried.
+        self._patient_model = entry_model_for(connection)
+        # Conditional writes and ADD are not idempotent: they go out exactly once.
+        self._write_once_model = entry_model_for(dataclasses.replace(connection, max_retries=0))
+        # Writes on a request's path: once, within write_timeout (see the module docstring).
+        self.request_path_model = entry_model_for(_tried_once_within(connection, write_timeout))
         # get/has sit on the request path, where the database is the fallback: one
         # short attempt, so a hung DynamoDB costs a request get_timeout, not
         # (1 + retries) x (connect + read) timeouts. (get_many keeps the full ones:
         # a BatchGetItem page may carry 16 MB.)
-        self.hot_read_model = entry_model_for(
-            dataclasses.replace(
-                connection,
-                connect_timeout=min(connection.connect_timeout, get_timeout),
-                read_timeout=get_timeout,
-                max_retries=0,
-            )
-        )
+        self.hot_read_model = entry_model_for(_tried_once_within(connection, get_timeout))
         # Build the botocore clients now (no network): ~0.1 s each that the first
         # get or the first invalidating delete would otherwise pay on a request.
         self.clients()
+
+    @property
+    def model(self) -> Any:
+        """Writes, batches, scans and admin calls: the full timeouts, retried.
+
+        On a request's path, the request-path client instead (module docstring).
+        """
+        return self.request_path_model if on_request_path() else self._patient_model
+
+    @property
+    def write_once_model(self) -> Any:
+        """Conditional writes and ADD, which are not idempotent: sent exactly once.
+
+        On a request's path, the request-path client (itself never retried).
+        """
+        return self.request_path_model if on_request_path() else self._write_once_model
 
     def clients(self) -> tuple[Any, ...]:
         """The botocore client behind each model (tests hook their events)."""
         return tuple(
             model._get_connection().connection.client
-            for model in (self.model, self.write_once_model, self.hot_read_model)
+            for model in (
+                self._patient_model,
+                self._write_once_model,
+                self.hot_read_model,
+                self.request_path_model,
+            )
         )
 
     def client(self) -> Any:
         """The full model's botocore client, for the admin calls PynamoDB does not wrap."""
-        return self.model._get_connection().connection.client
+        return self._patient_model._get_connection().connection.client
 
     def call(
         self, operation: str, key: str, func: Callable[..., T], *args: Any, **kwargs: Any

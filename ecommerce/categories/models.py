@@ -46,7 +46,10 @@ class CatalogueVersion(db.Model):
 
     A list read together with it (one statement, one snapshot) says how new
     the list is, so the cache can refuse to replace a newer list with an older
-    one (``cache_backends.versioned``).
+    one (``cache_backends.versioned``). The database raises it, by triggers on
+    categories (migration 0004_catalogue_triggers), so a change made with plain
+    SQL is versioned like an API write; the triggers also create the row if it
+    is missing.
     """
 
     __tablename__ = "catalogue_version"
@@ -57,6 +60,10 @@ class CatalogueVersion(db.Model):
 
 #: The primary key of the single CatalogueVersion row.
 CATALOGUE_VERSION_ROW_ID = 1
+#: The PostgreSQL channel on which the triggers' ``pg_notify`` announces each new
+#: version (the payload: the version as text), delivered when the change commits.
+#: Migration 0004 writes it into the trigger function: changing it takes a migration.
+CATALOGUE_CHANNEL = "catalogue_changed"
 
 
 # The real guard against two concurrent POSTs of "Toys" and its fullwidth twin: the existence

@@ -4,6 +4,16 @@ Every write raises the catalogue version in its own transaction and returns
 the new version; the list is read together with the version in one statement,
 so the pair always describes one snapshot of the database (on PostgreSQL's
 READ COMMITTED too, where two statements of one transaction may not).
+
+The database raises the version, not this module: triggers on categories
+(migration 0004_catalogue_triggers) run inside the writer's transaction, so a
+change made with plain SQL is versioned too. A write flushes its statement and
+then reads the version its trigger left, in the same transaction. The trigger's
+UPDATE of the version row holds the write lock (SQLite) or the row lock
+(PostgreSQL) until commit, so concurrent writers still get distinct versions,
+increasing in commit order. On SQLite a statement raises it once per row it
+changes, on PostgreSQL once per statement: callers may rely on "higher", never
+on "one more".
 """
 
 from __future__ import annotations
@@ -12,8 +22,9 @@ import time
 from collections.abc import Iterable
 
 from flask import current_app
-from sqlalchemy import delete, select, true, update
+from sqlalchemy import delete, select, true
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.attributes import flag_modified
 from sqlalchemy.orm.exc import StaleDataError
 
 from ecommerce.categories.models import (
@@ -27,6 +38,10 @@ from ecommerce.categories.names import name_key
 from ecommerce.extensions import db
 
 MILLISECONDS_PER_SECOND = 1000
+#: The one-row read of the version (a statement is immutable: one serves every call).
+CATALOGUE_VERSION_QUERY = select(CatalogueVersion.version).where(
+    CatalogueVersion.id == CATALOGUE_VERSION_ROW_ID
+)
 
 
 class DuplicateCategoryNameError(Exception):
@@ -66,7 +81,7 @@ def list_categories_at_version() -> tuple[list[CategoryDict], int]:
     if rows:
         version = rows[0].version
         categories = [CategoryDict(id=row.id, name=row.name) for row in rows if row.id is not None]
-    else:  # no version row (init-db creates it; only a hand edit removes it): version 0
+    else:  # no version row (init-db creates it, so does the next write's trigger): version 0
         version = 0
         every_category = select(Category).order_by(Category.id)
         categories = [category.to_dict() for category in db.session.scalars(every_category)]
@@ -95,27 +110,37 @@ def _refuse_if_taken(name: str, *, except_id: int | None = None) -> None:
         raise DuplicateCategoryNameError(stored)
 
 
-def _bump_version() -> int:
-    """Raise the catalogue version inside the caller's transaction; the new version.
+def current_catalogue_version() -> int:
+    """The committed catalogue version now (0 if the row is missing): for the reconciler.
 
-    The UPDATE takes the write lock (SQLite) or the row lock (PostgreSQL), so
-    concurrent writers get distinct, increasing versions in commit order.
+    On a connection of its own, not the session: it is the database's state,
+    never a caller's uncommitted write, and it leaves no transaction open behind
+    it (a reconciler that polls must not sit idle in a transaction on PostgreSQL).
     """
-    bumped = db.session.execute(
-        update(CatalogueVersion)
-        .where(CatalogueVersion.id == CATALOGUE_VERSION_ROW_ID)
-        .values(version=CatalogueVersion.version + 1)
-    )
-    if bumped.rowcount == 0:
-        db.session.add(CatalogueVersion(id=CATALOGUE_VERSION_ROW_ID, version=1))
-        db.session.flush()
-    return db.session.scalar(
-        select(CatalogueVersion.version).where(CatalogueVersion.id == CATALOGUE_VERSION_ROW_ID)
-    )
+    with db.engine.connect() as connection:
+        return connection.scalar(CATALOGUE_VERSION_QUERY) or 0
+
+
+def _version_written_by_the_trigger() -> int:
+    """Flush the pending write; the version its trigger raised, read in its transaction.
+
+    The flush sends the INSERT, UPDATE or DELETE, whose trigger raises the version
+    (creating the row if it was missing); the lock it takes is held to commit, so
+    nobody else's raise can come between it and this read.
+    """
+    db.session.flush()
+    version = db.session.scalar(CATALOGUE_VERSION_QUERY)
+    if version is None:  # the trigger always leaves the row: the schema lacks it
+        db.session.rollback()  # an unversioned write would escape the cache's fence
+        raise RuntimeError(
+            "no catalogue version after a write: the database lacks migration "
+            "0004_catalogue_triggers (run flask --app wsgi init-db)"
+        )
+    return version
 
 
 def _commit_with_version(category: Category) -> tuple[CategoryDict, int]:
-    """Bump the version and commit the pending insert or rename; what was written and the version.
+    """Commit the pending insert or rename; what was written and the version its trigger raised.
 
     The dict is taken before the commit (which expires the object), so a
     concurrent DELETE after it cannot turn the reply into an ObjectDeletedError.
@@ -125,7 +150,7 @@ def _commit_with_version(category: Category) -> tuple[CategoryDict, int]:
     """
     name, category_id = category.name, category.id
     try:
-        version = _bump_version()  # autoflush sends the INSERT or UPDATE first
+        version = _version_written_by_the_trigger()
         written = category.to_dict()
         db.session.commit()
     except IntegrityError as error:
@@ -162,6 +187,10 @@ def rename_category(category_id: int, name: str) -> tuple[CategoryDict, int]:
         raise CategoryNotFoundError(category_id)
     _refuse_if_taken(name, except_id=category_id)
     category.rename(name)
+    # A rename to the name it has is still a write that raises the version (and meets a
+    # concurrent DELETE as a 404): the ORM would skip an UPDATE that changes no value,
+    # and with it the trigger.
+    flag_modified(category, "name")
     return _commit_with_version(category)
 
 
@@ -170,7 +199,7 @@ def delete_category(category_id: int) -> int:
 
     One DELETE whose row count decides, so of two concurrent deletes (or a
     delete racing a rename's) exactly one succeeds and the other raises
-    CategoryNotFoundError without bumping the version.
+    CategoryNotFoundError and rolls back, so the version stays as it was.
     """
     if not 0 < category_id <= MAX_CATEGORY_ID:
         raise CategoryNotFoundError(category_id)
@@ -178,7 +207,7 @@ def delete_category(category_id: int) -> int:
     if deleted.rowcount == 0:
         db.session.rollback()
         raise CategoryNotFoundError(category_id)
-    version = _bump_version()
+    version = _version_written_by_the_trigger()
     db.session.commit()
     return version
 
@@ -193,11 +222,18 @@ def ensure_catalogue_version() -> bool:
 
 
 def add_missing_categories(names: Iterable[str]) -> tuple[list[str], int | None]:
-    """Insert the names not present yet, in one transaction; those added and the new version."""
+    """Insert the names not present yet, in one transaction; those added and the new version.
+
+    One INSERT per name, so the version raised is the same on every database
+    (one per row on SQLite, one per statement on PostgreSQL): seeding an empty
+    database leaves it at the number of seed names.
+    """
     added = [name for name in names if stored_name_like(name) is None]
     if not added:
         return [], None
-    db.session.add_all(Category(name=name) for name in added)
-    version = _bump_version()
+    for name in added:
+        db.session.add(Category(name=name))
+        db.session.flush()
+    version = _version_written_by_the_trigger()
     db.session.commit()
     return added, version

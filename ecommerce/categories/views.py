@@ -1,11 +1,16 @@
 """HTTP for categories: parse the request, call the cache policy or repository, shape the reply.
 
-Reads carry a strong ``ETag`` (a hash of the body, which Flask serializes
+Reads carry a strong ``ETag`` (a hash of the body, which is serialized
 deterministically, so every instance tags one list alike) and
 ``Cache-Control: no-cache``: a browser or CDN may keep the answer but must ask
 again each time, because a write must show on the very next read. Asking again
 with ``If-None-Match`` costs a ``304`` with no body: for the list, one cache
 read and no database work.
+
+The list is served from its cached representation (``representation.py``):
+stored bytes, gzip for a client that accepts it, ``Vary: Accept-Encoding``; a
+hit encodes, hashes and copies nothing. One category is small and read from the
+database, so it is encoded per request and never compressed.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from ecommerce.auth import admin_token_required
 from ecommerce.categories import repository
 from ecommerce.categories.cache_policy import after_categories_changed, read_categories
 from ecommerce.categories.names import InvalidName, normalize_name
+from ecommerce.categories.representation import negotiated_response
 from ecommerce.observability import CACHE_STATUS_HEADER
 
 bp = Blueprint("categories", __name__)
@@ -70,10 +76,11 @@ def _revalidated(response: Response) -> Response:
 
 @bp.get("/categories")
 def list_categories() -> Response:
-    categories, cache_status = read_categories()
-    response = jsonify(categories)
+    representation, cache_status = read_categories()
+    response = negotiated_response(representation, request)
     response.headers[CACHE_STATUS_HEADER] = cache_status.value
-    return _revalidated(response)
+    response.cache_control.no_cache = True
+    return response
 
 
 @bp.get("/categories/<int:category_id>")

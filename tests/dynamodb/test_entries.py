@@ -91,12 +91,23 @@ def test_large_values_are_compressed(cache: DynamoDBCache, raw_table: Any) -> No
     assert cache.get("big") == value
 
 
-def test_a_value_too_large_for_one_item_is_refused(
-    cache: DynamoDBCache, raw_table: Any, caplog: pytest.LogCaptureFixture
+def test_a_value_too_large_for_one_item_is_stored_in_parts(
+    cache: DynamoDBCache, raw_table: Any
 ) -> None:
+    """test_large_values.py has the rest; here, the item that names them."""
+    value = os.urandom(450 * 1024)
+    assert cache.set("huge", value) is True
+    assert raw_table.get_item(Key={"cache_key": "test:huge"})["Item"]["parts"] == 2
+    assert cache.get("huge") == value
+
+
+def test_a_value_over_max_value_bytes_is_refused(
+    make_cache: MakeCache, raw_table: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    cache = make_cache(key_prefix="test:", max_value_bytes=400 * 1024)
     with caplog.at_level(logging.WARNING):
         assert cache.set("huge", os.urandom(450 * 1024)) is False
-    assert "400 KB" in caplog.text
+    assert "CACHE_DYNAMODB_MAX_VALUE_BYTES" in caplog.text
     assert "Item" not in raw_table.get_item(Key={"cache_key": "test:huge"})
     assert cache.set_many({"ok": 1, "huge": os.urandom(450 * 1024)}) == ["ok"]
 

@@ -76,12 +76,19 @@ def recorded_sql(app: Flask) -> Iterator[list[str]]:
 
 
 def cached_categories(app: Flask) -> Any:
-    """The list the app's cache holds as fresh right now (None: nothing, or not fresh)."""
+    """The list the app's cache holds as fresh right now (None: nothing, or not fresh).
+
+    Decoded from the cached value, which must be the list's HTTP representation.
+    """
     from ecommerce.categories.cache_policy import cached_entry
+    from ecommerce.categories.representation import Representation
 
     with app.app_context():
         entry = cached_entry()
-    return entry.value if entry is not None and entry.is_fresh(time.time()) else None
+    if entry is None or not entry.is_fresh(time.time()):
+        return None
+    assert isinstance(entry.value, Representation), type(entry.value)
+    return entry.value.decoded()
 
 
 def categories_in_db(app: Flask) -> list[dict[str, Any]]:
@@ -89,4 +96,4 @@ def categories_in_db(app: Flask) -> list[dict[str, Any]]:
     from ecommerce.categories.cache_policy import load_categories_from_db
 
     with app.app_context():
-        return [dict(category) for category in load_categories_from_db()[0]]
+        return [dict(category) for category in load_categories_from_db()[0].decoded()]

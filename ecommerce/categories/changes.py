@@ -1,0 +1,260 @@
+"""The database's own change events, heard once per instance and shared by its workers.
+
+On PostgreSQL the categories trigger (migration 0004) sends ``pg_notify`` on
+``CATALOGUE_CHANNEL`` when a change commits, whoever made it: an API write on
+any instance, a back-office tool, plain SQL. :class:`CatalogueListener` turns
+that into two things:
+
+- the reconciler is woken at once (``on_change``), instead of at its next
+  interval, so the shared cache catches up within tens of milliseconds;
+- the version the database was heard at is written to the instance's
+  :class:`VersionBoard`, a few bytes in a file every worker maps, so each
+  worker can refuse a near-cache copy older than it without a network call.
+
+Connections are the scarce resource (docs/deploy.md's formula), so an instance
+holds one listening connection, not one per worker: the workers share a
+directory (``CATALOGUE_EVENTS_DIR``, Flask's instance folder by default) and
+the one holding an exclusive ``flock`` on its lock file listens; the others try
+again every ``ELECTION_RETRY_SECONDS``, so a listener that dies (its lock goes
+with its process) is replaced. The connection stays outside the SQLAlchemy
+pool, in autocommit: a pooled connection could be handed back mid-transaction.
+
+A notification is a hint, never data. Any database client may ``NOTIFY`` on the
+channel, with any payload up to 8000 bytes, so the payload is not read at all:
+each burst of notifications costs one ``read_version()`` (the repository's
+one-row query), and that is what is published. Notifications sent while the
+listener is disconnected are lost, so every (re)connect is treated as a
+change too; a lost connection is retried with capped, jittered backoff.
+SQLite has no notifications: there the reconciler's interval is the bound.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import mmap
+import os
+import random
+import struct
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, BinaryIO, Protocol
+
+from flask import Flask
+
+from ecommerce.categories import repository
+from ecommerce.categories.models import CATALOGUE_CHANNEL
+from ecommerce.extensions import db
+
+logger = logging.getLogger(__name__)
+
+#: SQLAlchemy's name for the one dialect with LISTEN/NOTIFY among those the app supports.
+POSTGRESQL = "postgresql"
+LOCK_FILE_NAME = "catalogue-listener.lock"
+BOARD_FILE_NAME = "catalogue-version.board"
+#: How often a worker that is not the instance's listener asks for the lock again:
+#: the longest an instance goes unheard after its listener died.
+ELECTION_RETRY_SECONDS = 5.0
+#: How long one wait for notifications lasts before the loop checks for a stop.
+NOTIFY_WAIT_SECONDS = 1.0
+#: Reconnect backoff after a lost or refused connection (a database restart, a
+#: fail-over): from the first delay, doubling to the cap, each drawn with full jitter
+#: so an instance's listeners do not reconnect in step.
+RECONNECT_FIRST_SECONDS = 0.5
+RECONNECT_MAX_SECONDS = 30.0
+
+#: The board's layout: a sequence number (odd while a write is under way) and the
+#: version, so a reader never takes half of a write for a version.
+_BOARD = struct.Struct("<qq")
+_BOARD_READ_ATTEMPTS = 4
+
+
+class VersionBoard:
+    """The catalogue version last heard from the database, shared by one instance's processes.
+
+    One writer (the listener) and any number of readers, each mapping the same
+    file. A read is a few hundred nanoseconds (no system call), cheap enough
+    for every near-cache hit. ``None`` until a listener has published: there
+    is then nothing to compare with.
+    """
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            if os.fstat(descriptor).st_size < _BOARD.size:
+                os.ftruncate(descriptor, _BOARD.size)
+            self._map = mmap.mmap(descriptor, _BOARD.size)
+        finally:
+            os.close(descriptor)  # the mapping keeps the file
+
+    def read(self) -> int | None:
+        """The published version, or None if none is (or a write kept racing this read)."""
+        for _ in range(_BOARD_READ_ATTEMPTS):
+            sequence, version = _BOARD.unpack_from(self._map)
+            if sequence == 0:
+                return None
+            if sequence % 2 == 0 and _BOARD.unpack_from(self._map)[0] == sequence:
+                return version
+        return None  # a hint: skipping it costs freshness, never correctness
+
+    def publish(self, version: int) -> None:
+        """Publish the database's version: down as well as up (a restored database)."""
+        sequence = _BOARD.unpack_from(self._map)[0]
+        sequence += 1 + sequence % 2  # odd: a write is under way
+        _BOARD.pack_into(self._map, 0, sequence, version)
+        _BOARD.pack_into(self._map, 0, sequence + 1, version)
+
+    def close(self) -> None:
+        self._map.close()
+
+
+class NotifyingConnection(Protocol):
+    """What the listener needs of a psycopg 3 connection (autocommit)."""
+
+    def execute(self, query: str) -> Any: ...
+    def notifies(self, *, timeout: float | None = ..., stop_after: int | None = ...) -> Any: ...
+    def close(self) -> None: ...
+
+
+class CatalogueListener:
+    """One instance's LISTEN on the catalogue channel; see the module docstring.
+
+    :param connect: opens a new autocommit connection (outside any pool).
+    :param read_version: the database's catalogue version, read from the table.
+    :param on_change: called after each (re)connect and each burst of notifications,
+        once the version is published: the reconciler's wake-up.
+    :param directory: shared by the instance's workers: the lock and the board.
+    :param channel: the channel the trigger notifies.
+    :param election_retry_seconds: how often a process that is not the listener asks again.
+    """
+
+    def __init__(
+        self,
+        connect: Callable[[], NotifyingConnection],
+        read_version: Callable[[], int],
+        on_change: Callable[[], None],
+        directory: Path,
+        channel: str,
+        election_retry_seconds: float = ELECTION_RETRY_SECONDS,
+    ) -> None:
+        self.connect = connect
+        self.read_version = read_version
+        self.on_change = on_change
+        self.channel = channel
+        self.election_retry_seconds = election_retry_seconds
+        self.board = VersionBoard(directory / BOARD_FILE_NAME)
+        self._lock_path = directory / LOCK_FILE_NAME
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        #: Set while this process holds the lock and a listening connection (tests).
+        self.listening = threading.Event()
+        #: Called before each reconnect attempt, with the attempt's number: a seam for
+        #: tests that must act while the listener is disconnected.
+        self.before_reconnect: Callable[[int], None] = lambda attempt: None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._run, name="catalogue-listener", daemon=True
+            )
+            self._thread.start()
+
+    def stop(self, timeout: float = NOTIFY_WAIT_SECONDS * 2) -> None:
+        """Stop listening; the lock and the connection are released by the thread."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            with self._instance_lock() as elected:
+                if elected:
+                    self._listen_until_stopped()
+                    continue
+            self._stopping.wait(self.election_retry_seconds)
+
+    @contextlib.contextmanager
+    def _instance_lock(self) -> Iterator[bool]:
+        """Whether this process is the instance's listener; held for the block."""
+        lock_file: BinaryIO = self._lock_path.open("ab")
+        try:
+            try:
+                fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            yield True
+        finally:
+            lock_file.close()  # closing releases the lock
+
+    def _listen_until_stopped(self) -> None:
+        attempt = 0
+        while not self._stopping.is_set():
+            if attempt:
+                self.before_reconnect(attempt)
+                delay = random.uniform(
+                    0, min(RECONNECT_MAX_SECONDS, RECONNECT_FIRST_SECONDS * 2 ** (attempt - 1))
+                )
+                if self._stopping.wait(delay):
+                    return
+            try:
+                self._listen()
+                return  # stopped
+            except Exception:  # a lost connection, a refused one, a failing read
+                logger.warning(
+                    "catalogue listener lost its connection; reconnecting", exc_info=True
+                )
+                attempt = 1 if self.listening.is_set() else attempt + 1
+            finally:
+                self.listening.clear()
+
+    def _listen(self) -> None:
+        connection = self.connect()
+        try:
+            connection.execute(f'LISTEN "{self.channel}"')
+            # Whatever was sent while this process was not listening is lost: a
+            # (re)connect is itself a change to reconcile.
+            self._heard()
+            self.listening.set()
+            while not self._stopping.is_set():
+                burst = list(connection.notifies(timeout=NOTIFY_WAIT_SECONDS, stop_after=1))
+                if burst:
+                    list(connection.notifies(timeout=0))  # the rest of the burst: one read
+                    self._heard()
+        finally:
+            with contextlib.suppress(Exception):
+                connection.close()
+
+    def _heard(self) -> None:
+        self.board.publish(self.read_version())
+        self.on_change()
+
+
+def listener_for(app: Flask, on_change: Callable[[], None]) -> CatalogueListener | None:
+    """The app's listener, or None where the database sends no notifications (SQLite).
+
+    It connects with the app's own database URL, through SQLAlchemy's dialect so
+    that every option of the URL (host, port, ``sslmode``...) applies, but on a
+    connection of its own.
+    """
+    with app.app_context():
+        engine = db.engine
+    if engine.dialect.name != POSTGRESQL:
+        return None
+    arguments, options = engine.dialect.create_connect_args(engine.url)
+
+    def connect() -> NotifyingConnection:
+        import psycopg  # the PostgreSQL driver: installed where PostgreSQL is used
+
+        return psycopg.connect(*arguments, **options, autocommit=True)
+
+    def read_version() -> int:
+        with app.app_context():
+            return repository.current_catalogue_version()
+
+    directory = Path(app.config["CATALOGUE_EVENTS_DIR"] or app.instance_path)
+    return CatalogueListener(connect, read_version, on_change, directory, CATALOGUE_CHANNEL)
