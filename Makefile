@@ -17,7 +17,7 @@ WRITES_NEED := @echo "Writes need: -H 'Authorization: Bearer $(FLASK_ADMIN_TOKEN
 
 export FLASK_APP := wsgi
 
-.PHONY: help install system-deps run reset-db run-dynamodb dynamodb-local cluster test lint lock bench bench-http stampede clean
+.PHONY: help install system-deps run reset-db run-dynamodb dynamodb-local cluster test lint lock bench bench-http bench-scale stampede clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/$$(DDB_PORT)/$(DDB_PORT)/g' | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -138,6 +138,9 @@ bench: $(BIN)/activate $(DDB_LOCAL)  ## Benchmark ours vs cachelib's DynamoDbCac
 
 bench-http: $(BIN)/activate $(DDB_LOCAL) system-deps  ## HTTP load (wrk) on gunicorn per cache backend, bare Flask as the floor
 	$(BIN)/python -m benchmarks.http
+
+bench-scale: $(BIN)/activate $(DDB_LOCAL) system-deps  ## GET /categories at 3 to 200k categories, plain and gzip clients, per backend and nginx
+	$(BIN)/python -m benchmarks.scale
 
 stampede: $(BIN)/activate $(DDB_LOCAL)  ## Concurrent GETs at a cold cache, at expiry, stale; POST latency per strategy
 	$(BIN)/python -m scripts.stampede

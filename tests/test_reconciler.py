@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from cache_backends.reconciler import ReconcileOutcome, Reconciler
+from cache_backends.reconciler import ReconcileOutcome, Reconciler, VersionAfterRecovery
 from ecommerce.categories import repository
 from ecommerce.categories.cache_policy import _loader, cached_entry, reconciler
 from ecommerce.config import ConfigError
@@ -318,3 +318,47 @@ def test_a_failing_cache_is_a_failed_reconcile_not_an_empty_one(
 
     assert reconciliation.outcome == ReconcileOutcome.FAILED
     assert reconciliation.lag is None
+
+
+class SteppedClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_after_a_recovery_the_next_read_asks_the_database_once_and_holds_its_version() -> None:
+    """Another process's write may have failed during this one's outage: tests/test_coherence.py
+    shows the old list coming back as a HIT without this floor."""
+    database_reads: list[int] = []
+
+    def database_version() -> int:
+        database_reads.append(7)
+        return 7
+
+    clock = SteppedClock()
+    floor = VersionAfterRecovery(database_version, hold_seconds=6, clock=clock)
+    assert floor() == 0 and database_reads == []  # no outage: no query
+
+    floor.cache_recovered()
+    assert [floor(), floor()] == [7, 7]
+    assert database_reads == [7]  # once per recovery, not per read
+    clock.now = 6.0
+    assert floor() == 0  # held for a while only: a restored database must not load for ever
+
+
+def test_a_failing_database_read_after_a_recovery_is_tried_again_on_the_next_read() -> None:
+    answers: list[int | Exception] = [RuntimeError("database down"), 4]
+
+    def database_version() -> int:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    floor = VersionAfterRecovery(database_version, hold_seconds=6, clock=SteppedClock())
+    floor.cache_recovered()
+
+    assert floor() == 0
+    assert floor() == 4

@@ -17,4 +17,7 @@ Modules, in the order a reader needs them:
   worker boots, Prometheus files and ``/metrics`` time after each.
 - ``report``: the printed table, the JSON, the Markdown page and the chart.
 - ``cli``: the command line behind ``python -m benchmarks.http``.
+- ``scale``, ``scale_report``, ``cached_view``: ``make bench-scale`` (``python -m
+  benchmarks.scale``), the same servers and checks at 3 to 200,000 categories, plain and
+  gzip clients, with Flask-Caching's ``@cache.cached`` and nginx serving a file beside them.
 """

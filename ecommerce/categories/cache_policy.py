@@ -38,6 +38,7 @@ from cache_backends.reconciler import (
     REPAIRS,
     Reconciler,
     Reconciliation,
+    VersionAfterRecovery,
     coherence_of,
 )
 from cache_backends.refresher import BackgroundRefresher
@@ -78,6 +79,10 @@ DRAIN_TIMEOUT_SECONDS = 10.0
 _EXTENSION_NAME = "categories_cache"
 #: Where init_app keeps the owed updates and the reconciler of the app's loader.
 _COHERENCE_EXTENSION_NAME = "categories_cache_coherence"
+#: After the cache recovers from an outage, entries older than the database's version
+#: are reloaded for this many reconcile intervals: long enough for the reconciler (or
+#: the writers' owed updates) to have repaired the shared cache.
+RECOVERY_FLOOR_INTERVALS = 3
 
 
 def jittered_ttl(ttl: int) -> int:
@@ -289,14 +294,17 @@ def _count_reconcile(reconciliation: Reconciliation) -> None:
         CACHE_COHERENT_TIMESTAMP.labels(CACHE_NAME).set_to_current_time()
 
 
-def _floor(owed: OwedUpdates, heard: Callable[[], int | None]) -> int:
+def _floor(
+    owed: OwedUpdates, heard: Callable[[], int | None], after_recovery: VersionAfterRecovery
+) -> int:
     """The lowest version of the list this process may serve; 0 if no newer one is known.
 
-    A version this process owes the cache (its own write, not landed yet), or the
-    database's version as the instance's listener last heard it: an entry older
-    than either is reloaded, not served.
+    A version this process owes the cache (its own write, not landed yet), the
+    database's version as the instance's listener last heard it, or as read when
+    the cache came back from an outage (others' writes may have failed meanwhile):
+    an entry older than any of them is reloaded, not served.
     """
-    return max(owed.version_owed(CATEGORIES_CACHE_KEY), heard() or 0)
+    return max(owed.version_owed(CATEGORIES_CACHE_KEY), heard() or 0, after_recovery())
 
 
 def _heard_floor(heard: Callable[[], int | None], key: str) -> int | None:
@@ -335,11 +343,16 @@ def _init_coherence(app: Flask) -> None:
     # A list older than a write this process owes is not served, even once the cache
     # answers again before the retry lands (the breaker's probe is a read); nor one
     # older than the database was heard at.
-    loader.floor = functools.partial(_floor, owed, heard)
+    after_recovery = VersionAfterRecovery(
+        functools.partial(_database_version_for, app),
+        hold_seconds=RECOVERY_FLOOR_INTERVALS * max(reconciler.interval, 1),
+    )
+    loader.floor = functools.partial(_floor, owed, heard, after_recovery)
     backend = app.extensions["cache"][cache]
     if listener is not None and isinstance(backend, NearCache):
         backend.serve_no_copy_below(functools.partial(_heard_floor, heard))
     on_recovery(loader.cache, owed.wake)  # the breaker's first good probe: retry now
+    on_recovery(loader.cache, after_recovery.cache_recovered)
     if reconciler.interval > 0 and not app.testing:
 
         @app.before_request
