@@ -286,3 +286,18 @@ def test_a_notification_arriving_during_a_load_never_lets_the_older_list_be_serv
 def test_sqlite_has_no_listener(make_app: Callable[..., Flask]) -> None:
     """No notifications there: the reconciler's interval is the bound."""
     assert catalogue_listener(make_app()) is None
+
+
+@ON_POSTGRESQL
+def test_an_unwritable_events_folder_costs_the_listener_not_the_start_up(
+    make_app: Callable[..., Flask], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """As under systemd's ProtectSystem=strict with the instance folder in the read-only venv."""
+    not_a_folder = tmp_path / "a-file"
+    not_a_folder.write_text("")
+
+    app = make_app(CATALOGUE_EVENTS_DIR=str(not_a_folder / "events"))
+
+    assert catalogue_listener(app) is None
+    assert "CATALOGUE_EVENTS_DIR" in caplog.text
+    assert get_categories(app.test_client())[0] == SEED_CATEGORIES

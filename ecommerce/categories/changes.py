@@ -257,4 +257,13 @@ def listener_for(app: Flask, on_change: Callable[[], None]) -> CatalogueListener
             return repository.current_catalogue_version()
 
     directory = Path(app.config["CATALOGUE_EVENTS_DIR"] or app.instance_path)
-    return CatalogueListener(connect, read_version, on_change, directory, CATALOGUE_CHANNEL)
+    try:
+        return CatalogueListener(connect, read_version, on_change, directory, CATALOGUE_CHANNEL)
+    except OSError:  # a read-only instance folder: run, with the reconciler as the bound
+        app.logger.warning(
+            "no PostgreSQL change listener: CATALOGUE_EVENTS_DIR %s is not writable; "
+            "changes are served within CATEGORIES_CACHE_RECONCILE_SECONDS instead",
+            directory,
+            exc_info=True,
+        )
+        return None
