@@ -22,12 +22,14 @@ but the killed writer's failed, as the issue's table says.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from devtools import coherence
+from devtools import REPOSITORY_ROOT, coherence
 from devtools.dynamodb_local import DynamoDBLocal
 from devtools.partition import PartitionProxy
 
@@ -113,3 +115,18 @@ def test_the_writer_killed_right_after_answering_every_worker_serves_the_write(
 
     assert outcome.post_status == 201, explain(outcome)
     assert_converged(outcome)
+
+
+def test_the_readme_command_prints_the_table(tmp_path: Path) -> None:
+    """``python -m scripts.coherence`` as the README shows it, cut to one scenario."""
+    result = subprocess.run(
+        [sys.executable, "-m", "scripts.coherence", "--strategies", "invalidate",
+         "--scenarios", "sql-insert"],
+        cwd=REPOSITORY_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    assert "| sql-insert" in result.stdout, result.stdout
