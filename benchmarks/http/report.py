@@ -210,16 +210,20 @@ def write_chart(document: dict[str, Any], output_dir: Path) -> Path:
     return path
 
 
+def dynamodb_server_text(server: dict[str, Any]) -> str:
+    """Which DynamoDB answered, for a page's header: the run's own DynamoDB Local, or not."""
+    if server["started_by_benchmark"]:
+        return f"DynamoDB Local {server['dynamodb_local_version']} ({server['java']})"
+    return "an external endpoint given with --endpoint-url"
+
+
 def markdown_page(document: dict[str, Any], chart_written: bool) -> str:
     parameters = document["parameters"]
     machine = document["machine"]
     tools = document["tools"]
     versions = ", ".join(f"{name} {version}" for name, version in document["versions"].items())
     server = document["server"]
-    if server["started_by_benchmark"]:
-        dynamodb_text = f"DynamoDB Local {server['dynamodb_local_version']} ({server['java']})"
-    else:
-        dynamodb_text = "an external endpoint given with --endpoint-url"
+    dynamodb_text = dynamodb_server_text(server)
     contenders = "\n".join(
         f"- **{name}**: {label}." for name, label in document["contenders"].items()
     )

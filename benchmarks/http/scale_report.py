@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from benchmarks.http.report import CONTENDER_COLOURS, NOT_MEASURED
+from benchmarks.http.report import CONTENDER_COLOURS, NOT_MEASURED, dynamodb_server_text
 from benchmarks.http.scale import CACHED_VIEW, CLIENTS, GZIP, NGINX_STATIC, PLAIN
 from benchmarks.report import CHART_DPI, format_load_average, render_table, write_json
 
@@ -181,10 +181,7 @@ def markdown_page(document: dict[str, Any], chart_written: bool) -> str:
     tools = document["tools"]
     server = document["server"]
     versions = ", ".join(f"{name} {version}" for name, version in document["versions"].items())
-    if server["started_by_benchmark"]:
-        dynamodb_text = f"DynamoDB Local {server['dynamodb_local_version']} ({server['java']})"
-    else:
-        dynamodb_text = "an external endpoint given with --endpoint-url"
+    dynamodb_text = dynamodb_server_text(server)
     contenders = "\n".join(
         f"- **{name}**: {label}." for name, label in document["contenders"].items()
     )
