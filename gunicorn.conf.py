@@ -135,7 +135,8 @@ bind = [os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")]
 worker_class = "gevent"
 workers = _int_from_env("GUNICORN_WORKERS", _default_workers)
 # Concurrent connections per worker, slow ones included. Requests beyond the database
-# pool (SQLAlchemy's 5 + 10 overflow) wait for a connection there, not in a thread.
+# pool (5 + 5 overflow by default: FLASK_DATABASE_POOL_SIZE, FLASK_DATABASE_MAX_OVERFLOW)
+# wait for a connection there, not in a thread.
 worker_connections = _int_from_env("GUNICORN_WORKER_CONNECTIONS", 1000)
 
 # Not preloaded: botocore clients (under PynamoDB) and SQLAlchemy pools do not survive
@@ -207,11 +208,13 @@ proc_name = "ecommerce"
 # here and escaped by JsonAccessLogger below; status, duration_ms and bytes are bare JSON
 # numbers (bytes may be null). The query string and Referer are left out on purpose:
 # they can carry tokens, and tokens must never reach the logs. request_id and cache come
-# from the app's response headers; remote_addr is the client's address once the app's
+# from the app's response headers, as does trace_id (the ALB's X-Amzn-Trace-Id once the
+# app has validated it; "-" without one); remote_addr is the client's address once the app's
 # ProxyFix has rewritten the environ.
 access_log_format = (
     '{"time": "%(t)s", "level": "INFO", "logger": "gunicorn.access", '
     '"request_id": "%({x-request-id}o)s", "method": "%(m)s", "path": "%(U)s", '
+    '"trace_id": "%({x-amzn-trace-id}o)s", '
     '"status": %(s)s, "duration_ms": %(M)s, "bytes": %(B)s, "cache": "%({x-cache}o)s", '
     '"remote_addr": "%(h)s", "forwarded_for": "%({x-forwarded-for}i)s", '
     '"user_agent": "%(a)s"}'

@@ -1,4 +1,4 @@
-"""What is timed, what a correct answer looks like, and the targets from issue 3.
+"""What is timed, what a correct answer looks like, and the targets it must meet.
 
 Every operation first writes what it needs (so ``get`` is always a hit), then
 hands the runner a zero-argument call to time and a check for its result. The
@@ -105,7 +105,7 @@ OPERATIONS: tuple[Operation, ...] = (
 
 @dataclass(frozen=True)
 class Target:
-    """A limit from issue 3 on the ratio of two contenders' median latencies."""
+    """A limit on the ratio of two contenders' median latencies."""
 
     operation: str
     numerator: str

@@ -77,9 +77,7 @@ def latency_table(document: dict[str, Any], markdown: bool = False) -> str:
     return render_table(headers, rows, markdown)
 
 
-def targets_table(
-    document: dict[str, Any], markdown: bool = False, heading: str = "target (issue 3)"
-) -> str:
+def targets_table(document: dict[str, Any], markdown: bool = False, heading: str = "target") -> str:
     headers = [heading, "measured", "per-round range", "result"]
     rows = [
         [

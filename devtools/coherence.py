@@ -1,4 +1,4 @@
-"""Does every committed change reach every cache, whatever fails in between? (issue 17)
+"""Does every committed change reach every cache, whatever fails in between?
 
 Black-box scenarios against ``gunicorn wsgi:app`` (the repository's gunicorn.conf.py,
 two workers) on the DynamoDB backend, with DynamoDB Local behind a
@@ -27,7 +27,7 @@ the change served a list without it afterwards (the old list coming back). Watch
 goes on past the breaker's cool-down, when a circuit opened by the partition closes
 again and the cache's old entry becomes readable.
 
-``python -m scripts.coherence`` prints the Markdown table of issue 17 (before/after);
+``python -m scripts.coherence`` prints the coherence Markdown table (before/after);
 tests/test_coherence.py runs the same functions and asserts the issue's bounds.
 """
 

@@ -9,6 +9,8 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException, ServiceUnavailable
 
+from ecommerce.observability import current_trace_id
+
 PROBLEM_JSON_MIMETYPE = "application/problem+json"
 #: RFC 9457: "about:blank" says the title is just the HTTP status phrase.
 GENERIC_PROBLEM_TYPE = "about:blank"
@@ -29,6 +31,9 @@ def problem_response(error: HTTPException) -> Response:
         "status": error.code,
         "detail": error.description,
     }
+    trace_id = current_trace_id()
+    if trace_id is not None:  # what a client reporting the problem can quote
+        problem["trace_id"] = trace_id
     response.set_data(json.dumps(problem))
     response.content_type = PROBLEM_JSON_MIMETYPE
     return response

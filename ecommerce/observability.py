@@ -9,6 +9,12 @@ What each request gets, in one place so views stay HTTP-only:
   status, duration_ms, remote_addr (the client, once ProxyFix has run) and the
   cache result (HIT/MISS from the view's ``X-Cache`` header, ERROR when the
   DynamoDB backend reported a failed call during the request, ``-`` otherwise);
+- the ALB's trace id (``X-Amzn-Trace-Id``) when it is well formed: on the log
+  line as ``trace_id``, echoed on the response (the ALB does not) and in
+  problem+json bodies, so a client quoting it leads to the ALB's access log and
+  ours. Absent or malformed: dropped, nothing is generated (the request id is
+  ours). Not added to DynamoDB calls: DynamoDB records no caller trace id outside
+  X-Ray, and the background refreshes run outside the request that caused them;
 - request count and latency metrics by URL rule, and the cache result counter.
 
 Never logged: request headers (Authorization carries the admin token), the query
@@ -19,6 +25,7 @@ cache result, so gunicorn.conf.py leaves it off.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
 import uuid
@@ -41,6 +48,14 @@ CACHE_STATUS_HEADER = "X-Cache"
 REQUEST_ID_HEADER = "X-Request-ID"
 #: Longer ids are replaced: an id is for grepping, not a place to store data in logs.
 MAX_REQUEST_ID_LENGTH = 200
+TRACE_ID_HEADER = "X-Amzn-Trace-Id"
+#: The ALB writes ``Root=1-<8 hex>-<24 hex>`` (with ``Self=``, ``Parent=``, ``Sampled=``
+#: and custom fields after a hop or from X-Ray): ``Field=value`` pairs joined by ``;``.
+#: AWS caps the header at 256 bytes; anything longer, or with a character outside this
+#: set (a quote, a newline, a space), is not one and is dropped rather than truncated:
+#: half a trace id finds nothing.
+_TRACE_ID_PATTERN = re.compile(r"[A-Za-z0-9]+=[A-Za-z0-9._:+-]+(;[A-Za-z0-9]+=[A-Za-z0-9._:+-]+)*")
+MAX_TRACE_ID_LENGTH = 256
 #: Written where no request is running (start-up, CLI commands) or none was assigned.
 NO_REQUEST_ID = "-"
 #: The cache field of a request that did not read a cache (a POST, /healthz).
@@ -59,6 +74,7 @@ TEXT_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message
 MILLISECONDS_PER_SECOND = 1000
 _STARTED_AT = "observability_started_at"
 _REQUEST_ID = "request_id"
+_TRACE_ID = "observability_trace_id"
 _CACHE_ERROR = "observability_cache_error"
 
 
@@ -153,9 +169,29 @@ def _request_id_from(header_value: str | None) -> str:
     return uuid.uuid4().hex
 
 
+def trace_id_from(header_value: str | None) -> str | None:
+    """The ALB's trace header if it is well formed and short, else None (never altered)."""
+    if (
+        header_value
+        and len(header_value) <= MAX_TRACE_ID_LENGTH
+        and _TRACE_ID_PATTERN.fullmatch(header_value)
+    ):
+        return header_value
+    return None
+
+
+def current_trace_id() -> str | None:
+    """The running request's validated ``X-Amzn-Trace-Id``, or None."""
+    if not has_request_context():
+        return None
+    _start_request()  # an error handler can run before the before_request hooks
+    return g.get(_TRACE_ID)
+
+
 def _start_request() -> None:
     g.setdefault(_STARTED_AT, time.perf_counter())
     g.setdefault(_REQUEST_ID, _request_id_from(request.headers.get(REQUEST_ID_HEADER)))
+    g.setdefault(_TRACE_ID, trace_id_from(request.headers.get(TRACE_ID_HEADER)))
 
 
 def _finish_request(response: Response) -> Response:
@@ -163,6 +199,9 @@ def _finish_request(response: Response) -> Response:
     _start_request()  # a no-op unless an earlier before_request hook failed
     request_id = g.get(_REQUEST_ID)
     response.headers[REQUEST_ID_HEADER] = request_id
+    trace_id = g.get(_TRACE_ID)
+    if trace_id is not None:
+        response.headers[TRACE_ID_HEADER] = trace_id
     seconds = time.perf_counter() - g.get(_STARTED_AT)
     method = metrics.method_label(request.method)
     route = request.url_rule.rule if request.url_rule else metrics.UNMATCHED_ROUTE
@@ -178,6 +217,16 @@ def _finish_request(response: Response) -> Response:
         metrics.CACHE_REQUESTS.labels(request.blueprint, cache_result.lower()).inc()
 
     duration_ms = round(seconds * MILLISECONDS_PER_SECOND, 2)
+    fields = {
+        "method": request.method,
+        "path": request.path,  # never the query string: it can carry tokens
+        "status": response.status_code,
+        "duration_ms": duration_ms,
+        "remote_addr": request.remote_addr,
+        "cache": cache_result,
+    }
+    if trace_id is not None:
+        fields["trace_id"] = trace_id
     ACCESS_LOGGER.info(
         "%s %s %d %.1fms cache=%s",
         request.method,
@@ -185,14 +234,7 @@ def _finish_request(response: Response) -> Response:
         response.status_code,
         duration_ms,
         cache_result,
-        extra={
-            "method": request.method,
-            "path": request.path,  # never the query string: it can carry tokens
-            "status": response.status_code,
-            "duration_ms": duration_ms,
-            "remote_addr": request.remote_addr,
-            "cache": cache_result,
-        },
+        extra=fields,
     )
     return response
 

@@ -11,7 +11,8 @@ so a person (or a test) can watch round-robin at work::
 
     curl -si http://127.0.0.1:8080/categories | grep -E 'X-Upstream|X-Cache'
     curl -si -X POST http://127.0.0.1:8080/categories \\
-         -H 'Content-Type: application/json' -d '{"name": "Toys"}'
+         -H 'Content-Type: application/json' \\
+         -H 'Authorization: Bearer dev-only-admin-token' -d '{"name": "Toys"}'
     curl -s http://127.0.0.1:8080/categories   # Toys, whichever instance answers
 
 Each instance's own port (printed at start) serves ``/metrics`` for that

@@ -1,4 +1,4 @@
-"""Does every committed change reach every cache, whatever fails in between? (issue 17)
+"""Does every committed change reach every cache, whatever fails in between?
 
 ``python -m scripts.coherence`` runs the scenarios of ``devtools.coherence`` (its
 docstring says what each does) once each, on ``gunicorn wsgi:app`` with two
@@ -7,7 +7,7 @@ Markdown table: scenario | POST latency | time until every GET shows the change 
 did the old list come back. ``--app-root`` measures another checkout (the
 "before" column: ``git archive`` of the commit before the change, unpacked).
 tests/test_coherence.py runs the same scenarios and
-asserts issue 17's bounds.
+asserts the coherence bounds.
 """
 
 from __future__ import annotations

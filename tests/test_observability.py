@@ -355,3 +355,49 @@ def test_a_write_reports_cache_errors_in_its_log_line_only(
 
     (line,) = access_lines(capsys)
     assert (line["method"], line["status"], line["cache"]) == ("POST", 201, "ERROR")
+
+
+# --- the ALB's trace id --------------------------------------------------------------
+
+ALB_TRACE_ID = "Self=1-67891234-12456789abcdef012345678;Root=1-67891233-abcdef012345678912345678"
+
+
+def test_the_albs_trace_id_is_logged_echoed_and_in_problem_bodies(
+    client: FlaskClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    response, line = one_request_logged(client, capsys, headers={"X-Amzn-Trace-Id": ALB_TRACE_ID})
+    assert line["trace_id"] == ALB_TRACE_ID
+    assert response.headers["X-Amzn-Trace-Id"] == ALB_TRACE_ID
+
+    not_found, _ = one_request_logged(
+        client, capsys, "/no-such-page", headers={"X-Amzn-Trace-Id": ALB_TRACE_ID}
+    )
+    assert not_found.status_code == 404
+    assert not_found.get_json(force=True)["trace_id"] == ALB_TRACE_ID
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        "Root=1-" + "a" * 300,  # oversized
+        'Root=1-abc"}, "level": "ERROR',  # would close the JSON string if echoed raw
+        "Root=1-abc\\u000a",
+        "Root=1-abc; Sampled=1",  # a space
+        "not a trace id",
+    ],
+)
+def test_a_malformed_or_oversized_trace_id_is_dropped(
+    client: FlaskClient, capsys: pytest.CaptureFixture[str], hostile: str
+) -> None:
+    response, line = one_request_logged(client, capsys, headers={"X-Amzn-Trace-Id": hostile})
+    assert "trace_id" not in line
+    assert "X-Amzn-Trace-Id" not in response.headers
+
+
+def test_without_a_trace_id_nothing_is_added(
+    client: FlaskClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    response, line = one_request_logged(client, capsys)
+    assert "trace_id" not in line
+    assert "X-Amzn-Trace-Id" not in response.headers
+    assert line["request_id"] == response.headers["X-Request-ID"]

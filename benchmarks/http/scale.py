@@ -577,7 +577,7 @@ def largest_is_a_hit_target(sizes: Sizes) -> Verdict | None:
     }
 
 
-#: "Done when", issue 18, in its order: the near-cache unless said, the same wrk
+#: The targets, in their order: the near-cache unless said, the same wrk
 #: settings, one run. Each answers None when the run did not measure what it needs.
 TARGETS: tuple[Callable[[Sizes], Verdict | None], ...] = (
     RatioTarget(

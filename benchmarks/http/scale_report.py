@@ -116,7 +116,7 @@ def cells_table(document: dict[str, Any], markdown: bool = False) -> str:
 
 
 def targets_table(document: dict[str, Any], markdown: bool = False) -> str:
-    headers = ["target (issue 18, done when)", "measured", "result"]
+    headers = ["target", "measured", "result"]
     rows = [
         [target["description"], target["shown"], "PASS" if target["met"] else "MISS"]
         for target in document["targets"]

@@ -1,0 +1,84 @@
+"""The docs say what the code does: settings that exist, examples that would be accepted.
+
+Each check is one a past edit broke: an env example offering a variable nothing
+read (GUNICORN_THREADS after the switch to gevent), internal issue numbers users
+cannot follow, a curl write without the bearer token (401).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from cache_backends.dynamodb.settings import SETTINGS
+from ecommerce.config import DEFAULTS
+
+ROOT = Path(__file__).resolve().parent.parent
+ENV_EXAMPLE = ROOT / "deploy" / "ecommerce.env.example"
+GUNICORN_CONF = ROOT / "gunicorn.conf.py"
+USER_DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+#: Files whose shell examples readers copy.
+EXAMPLE_FILES = [*USER_DOCS, *sorted((ROOT / "scripts").glob("*.py"))]
+
+FLASK_SETTINGS = set(DEFAULTS) | {setting.name for setting in SETTINGS}
+#: Read by gunicorn itself or by gunicorn.conf.py, not as GUNICORN_*.
+OTHER_VARIABLES = {"FORWARDED_ALLOW_IPS", "PROMETHEUS_MULTIPROC_DIR"}
+WRITE_METHOD = re.compile(r"-X\s*(POST|PATCH|PUT|DELETE)\b")
+
+
+def gunicorn_variables() -> set[str]:
+    """GUNICORN_* names gunicorn.conf.py reads (its docstring lists the same ones)."""
+    source = GUNICORN_CONF.read_text()
+    return set(re.findall(r"\"(GUNICORN_[A-Z_]+)\"", source)) | {"GUNICORN_CMD_ARGS"}
+
+
+def env_example_variables() -> list[str]:
+    """Every variable the example sets or offers commented out (``#NAME='...'``)."""
+    names = re.findall(r"^#?([A-Z][A-Z0-9_]+)=", ENV_EXAMPLE.read_text(), re.MULTILINE)
+    return list(dict.fromkeys(names))
+
+
+@pytest.mark.parametrize("name", env_example_variables())
+def test_every_variable_in_the_env_example_is_read_by_the_code(name: str) -> None:
+    if name.startswith("FLASK_"):
+        assert name.removeprefix("FLASK_") in FLASK_SETTINGS, f"{name}: no such app setting"
+    else:
+        assert name in gunicorn_variables() | OTHER_VARIABLES, f"{name}: nothing reads it"
+
+
+def test_every_gunicorn_variable_read_is_in_the_docstring() -> None:
+    docstring = GUNICORN_CONF.read_text().split('"""')[1]
+    assert {name for name in gunicorn_variables() if name not in docstring} == set()
+
+
+@pytest.mark.parametrize("document", USER_DOCS, ids=lambda path: path.name)
+def test_documented_flask_settings_exist(document: Path) -> None:
+    named = set(re.findall(r"\bFLASK_([A-Z][A-Z0-9_]*[A-Z0-9])\b", document.read_text()))
+    assert named - FLASK_SETTINGS == set()
+
+
+@pytest.mark.parametrize("document", USER_DOCS, ids=lambda path: path.name)
+def test_docs_cite_no_internal_issue_numbers(document: Path) -> None:
+    assert re.findall(r"\bissue \d+", document.read_text(), re.IGNORECASE) == []
+
+
+def curl_commands(text: str) -> list[str]:
+    """Each curl command with its continuation lines (``\\`` or, in a docstring, ``\\\\``)."""
+    commands, current = [], None
+    for line in text.splitlines():
+        if current is None and "curl " in line:
+            current = line
+        elif current is not None:
+            current += " " + line.strip()
+        if current is not None and not line.rstrip().endswith("\\"):
+            commands.append(current)
+            current = None
+    return commands
+
+
+@pytest.mark.parametrize("example_file", EXAMPLE_FILES, ids=lambda path: path.name)
+def test_curl_writes_carry_the_bearer_token(example_file: Path) -> None:
+    writes = [c for c in curl_commands(example_file.read_text()) if WRITE_METHOD.search(c)]
+    assert [c for c in writes if "Authorization: Bearer" not in c] == []

@@ -1,0 +1,99 @@
+"""make release's tarball, installed as the user data installs it, with no package index, serves.
+
+The install is the template's own block (from "# The release:" through the ``ln -sfn``),
+cut out of deploy/cloudformation.yaml and run by bash: the test runs what instances run.
+``aws`` is a stub that copies the built tarball; every package index and proxy points at
+a closed port, so any attempt to reach one fails the install.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from devtools import REPOSITORY_ROOT
+from devtools.fleet import wait_until_healthy
+from devtools.ports import free_port
+from devtools.processes import background_process
+from scripts.release import build_release
+from tests.support.app import SEED_CATEGORIES
+
+pytestmark = pytest.mark.slow
+
+TEMPLATE = REPOSITORY_ROOT / "deploy" / "cloudformation.yaml"
+CURRENT_LINK = "/opt/ecommerce/current"
+UNREACHABLE = "http://127.0.0.1:9/"  # the discard port: nothing listens there
+
+
+def install_block() -> str:
+    lines = TEMPLATE.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip().startswith("# The release:"))
+    end = next(i for i in range(start, len(lines)) if lines[i].strip().startswith("ln -sfn"))
+    block = "\n".join(line.strip() for line in lines[start : end + 1])
+    assert block.count('pip" install --quiet --no-cache-dir --no-index') == 2
+    return block
+
+
+def test_the_release_installs_without_an_index_and_serves_the_categories(tmp_path: Path) -> None:
+    tarball = build_release("test", tmp_path / "dist", architectures=("x86_64", "aarch64"))
+    assert (tmp_path / "dist" / "ecommerce-test.tar.gz.sha256").exists()
+
+    stubs = tmp_path / "bin"
+    stubs.mkdir()
+    (stubs / "aws").write_text(f'#!/bin/bash\ncp {tarball} "${{@: -1}}"\n')
+    (stubs / "aws").chmod(0o755)
+    (stubs / "python3.11").symlink_to(getattr(sys, "_base_executable", sys.executable))
+    current = tmp_path / "current"
+    script = install_block().replace(CURRENT_LINK, str(current))
+    offline = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "FLASK_"))}
+    offline.pop("PYTHONPATH", None)
+    offline |= {
+        "PATH": f"{stubs}:{os.environ['PATH']}",
+        "TMPDIR": str(tmp_path),
+        "PIP_CONFIG_FILE": os.devnull,
+        "PIP_INDEX_URL": UNREACHABLE,
+        "HTTP_PROXY": UNREACHABLE,
+        "HTTPS_PROXY": UNREACHABLE,
+        "REGION": "eu-west-1",
+        "ARTIFACT_URL": "s3://bucket/releases/ecommerce-test.tar.gz",
+        "RELEASE_DIR": str(tmp_path / "releases" / "test"),
+    }
+    subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script], env=offline, check=True, cwd=tmp_path
+    )
+
+    venv = current / ".venv" / "bin"
+    app_settings = offline | {
+        "FLASK_SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'db.sqlite'}"
+    }
+    located = subprocess.run(
+        [venv / "python", "-c", "import ecommerce; print(ecommerce.__file__)"],
+        cwd=current,
+        env=app_settings,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    assert located.stdout.startswith(str(current)), "the app must come from the release's venv"
+    subprocess.run(
+        [venv / "flask", "--app", "wsgi", "init-db"], cwd=current, env=app_settings, check=True
+    )
+
+    port = free_port()
+    serving = app_settings | {"GUNICORN_BIND": f"127.0.0.1:{port}", "GUNICORN_WORKERS": "1"}
+    log_path = tmp_path / "gunicorn.log"
+    command = [str(venv / "gunicorn"), "wsgi:app"]
+    with background_process(command, log_path, cwd=current, env=serving) as process:
+        url = f"http://127.0.0.1:{port}"
+        wait_until_healthy(url, process, log_path)
+        direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with direct.open(url + "/categories", timeout=10) as response:
+            assert response.status == 200
+            import json
+
+            assert json.load(response) == SEED_CATEGORIES
