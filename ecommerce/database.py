@@ -49,6 +49,33 @@ def schema_head() -> str:
     return head
 
 
+def _revision_number(revision: str) -> int | None:
+    """The number our revisions start with (``0004`` of ``0004_catalogue_triggers``)."""
+    prefix = revision.partition("_")[0]
+    return int(prefix) if prefix.isdigit() else None
+
+
+def is_newer_schema(revision: str | None) -> bool:
+    """Whether ``revision`` is a later release's: unknown here and numbered after our head.
+
+    Every migration keeps the previous release working ("expand, then contract",
+    docs/deploy.md section 7), so this release serves such a schema: that is what lets
+    a rolling update proceed and roll back after its first instance migrated. A
+    revision that is unknown and not numbered after the head (another app's, or a
+    branch never released) is not served.
+    """
+    if revision is None or revision in _known_revisions():
+        return False
+    number, head_number = _revision_number(revision), _revision_number(schema_head())
+    return number is not None and head_number is not None and number > head_number
+
+
+@functools.cache
+def _known_revisions() -> frozenset[str]:
+    script = ScriptDirectory(str(MIGRATIONS_DIRECTORY))
+    return frozenset(revision.revision for revision in script.walk_revisions())
+
+
 def _revision_of_a_database_made_before_migrations(connection: Connection) -> str | None:
     """The revision whose schema create_all gave an untracked database; None if it is empty."""
     tables = set(inspect(connection).get_table_names())
@@ -101,13 +128,20 @@ def _upgrade(connection: Connection) -> None:
         connection.commit()  # the stamp, if any
         click.echo(f"Schema: at {head}, nothing to upgrade")
         return
+    if is_newer_schema(current):
+        click.echo(
+            f"Schema: at {current}, migrated by a newer release than this one ({head}); "
+            "this release runs on it unchanged (migrations keep the previous release working)"
+        )
+        return
     try:
         command.upgrade(config, "head")
-    except CommandError as error:  # a revision this release does not know
+    except CommandError as error:  # a revision this release does not know, not numbered after ours
         raise click.ClickException(
-            f"the database is at revision {current}, which this release does not know: it "
-            "was migrated by a newer release. Run that release, or downgrade the database "
-            f"with it first (flask --app wsgi db downgrade <revision>). Alembic: {error}"
+            f"the database is at revision {current}, which this release does not know and "
+            f"which is not numbered after its own ({head}): run the release that made it, or "
+            f"downgrade the database with that release (flask --app wsgi db downgrade "
+            f"<revision>). Alembic: {error}"
         ) from error
     connection.commit()
     click.echo(f"Schema: upgraded from {current or 'an empty database'} to {head}")

@@ -404,7 +404,14 @@ def _schemas() -> dict[str, Any]:
                 "database": {"const": "ok"},
                 "schema": {
                     "type": "string",
-                    "description": "The database's schema revision: this release's newest.",
+                    "description": (
+                        "The database's schema revision: this release's newest, or a later "
+                        "release's (migrations keep the previous release working)."
+                    ),
+                },
+                "schema_is_newer": {
+                    "type": "boolean",
+                    "description": "The schema is a later release's, served by this one.",
                 },
                 "cache": {
                     "type": "object",

@@ -12,9 +12,11 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from sqlalchemy import text
 
 from devtools.ports import free_port
 from ecommerce.database import schema_head
+from ecommerce.extensions import db
 from ecommerce.health import DATABASE_PROBE
 from tests.support.app import recorded_sql
 from tests.support.logs import json_log_lines
@@ -37,6 +39,7 @@ def test_ready_with_simplecache_names_the_backend(make_app: Callable[..., Flask]
         "status": "ready",
         "database": "ok",
         "schema": schema_head(),
+        "schema_is_newer": False,
         "cache": {"backend": "SimpleCache"},
     }
     # init-db's seeding left a tombstone at its version: coherent, a load is due.
@@ -50,7 +53,7 @@ def test_ready_with_simplecache_names_the_backend(make_app: Callable[..., Flask]
 def test_a_database_at_another_schema_revision_is_not_ready(
     make_app: Callable[..., Flask],
 ) -> None:
-    """An instance whose init-db failed, or a database a newer release migrated: no traffic."""
+    """An instance whose init-db failed (the schema is behind this release): no traffic."""
     app = make_app()
     app.test_cli_runner().invoke(args=["db", "downgrade", "0002_catalogue_version"])
 
@@ -60,6 +63,41 @@ def test_a_database_at_another_schema_revision_is_not_ready(
     assert "at revision 0002_catalogue_version" in response.get_json()["detail"]
     assert app.test_cli_runner().invoke(args=["init-db"]).exit_code == 0
     assert app.test_client().get("/readyz").status_code == 200
+
+
+def _stamp_unknown_revision(app: Flask, revision: str) -> None:
+    """What another release's migration leaves: a revision this code has no script for."""
+    with app.app_context():
+        db.session.execute(text("UPDATE alembic_version SET version_num = :r"), {"r": revision})
+        db.session.commit()
+
+
+def test_a_schema_a_later_release_migrated_stays_ready(
+    make_app: Callable[..., Flask],
+) -> None:
+    """A rolling update's old instances keep serving once the first new one migrated."""
+    app = make_app()
+    _stamp_unknown_revision(app, "0099_future")
+
+    response = app.test_client().get("/readyz")
+
+    assert response.status_code == 200
+    assert (response.get_json()["schema"], response.get_json()["schema_is_newer"]) == (
+        "0099_future",
+        True,
+    )
+
+
+def test_an_unknown_schema_not_numbered_after_ours_is_not_ready(
+    make_app: Callable[..., Flask],
+) -> None:
+    app = make_app()
+    _stamp_unknown_revision(app, "abc123")
+
+    response = app.test_client().get("/readyz")
+
+    assert response.status_code == 503
+    assert "at revision abc123" in response.get_json()["detail"]
 
 
 def test_ready_with_dynamodb_reports_the_table(

@@ -288,9 +288,10 @@ def test_reset_leaves_the_capture_triggers_in_place(
 
 
 @ON_BOTH_DATABASES
-def test_a_database_migrated_by_a_newer_release_is_refused_clearly(
+def test_a_database_migrated_by_a_newer_release_is_left_as_it_is(
     make_app: Callable[..., Flask],
 ) -> None:
+    """A roll-back's older instances boot on the schema the newer release migrated."""
     app = make_app()
     run_sql(
         app.config["SQLALCHEMY_DATABASE_URI"],
@@ -299,8 +300,27 @@ def test_a_database_migrated_by_a_newer_release_is_refused_clearly(
 
     result = init_db(app)
 
+    assert result.exit_code == 0, result.output
+    assert "at 0099_future, migrated by a newer release" in result.output
+    assert run_sql(
+        app.config["SQLALCHEMY_DATABASE_URI"], "SELECT version_num FROM alembic_version"
+    ) == [("0099_future",)]
+
+
+@ON_BOTH_DATABASES
+def test_a_database_at_an_unknown_revision_is_refused_clearly(
+    make_app: Callable[..., Flask],
+) -> None:
+    app = make_app()
+    run_sql(
+        app.config["SQLALCHEMY_DATABASE_URI"],
+        "UPDATE alembic_version SET version_num = 'abc123_elsewhere'",
+    )
+
+    result = init_db(app)
+
     assert result.exit_code == 1
-    assert "at revision 0099_future, which this release does not know" in result.output
+    assert "at revision abc123_elsewhere, which this release does not know" in result.output
 
 
 @ON_BOTH_DATABASES
