@@ -379,3 +379,8 @@ def worker_exit(server: Any, worker: Any) -> None:
     app = getattr(worker, "wsgi", None)  # None: the worker failed before loading the app
     if app is not None and not drain_background_refreshes(app):
         server.log.warning("worker %s: cache refreshes still running at exit", worker.pid)
+    # Hand what post_request froze back to the collector: left frozen, those objects would
+    # outlive module teardown at exit, and their weakref callbacks (logging's handler
+    # references) would run against torn-down modules and print "Exception ignored" tracebacks.
+    gc.unfreeze()
+    gc.collect()
