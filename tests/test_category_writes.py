@@ -41,6 +41,7 @@ from tests.support.app import (
     post_category,
     recorded_sql,
 )
+from tests.support.dynamodb import count_attempts
 from tests.support.problems import assert_problem
 from tests.support.races import PAUSE_TIMEOUT_SECONDS, PausedLoad
 
@@ -613,16 +614,6 @@ def hanging_endpoint() -> Iterator[str]:
         yield f"http://127.0.0.1:{server.getsockname()[1]}"
     finally:
         server.close()
-
-
-def count_attempts(backend: Any, operation: str) -> list[str]:
-    """Every HTTP attempt at ``operation`` (retries included: botocore's before-send)."""
-    sent: list[str] = []
-    for client in backend.strict.transport.clients():
-        client.meta.events.register(
-            f"before-send.dynamodb.{operation}", lambda **_: sent.append(operation)
-        )
-    return sent
 
 
 def test_a_post_during_a_partition_answers_within_the_write_budget_and_owes_the_update(

@@ -6,6 +6,8 @@ and hits must come back on their own once DynamoDB does.
 
 from __future__ import annotations
 
+import gc
+import math
 import os
 import signal
 import threading
@@ -19,9 +21,12 @@ import pytest
 from flask import Flask
 
 from cache_backends.dynamodb import DEFAULT_GET_TIMEOUT
+from cache_backends.dynamodb.settings import DEFAULT_BREAKER_FAILURES
 from devtools.dynamodb_local import DynamoDBLocal
 from ecommerce.categories import repository
+from ecommerce.extensions import cache
 from tests.support.app import SEED_CATEGORIES, get_categories
+from tests.support.dynamodb import count_attempts
 
 #: The simulated database: what an answer without any cache costs.
 DB_LATENCY_MS = 50
@@ -45,6 +50,22 @@ def app(make_app: Callable[..., Flask], dynamodb_cache_config: dict[str, Any]) -
         DB_LATENCY_MS=DB_LATENCY_MS,
         CACHE_DYNAMODB_BREAKER_COOLDOWN=BREAKER_COOLDOWN_SECONDS,
     )
+
+
+@contextmanager
+def no_collector_pauses() -> Iterator[None]:
+    """The test process's own garbage collector held off while latency is measured.
+
+    Late in a full run pytest holds millions of objects; one full collection stalls all
+    reader threads together for longer than the budget (seen in CI: p99 0.50 s). That is
+    the test harness, not the app (gunicorn workers freeze what they built).
+    """
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 @contextmanager
@@ -105,12 +126,20 @@ def test_a_hung_dynamodb_costs_a_get_no_more_than_a_database_answer_plus_a_short
     assert get_categories(client) == (SEED_CATEGORIES, "MISS")
     assert get_categories(client) == (SEED_CATEGORIES, "HIT")
     database_only = database_only_seconds(app)
+    attempts = count_attempts(app.extensions["cache"][cache], "GetItem")
 
-    with stopped(dynamodb_local):
+    with no_collector_pauses(), stopped(dynamodb_local):
         answers = read_concurrently(app, HUNG_SECONDS)
 
     assert answers, "no request finished while DynamoDB hung"
     assert all(body == SEED_CATEGORIES for body, _, _ in answers), "every answer is correct"
+    # On the wire: one try per get (no retries), and the open circuit keeps the rest off
+    # DynamoDB: the calls that opened it, the ones in flight then, one probe batch per cooldown.
+    probes = math.ceil(HUNG_SECONDS / BREAKER_COOLDOWN_SECONDS)
+    assert len(attempts) <= DEFAULT_BREAKER_FAILURES + READERS * (1 + probes), (
+        len(attempts),
+        len(answers),
+    )
     durations = sorted(duration for _, _, duration in answers)
     p99 = durations[int(len(durations) * 0.99) - 1]
     assert p99 <= database_only + HUNG_EXTRA_BUDGET_SECONDS, (p99, database_only)

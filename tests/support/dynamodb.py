@@ -38,6 +38,16 @@ class CallLog:
         self.calls.clear()
 
 
+def count_attempts(backend: Any, operation: str) -> list[str]:
+    """Every HTTP attempt at ``operation`` from now on (retries too: botocore's before-send)."""
+    sent: list[str] = []
+    for client in backend.strict.transport.clients():
+        client.meta.events.register(
+            f"before-send.dynamodb.{operation}", lambda **_: sent.append(operation)
+        )
+    return sent
+
+
 def flask_cache(config: dict[str, Any]) -> tuple[Flask, Cache]:
     """An app whose Flask-Caching extension builds the backend from ``config``."""
     app = Flask(__name__)
