@@ -5,8 +5,8 @@ two workers) on the DynamoDB backend, with DynamoDB Local behind a
 :class:`~devtools.partition.PartitionProxy` that can drop all traffic (a partition:
 requests time out and are never executed). Each scenario changes the catalogue
 while something fails, then GETs ``/categories`` on *every* worker (one kept-alive
-connection pinned to each, found through /proc) and records, per answer, whether
-it shows the change::
+connection pinned to each: :mod:`devtools.pinned_workers`) and records, per answer,
+whether it shows the change (:mod:`devtools.convergence`)::
 
     partition       warm cache; partition; POST (its latency); heal; watch the workers
     breaker-open    the same, but GETs during the partition open every worker's
@@ -34,7 +34,6 @@ tests/test_coherence.py runs the same functions and asserts the issue's bounds.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import sqlite3
@@ -43,16 +42,17 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from http.client import HTTPConnection, HTTPException
+from http.client import HTTPConnection
 from pathlib import Path
 from typing import Any
 
 from devtools import REPOSITORY_ROOT
-from devtools.credentials import DEV_ADMIN_AUTHORIZATION, use_local_aws_credentials
+from devtools.convergence import POLL_INTERVAL_SECONDS, Convergence, watch
+from devtools.credentials import use_local_aws_credentials
 from devtools.dynamodb_local import DynamoDBLocal
 from devtools.fleet import Instance, gunicorn_instance, prepare, wait_until_healthy
 from devtools.partition import PartitionProxy
-from devtools.processes import accepting_worker, worker_pids
+from devtools.pinned_workers import PinnedWorkers, request
 from devtools.stampede import Stage
 from ecommerce.categories.names import name_key
 
@@ -74,8 +74,6 @@ KILLED_WRITER_STRATEGY = "refresh-async"
 KILLED_WRITER_DB_LATENCY_MS = 1000
 #: The issue's partition "drops traffic for a second"; longer if the POST takes longer.
 PARTITION_SECONDS = 1.0
-#: Once every answer shows the change, keep watching this long: it must stay.
-KEEP_WATCHING_SECONDS = 1.0
 #: After a heal, watch at least past the probe that closes a circuit the partition opened
 #: (at most one cool-down after the heal) and a little more.
 PAST_COOLDOWN_SECONDS = BREAKER_COOLDOWN_SECONDS + 1.5
@@ -83,14 +81,6 @@ PAST_COOLDOWN_SECONDS = BREAKER_COOLDOWN_SECONDS + 1.5
 BREAKER_OPEN_DEADLINE_SECONDS = 20.0
 #: Warming (GET until HIT on every worker) is milliseconds, or a DynamoDB Local hiccup.
 WARM_DEADLINE_SECONDS = 20.0
-POLL_INTERVAL_SECONDS = 0.1
-#: Longer than any write the app makes (retries included), so a slow answer is measured,
-#: not cut off: the "before" POSTs take up to ~4 s.
-HTTP_TIMEOUT_SECONDS = 15.0
-#: Connections opened at most to find one accepted by each worker.
-MAX_PINNING_CONNECTIONS = 40
-#: Per round of GETs while a worker has no connection yet (a replacement booting).
-REPIN_ATTEMPTS_PER_ROUND = 3
 SQLITE_URI_PREFIX = "sqlite:///"
 TEMPLATE_DATABASE_NAME = "seeded-template.sqlite"
 SCENARIOS = (
@@ -102,96 +92,6 @@ SCENARIOS = (
     "writer-killed",
 )
 SQL_CHANGES = ("insert", "rename", "delete")
-
-
-# --- one pinned connection per worker -----------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Answer:
-    """One GET /categories as a worker answered it."""
-
-    status: int
-    cache: str
-    categories: list[dict[str, Any]]
-
-
-def request(
-    connection: HTTPConnection, method: str, path: str, body: Any = None
-) -> tuple[int, Any, dict[str, str]]:
-    """One request on a kept-alive connection: status, JSON body (or None), headers."""
-    headers = {"Content-Type": "application/json", **DEV_ADMIN_AUTHORIZATION} if body else {}
-    connection.request(method, path, body=json.dumps(body) if body else None, headers=headers)
-    response = connection.getresponse()
-    raw = response.read()
-    return response.status, json.loads(raw) if raw else None, dict(response.headers)
-
-
-def get_list(connection: HTTPConnection) -> Answer:
-    status, body, headers = request(connection, "GET", "/categories")
-    return Answer(status, headers.get("X-Cache", "-"), body if status == 200 else [])
-
-
-class PinnedWorkers:
-    """One kept-alive connection to each worker of a gunicorn instance.
-
-    A worker that dies loses its connection; its replacement gets one as soon
-    as it accepts (a booting worker imports the app first: seconds).
-    """
-
-    def __init__(self, instance: Instance) -> None:
-        self.instance = instance
-        self.connections: dict[int, HTTPConnection] = {}
-
-    def _connect_once(self) -> None:
-        """Open one connection; keep it if it reached a worker without one."""
-        connection = HTTPConnection("127.0.0.1", self.instance.port, timeout=HTTP_TIMEOUT_SECONDS)
-        try:
-            get_list(connection)
-            pid = accepting_worker(
-                connection, self.instance.port, worker_pids(self.instance.process.pid)
-            )
-        except (OSError, HTTPException):
-            connection.close()
-            return
-        if pid is None or pid in self.connections:
-            connection.close()
-        else:
-            self.connections[pid] = connection
-
-    def pin_all(self) -> None:
-        """Until every current worker has a connection (they are all up: at start)."""
-        for _ in range(MAX_PINNING_CONNECTIONS):
-            if set(self.connections) >= worker_pids(self.instance.process.pid):
-                return
-            self._connect_once()
-        raise RuntimeError(f"{MAX_PINNING_CONNECTIONS} connections reached {set(self.connections)}")
-
-    def repin(self) -> None:
-        """Drop connections to dead workers; try a few times to reach new ones."""
-        alive = worker_pids(self.instance.process.pid)
-        for pid in set(self.connections) - alive:
-            self.connections.pop(pid).close()
-        for _ in range(REPIN_ATTEMPTS_PER_ROUND):
-            if set(self.connections) >= alive:
-                return
-            self._connect_once()
-
-    def get_everywhere(self) -> dict[int, Answer]:
-        """GET /categories once from each worker that answers."""
-        answers = {}
-        for pid, connection in list(self.connections.items()):
-            try:
-                answers[pid] = get_list(connection)
-            except (OSError, HTTPException):  # the worker died under it
-                connection.close()
-                del self.connections[pid]
-        return answers
-
-    def close(self) -> None:
-        for connection in self.connections.values():
-            connection.close()
-        self.connections.clear()
 
 
 # --- a running server ------------------------------------------------------------------
@@ -276,140 +176,7 @@ def serving(stage: Stage, strategy: str, template: Path, **overrides: Any) -> It
             workers.close()
 
 
-# --- watching every worker -------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Observation:
-    """One answer: when (seconds after the reference moment), from whom, what it showed."""
-
-    seconds: float
-    worker: int
-    cache: str
-    shows_change: bool
-
-
-@dataclass(frozen=True)
-class Convergence:
-    """Every answer the workers gave while being watched, in order."""
-
-    observations: tuple[Observation, ...]
-    bound_seconds: float
-    #: Distinct workers that must have answered in the final run: a killed worker's
-    #: replacement counts once it answers, so "every worker" is not just the survivor.
-    expected_workers: int = WORKERS
-
-    @property
-    def settled_after(self) -> float | None:
-        """When the final run of answers that all show the change began, if every
-        worker answered in it; None: it did not (yet)."""
-        settled: float | None = None
-        streak_workers: set[int] = set()
-        for observation in self.observations:
-            if not observation.shows_change:
-                settled = None
-                streak_workers.clear()
-                continue
-            if settled is None:
-                settled = observation.seconds
-            streak_workers.add(observation.worker)
-        return settled if len(streak_workers) >= self.expected_workers else None
-
-    @property
-    def old_list_came_back(self) -> bool:
-        """A worker that had shown the change later answered without it."""
-        seen: set[int] = set()
-        for observation in self.observations:
-            if observation.shows_change:
-                seen.add(observation.worker)
-            elif observation.worker in seen:
-                return True
-        return False
-
-    @property
-    def workers(self) -> set[int]:
-        return {observation.worker for observation in self.observations}
-
-    @property
-    def watched_seconds(self) -> float:
-        return self.observations[-1].seconds if self.observations else 0.0
-
-    @property
-    def last_without_change(self) -> Observation | None:
-        misses = [o for o in self.observations if not o.shows_change]
-        return misses[-1] if misses else None
-
-    def timeline(self) -> str:
-        """Each worker's answers, consecutive alike ones merged: "pid: MISS+ 0.0-0.3 s, ...".
-
-        ``+`` shows the change, ``-`` does not; what a failed assertion prints.
-        """
-        lines = []
-        for worker in sorted(self.workers):
-            runs: list[tuple[str, float, float]] = []
-            for o in (o for o in self.observations if o.worker == worker):
-                state = f"{o.cache}{'+' if o.shows_change else '-'}"
-                if runs and runs[-1][0] == state:
-                    runs[-1] = (state, runs[-1][1], o.seconds)
-                else:
-                    runs.append((state, o.seconds, o.seconds))
-            spans = ", ".join(f"{state} {first:.1f}-{last:.1f} s" for state, first, last in runs)
-            lines.append(f"worker {worker}: {spans}")
-        return "\n".join(lines)
-
-    def within_bound(self) -> bool:
-        settled = self.settled_after
-        return settled is not None and settled <= self.bound_seconds
-
-    def describe(self) -> str:
-        """The table's cell: when every GET showed it, or what was still served."""
-        settled = self.settled_after
-        if settled is not None and not self.old_list_came_back:
-            return f"{settled:.2f} s"
-        last = self.last_without_change
-        served = (
-            f"{last.cache} without it at {last.seconds:.1f} s"
-            if last
-            else f"only {len(self.workers)} of {self.expected_workers} workers answered"
-        )
-        if settled is not None:
-            return f"{settled:.2f} s, after the old list again ({served})"
-        return f"not within {self.watched_seconds:.1f} s (last: {served})"
-
-
-def watch(
-    server: Server,
-    shows_change: Callable[[list[dict[str, Any]]], bool],
-    since: float,
-    *,
-    bound_seconds: float,
-    at_least_seconds: float = 0.0,
-    expected_workers: int = WORKERS,
-) -> Convergence:
-    """GET on every worker in rounds until the outcome is known.
-
-    Known when every answer has shown the change for ``KEEP_WATCHING_SECONDS``
-    and at least ``at_least_seconds`` have passed (a circuit may still close and
-    bring the old list back), or when ``bound_seconds`` passed without that
-    (the bound is missed whatever comes later). ``since`` is ``time.monotonic()``
-    at the reference moment.
-    """
-    observations: list[Observation] = []
-    while True:
-        server.workers.repin()
-        for pid, answer in server.workers.get_everywhere().items():
-            shown = answer.status == 200 and shows_change(answer.categories)
-            observations.append(Observation(time.monotonic() - since, pid, answer.cache, shown))
-        convergence = Convergence(tuple(observations), bound_seconds, expected_workers)
-        elapsed = time.monotonic() - since
-        settled = convergence.settled_after
-        if settled is None and elapsed > bound_seconds:
-            return convergence
-        if settled is not None and elapsed >= max(
-            settled + KEEP_WATCHING_SECONDS, at_least_seconds
-        ):
-            return convergence
-        time.sleep(POLL_INTERVAL_SECONDS)
+# --- warming, and what the watch looks for ---------------------------------------------
 
 
 def warm(server: Server) -> None:
@@ -517,10 +284,11 @@ def partition_during_post(
         time.sleep(max(0.0, partitioned_at + PARTITION_SECONDS - time.monotonic()))
     healed_at = time.monotonic()
     convergence = watch(
-        server,
+        server.workers,
         has_name(name),
         healed_at,
         bound_seconds=HEALED_BOUND_SECONDS,
+        expected_workers=WORKERS,
         at_least_seconds=PAST_COOLDOWN_SECONDS,
     )
     return Outcome(scenario, server.strategy, convergence, status, seconds, tuple(notes))
@@ -558,7 +326,13 @@ def plain_sql_change(server: Server, change: str) -> Outcome:
             _sql(server.database_path, "DELETE FROM categories WHERE id = ?", (category_id,))
             shows_change = lacks_id(category_id)
     changed_at = time.monotonic()
-    convergence = watch(server, shows_change, changed_at, bound_seconds=SQL_BOUND_SECONDS)
+    convergence = watch(
+        server.workers,
+        shows_change,
+        changed_at,
+        bound_seconds=SQL_BOUND_SECONDS,
+        expected_workers=WORKERS,
+    )
     return Outcome(f"sql-{change}", server.strategy, convergence)
 
 
@@ -606,7 +380,7 @@ def writer_killed_after_post(server: Server) -> Outcome:
     # The survivor must show it; the replacement's answers count whenever it has booted
     # (seconds of imports on a busy machine: gunicorn's time, not the cache's).
     convergence = watch(
-        server,
+        server.workers,
         has_name(name),
         killed_at,
         bound_seconds=KILLED_WRITER_BOUND_SECONDS,

@@ -40,7 +40,8 @@ from devtools.fleet import (
     gunicorn_instance,
     wait_until_healthy,
 )
-from devtools.processes import accepting_worker, worker_pids
+from devtools.pinned_workers import PinnedWorkers
+from devtools.processes import worker_pids
 from tests.support.app import SEED_CATEGORIES, TOYS
 from tests.support.logs import json_log_lines, metric_value
 
@@ -278,15 +279,6 @@ def test_metrics_sum_every_worker_even_after_the_workers_are_replaced(
 #: The issue's bound: CACHE_NEAR_TTL (1 s) plus room for one reload on a busy machine.
 NEAR_TTL_SECONDS = 1
 NEAR_FRESHNESS_BOUND_SECONDS = 1.6
-#: Connections opened at most to find one pinned to each worker of an instance.
-MAX_CONNECTIONS_PER_INSTANCE = 40
-
-
-def serving_worker(connection: HTTPConnection, instance: Instance, workers: set[int]) -> int:
-    """The worker process that accepted ``connection``."""
-    pid = accepting_worker(connection, instance.port, workers)
-    assert pid is not None, f"no worker of {instance.name} holds the connection"
-    return pid
 
 
 def list_over(connection: HTTPConnection) -> list[dict[str, Any]]:
@@ -294,20 +286,6 @@ def list_over(connection: HTTPConnection) -> list[dict[str, Any]]:
     response = connection.getresponse()
     assert response.status == 200
     return json.loads(response.read())
-
-
-def one_connection_per_worker(instance: Instance, stack: ExitStack) -> dict[int, HTTPConnection]:
-    """Kept-alive connections, one pinned to each worker of ``instance``, each used once."""
-    workers = worker_pids(instance.process.pid)
-    pinned: dict[int, HTTPConnection] = {}
-    for _ in range(MAX_CONNECTIONS_PER_INSTANCE):
-        connection = HTTPConnection("127.0.0.1", instance.port, timeout=HTTP_TIMEOUT_SECONDS)
-        stack.callback(connection.close)
-        list_over(connection)
-        pinned.setdefault(serving_worker(connection, instance, workers), connection)
-        if len(pinned) == len(workers):
-            return pinned
-    raise AssertionError(f"{MAX_CONNECTIONS_PER_INSTANCE} connections reached only {pinned}")
 
 
 def test_with_the_near_cache_every_worker_of_another_instance_serves_a_write_within_its_ttl(
@@ -328,7 +306,10 @@ def test_with_the_near_cache_every_worker_of_another_instance_serves_a_write_wit
         )
         for instance in (writer_instance, reader_instance):
             wait_until_healthy(instance.url, instance.process, instance.log_path)
-        readers = one_connection_per_worker(reader_instance, stack)
+        pinned = PinnedWorkers(reader_instance)
+        stack.callback(pinned.close)
+        pinned.pin_all()
+        readers = pinned.connections
         assert len(readers) == 2
         writer = HTTPConnection("127.0.0.1", writer_instance.port, timeout=HTTP_TIMEOUT_SECONDS)
         stack.callback(writer.close)
