@@ -21,7 +21,7 @@ from benchmarks.http.cli import (
     INTERRUPTED_EXIT_STATUS,
     PRODUCTION_LOGGING,
     SERVING_PACKAGES,
-    _tool_versions,
+    tool_versions,
 )
 from benchmarks.http.contenders import REDIS, Contender
 from benchmarks.http.scale import (
@@ -33,12 +33,13 @@ from benchmarks.http.scale import (
     run_scale,
 )
 from benchmarks.http.servers import find_redis_server
+from benchmarks.http.static_nginx import nginx_version
 from benchmarks.http.wrk import find_wrk
 from benchmarks.options import DEFAULT_OUTPUT_DIR, positive_int
 from benchmarks.runner import print_progress
 from devtools.credentials import use_local_aws_credentials
 from devtools.dynamodb_local import dynamodb_endpoint
-from devtools.environment import describe_run, finish_run, version_line
+from devtools.environment import describe_run, finish_run
 from devtools.fleet import find_nginx
 from devtools.processes import stopping_on_sigterm
 from devtools.stampede import Stage
@@ -166,10 +167,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             endpoint_url, jar = stack.enter_context(dynamodb_endpoint(args.endpoint_url))
             stage = Stage(endpoint_url, workdir, common_settings=PRODUCTION_LOGGING)
             document: dict[str, Any] = describe_run(command, jar, SERVING_PACKAGES)
-            document["tools"] = _tool_versions(args.wrk, programs.redis_server, runs_redis)
-            # "nginx version: nginx/1.22.1": the release is the last word.
-            nginx_line = version_line([programs.nginx, "-v"]) if programs.nginx else None
-            document["tools"]["nginx"] = nginx_line.split()[-1] if nginx_line else None
+            document["tools"] = tool_versions(args.wrk, programs.redis_server, runs_redis)
+            document["tools"]["nginx"] = nginx_version(programs.nginx) if programs.nginx else None
             document |= run_scale(stage, contenders, args.wrk, settings, programs, print_progress)
     except KeyboardInterrupt:
         print("interrupted; every server was stopped", file=sys.stderr)

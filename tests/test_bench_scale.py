@@ -14,13 +14,8 @@ from typing import Any
 import pytest
 
 from benchmarks.http.cached_view import create_app
-from benchmarks.http.scale import (
-    GZIP,
-    PLAIN,
-    build_catalogue,
-    catalogue_representation,
-    judge,
-)
+from benchmarks.http.catalogue import build_catalogue, catalogue_representation
+from benchmarks.http.scale import GZIP, PLAIN, judge
 from benchmarks.http.wrk import parse_bytes_read
 from benchmarks.scale import main
 from devtools.dynamodb_local import DynamoDBLocal

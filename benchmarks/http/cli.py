@@ -196,7 +196,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def _tool_versions(wrk: str, redis_binary: str | None, runs_redis: bool) -> dict[str, Any]:
+def tool_versions(wrk: str, redis_binary: str | None, runs_redis: bool) -> dict[str, Any]:
+    """The releases of wrk and redis-server that a run used, for its JSON document."""
     wrk_line = version_line([wrk, "--version"]) or "wrk"
     redis_line = version_line([redis_binary, "--version"]) if runs_redis else None
     return {
@@ -238,7 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             stage = Stage(endpoint_url, workdir, common_settings=PRODUCTION_LOGGING)
             document: dict[str, Any] = describe_run(command, jar, SERVING_PACKAGES)
-            document["tools"] = _tool_versions(args.wrk, args.redis_server, runs_redis)
+            document["tools"] = tool_versions(args.wrk, args.redis_server, runs_redis)
             print_progress(f"starting {len(contenders)} servers, {args.workers} workers each")
             served = stack.enter_context(serving(stage, contenders, args.workers, redis_url))
             if args.sustained:

@@ -21,29 +21,25 @@ more GET per contender and client records the X-Cache, Content-Encoding and
 body bytes that the table's "bytes" columns and the issue's targets read.
 
 Every gunicorn contender, wrk setting and check is benchmarks.http's, reused;
-only the sizes, the two clients and the two extra contenders are new here. The
+only the sizes, the two clients and the two extra contenders are new here (the
+catalogues: ``benchmarks.http.catalogue``; nginx: ``benchmarks.http.static_nginx``). The
 report (``benchmarks.http.scale_report``) goes to ``docs/bench-scale.{md,json,png}``; the
 command line is ``benchmarks/scale.py``.
 """
 
 from __future__ import annotations
 
-import grp
-import os
-import pwd
-import shutil
-import sqlite3
 import statistics
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import ExitStack, closing, contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import requests
-from sqlalchemy.engine import make_url
 
+from benchmarks.http.catalogue import build_catalogue, catalogue_representation, copying_catalogue
 from benchmarks.http.contenders import (
     DYNAMODB,
     DYNAMODB_NEAR,
@@ -62,6 +58,7 @@ from benchmarks.http.servers import (
     serving,
     warm_up,
 )
+from benchmarks.http.static_nginx import static_file_server
 from benchmarks.http.wrk import (
     WRK_THREADS,
     parse_bytes_read,
@@ -70,13 +67,8 @@ from benchmarks.http.wrk import (
 )
 from benchmarks.runner import Progress, rotated
 from cache_backends.loader import CacheStatus
-from devtools.fleet import prepare, wait_until_healthy
-from devtools.ports import free_port
-from devtools.processes import background_process
 from devtools.stampede import HTTP_TIMEOUT_SECONDS, Stage
-from ecommerce.categories.names import name_key
 from ecommerce.categories.representation import ACCEPT_ENCODING, ContentCoding, Representation
-from ecommerce.database import SEED_CATEGORY_NAMES
 
 CACHED_VIEW = "cached-view"
 NGINX_STATIC = "nginx-static"
@@ -97,19 +89,6 @@ DEFAULT_DYNAMODB_WARMUP_SECONDS = 10
 DEFAULT_ROUNDS = 1
 #: Bumped whenever the JSON document changes shape.
 SCHEMA_VERSION = 1
-#: The generated categories' names: "Category 000004" makes ~37 bytes per category
-#: in the body, the size per category of the issue's table (369 KB at 10,000).
-GENERATED_NAME_FORMAT = "Category {:06d}"
-#: The bulk insert: the triggers raise the catalogue version once per row on SQLite.
-INSERT_CATEGORY = "INSERT INTO categories (name, name_key) VALUES (?, ?)"
-LIST_CATEGORIES = "SELECT id, name FROM categories ORDER BY id"
-STATIC_BODY_NAME = "categories.json"
-#: nginx's gzip_static sends this file, next to the body, to a client that accepts gzip.
-STATIC_GZIP_NAME = STATIC_BODY_NAME + ".gz"
-#: A keep-alive connection serves this many requests before nginx closes it (its
-#: default, 1,000, would make wrk reconnect hundreds of times a second); gunicorn has
-#: no such limit.
-NGINX_KEEPALIVE_REQUESTS = 1_000_000
 X_CACHE = "X-Cache"
 CONTENT_ENCODING = "Content-Encoding"
 HTTP_OK = 200
@@ -185,119 +164,6 @@ class ScaleSettings:
     rounds: int = DEFAULT_ROUNDS
     connections: int = DEFAULT_CONNECTIONS
     workers: int = DEFAULT_WORKERS
-
-
-# --- the catalogue -----------------------------------------------------------------------
-
-
-def build_catalogue(workdir: Path, categories: int) -> Path:
-    """A SQLite file at the newest schema holding ``categories`` categories, seeds first.
-
-    init-db makes the schema and the seed categories; one executemany adds the rest
-    in one transaction (200,000 rows in a few seconds, where 200,000 POSTs would take
-    an hour). Contenders get copies of it, so every one lists the same ids and names.
-    """
-    path = workdir / f"catalogue-{categories}.sqlite"
-    prepare({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{path}", "LOG_LEVEL": "WARNING"}, quiet=True)
-    first_generated = len(SEED_CATEGORY_NAMES) + 1
-    names = (
-        GENERATED_NAME_FORMAT.format(number) for number in range(first_generated, categories + 1)
-    )
-    with closing(sqlite3.connect(path)) as connection, connection:
-        connection.executemany(INSERT_CATEGORY, ((name, name_key(name)) for name in names))
-    return path
-
-
-def catalogue_representation(path: Path) -> Representation:
-    """The list's representation as the app builds it: the bytes every contender must send."""
-    with closing(sqlite3.connect(path)) as connection:
-        rows = connection.execute(LIST_CATEGORIES).fetchall()
-    return Representation.of([{"id": category_id, "name": name} for category_id, name in rows])
-
-
-def copying_catalogue(catalogue: Path) -> Callable[[Mapping[str, Any]], None]:
-    """``servers.serving``'s ``prepare_database``: the catalogue becomes the contender's file."""
-
-    def copy_into(settings: Mapping[str, Any]) -> None:
-        database = make_url(settings["SQLALCHEMY_DATABASE_URI"]).database
-        if database is None:
-            raise ValueError(f"no database file in {settings['SQLALCHEMY_DATABASE_URI']}")
-        shutil.copyfile(catalogue, database)
-
-    return copy_into
-
-
-# --- nginx, the ceiling -----------------------------------------------------------------
-
-
-def static_nginx_config(directory: Path, port: int, workers: int) -> str:
-    """nginx.conf for ``nginx -p <directory>``: the body at /categories, nothing else.
-
-    The same worker count as each gunicorn; no access log (the ceiling, not a
-    like-for-like server); ``gzip_static`` sends the stored ``.gz`` file, with
-    ``Vary``, to a client that accepts gzip, as the app sends its stored gzip body.
-    """
-    # Run as root, nginx's workers would drop to "nobody", who cannot read the run's
-    # private temporary folder; as anyone else nginx ignores the directive.
-    user = f"{pwd.getpwuid(os.getuid()).pw_name} {grp.getgrgid(os.getgid()).gr_name}"
-    return f"""\
-user {user};
-worker_processes {workers};
-pid nginx.pid;
-
-events {{
-    worker_connections 1024;
-}}
-
-http {{
-    access_log off;
-    # Debian's compiled-in temp paths are under /var/lib/nginx: keep them in the prefix.
-    client_body_temp_path client_body_temp;
-    proxy_temp_path proxy_temp;
-    fastcgi_temp_path fastcgi_temp;
-    uwsgi_temp_path uwsgi_temp;
-    scgi_temp_path scgi_temp;
-    sendfile on;
-    tcp_nopush on;
-    keepalive_requests {NGINX_KEEPALIVE_REQUESTS};
-
-    server {{
-        listen 127.0.0.1:{port};
-
-        location = {CATEGORIES_PATH} {{
-            default_type application/json;
-            alias {directory / STATIC_BODY_NAME};
-            gzip_static on;
-            gzip_vary on;
-        }}
-        location = /healthz {{
-            default_type application/json;
-            return 200 '{{"status":"ok"}}';
-        }}
-    }}
-}}
-"""
-
-
-@contextmanager
-def static_file_server(
-    nginx: str, contender: Contender, representation: Representation, workdir: Path, workers: int
-) -> Iterator[Served]:
-    """nginx in the foreground, serving ``representation``'s bytes; yields it as a contender."""
-    directory = workdir / f"nginx-{time.monotonic_ns()}"
-    directory.mkdir(parents=True)
-    (directory / STATIC_BODY_NAME).write_bytes(representation.identity_body)
-    if representation.gzip_body is not None:
-        (directory / STATIC_GZIP_NAME).write_bytes(representation.gzip_body)
-    port = free_port()
-    config = directory / "nginx.conf"
-    config.write_text(static_nginx_config(directory, port, workers))
-    error_log = directory / "error.log"
-    command = [nginx, "-p", str(directory), "-c", str(config), "-e", "stderr", "-g", "daemon off;"]
-    url = f"http://127.0.0.1:{port}"
-    with background_process(command, error_log) as process:
-        wait_until_healthy(url, process, error_log)
-        yield Served(contender, url, error_log, directory)
 
 
 # --- measuring ----------------------------------------------------------------------------
