@@ -13,12 +13,11 @@ import json
 from typing import Any
 
 import click
-from botocore.exceptions import BotoCoreError, ClientError
 from flask import current_app
 from flask.cli import AppGroup
-from pynamodb.exceptions import PynamoDBException
 
 from cache_backends.dynamodb.backend import DynamoDBCache
+from cache_backends.dynamodb.transport import DYNAMODB_ERRORS
 
 cache_cli = AppGroup("cache", help="Administer the DynamoDB cache table.")
 
@@ -49,7 +48,7 @@ def create_table_command() -> None:
     for backend in _dynamodb_caches():
         try:
             done = backend.create_table()
-        except (PynamoDBException, BotoCoreError, ClientError) as error:
+        except DYNAMODB_ERRORS as error:
             raise click.ClickException(f"table {backend.table_name}: {error}") from error
         for line in done:
             click.echo(line)
