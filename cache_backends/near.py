@@ -34,7 +34,9 @@ Values are held frozen (``frozen.py``): a hit hands out the held object itself,
 no unpickling and no copy, and a caller that tries to mutate it gets a
 ``TypeError`` instead of changing what the next caller gets. A value that
 cannot be frozen (an arbitrary object) is held pickled and unpickled per hit,
-as cachelib's SimpleCache does. The byte bound counts pickled sizes.
+as cachelib's SimpleCache does. The byte bound counts the larger of a value's
+pickled size and what it says it holds in memory (``sys.getsizeof``: a value that
+pickles smaller than it lives, or grows a memo, says so with ``__sizeof__``).
 
 Failures follow ``cache_backends.strict``: :attr:`NearCache.strict` raises what
 the remote's strict interface raises; the ``BaseCache`` methods degrade.
@@ -44,6 +46,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -84,13 +87,13 @@ class _Held:
 
     frozen: Any
     pickled: bytes | None
-    size: int  # pickled bytes, what max_bytes counts
+    size: int  # what max_bytes counts (see the module)
 
     @classmethod
     def of(cls, value: Any) -> _Held:
         pickled = pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
         try:
-            return cls(freeze(value), None, len(pickled))
+            return cls(freeze(value), None, max(len(pickled), sys.getsizeof(value)))
         except NotFreezable:
             return cls(None, pickled, len(pickled))
 
@@ -236,7 +239,7 @@ class NearStore:
         on_recovery(self.remote, callback)
 
     def near_size(self) -> tuple[int, int]:
-        """Entries and pickled bytes held now (diagnostics)."""
+        """Entries and bytes held now (diagnostics)."""
         with self._lock:
             return len(self._copies), self._bytes
 
@@ -400,7 +403,7 @@ class NearCache(DegradingEdge):
     :param floor: ``floor(key)``: the lowest rank of ``key`` still current, or None;
         read on every near hit of a ranked value, so it must be cheap (no network call).
     :param max_entries: near copies kept at most; the least recently used go first.
-    :param max_bytes: pickled bytes kept at most; a larger value is not kept.
+    :param max_bytes: bytes kept at most (see the module); a larger value is not kept.
     :param on_lookup: called with True for a near hit, False when the remote was asked.
     """
 
@@ -448,7 +451,7 @@ class NearCache(DegradingEdge):
         self.strict.floor = floor
 
     def near_size(self) -> tuple[int, int]:
-        """Entries and pickled bytes held now (diagnostics)."""
+        """Entries and bytes held now (diagnostics)."""
         return self.strict.near_size()
 
     def health(self) -> dict[str, Any]:

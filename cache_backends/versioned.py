@@ -28,6 +28,7 @@ No Flask here: any cachelib/Flask-Caching ``BaseCache`` works.
 from __future__ import annotations
 
 import math
+import sys
 import threading
 import weakref
 from dataclasses import dataclass
@@ -57,6 +58,10 @@ class VersionedEntry:
     fresh_until: float
     serve_stale_until: float
     has_value: bool = True
+
+    def __sizeof__(self) -> int:
+        """The value's size counted in: what the near-cache's byte bound reads."""
+        return object.__sizeof__(self) + sys.getsizeof(self.value)
 
     @classmethod
     def tombstone(cls, version: int) -> VersionedEntry:

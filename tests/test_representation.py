@@ -207,6 +207,27 @@ def test_the_near_cache_holds_the_representation_itself() -> None:
         first.value.gzip_body = b""  # type: ignore[misc]
 
 
+def test_the_near_cache_counts_both_bodies_before_the_identity_one_is_decompressed() -> None:
+    """A DynamoDB read arrives as gzip only and grows its identity body on the first plain
+    client: the byte bound counts that body from the start, not the pickle's gzip size."""
+    loaded = Representation.of(LARGE_LIST)
+    assert loaded.gzip_body is not None
+    both_bodies = len(loaded.gzip_body) + len(loaded.identity_body)
+    restored = pickle.loads(pickle.dumps(loaded, pickle.HIGHEST_PROTOCOL))
+    assert restored.identity is None
+    entry = VersionedEntry(restored, 1, 1, float("inf"), float("inf"))
+
+    near = NearCache(SimpleCache(), ttl=60, max_bytes=both_bodies - 1)
+    assert near.set("categories", entry)
+    assert near.near_size() == (0, 0)  # larger than the whole layer: not kept
+
+    near = NearCache(SimpleCache(), ttl=60, max_bytes=both_bodies * 2)
+    assert near.set("categories", entry)
+    entries, held = near.near_size()
+    assert entries == 1 and both_bodies <= held < both_bodies + 1_000
+    assert restored.identity is None  # counted, not decompressed to count it
+
+
 # --- the app ------------------------------------------------------------------------
 
 

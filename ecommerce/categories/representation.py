@@ -65,6 +65,7 @@ ACCEPT_ENCODING = "Accept-Encoding"
 GZIP_LEVEL = 6
 #: A fixed mtime makes the gzip bytes a function of the body alone, hence their tag.
 GZIP_MTIME = 0
+_GZIP_ISIZE_BYTES = 4
 #: Browsers send about 25 characters (``gzip, deflate, br, zstd``); a header far
 #: longer than any real client's is not parsed at all, so it costs nothing.
 MAX_ACCEPT_ENCODING_LENGTH = 1024
@@ -148,6 +149,17 @@ class Representation:
         # DynamoDB stores (half the bytes) unless there is no gzip body.
         stored_identity = self.identity if self.gzip_body is None else None
         return Representation, (self.identity_tag, self.gzip_body, self.gzip_tag, stored_identity)
+
+    def __sizeof__(self) -> int:
+        """Bytes this object holds or will hold: both bodies, the identity one counted even
+        before it is decompressed (a near-cache's byte bound must not grow by 8x later)."""
+        if self.identity is not None:
+            identity_size = len(self.identity)
+        else:
+            assert self.gzip_body is not None  # __post_init__: one body at least
+            # RFC 1952 §2.3.1: a gzip member ends with ISIZE, the input's length mod 2**32.
+            identity_size = int.from_bytes(self.gzip_body[-_GZIP_ISIZE_BYTES:], "little")
+        return object.__sizeof__(self) + len(self.gzip_body or b"") + identity_size
 
     @property
     def identity_body(self) -> bytes:
