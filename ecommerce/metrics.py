@@ -99,6 +99,14 @@ DYNAMODB_CALL_ERRORS = Counter(
     ["operation"],
 )
 
+CACHE_PART_MISSES = Counter(
+    "ecommerce_cache_part_misses_total",
+    "Values stored in parts (larger than one DynamoDB item) read as a miss, by reason: "
+    "missing_part (reclaimed or never written), bad_part (failed its signature), "
+    "bad_digest (parts of two writes), bad_manifest.",
+    ["reason"],
+)
+
 # -- coherence: owed updates and the reconciler (cache_backends/owed.py, reconciler.py) --
 CACHE_OWED_PENDING = Gauge(
     "ecommerce_cache_owed_updates_pending",

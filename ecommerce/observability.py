@@ -261,6 +261,11 @@ def observe_dynamodb_call(operation: str, seconds: float, error: BaseException |
         record_cache_error()
 
 
+def count_part_miss(reason: str) -> None:
+    """DynamoDBCache's on_part_miss: a value in parts read as a miss, by reason."""
+    metrics.CACHE_PART_MISSES.labels(reason).inc()
+
+
 def _with_metrics(observer: Observer | None) -> Observer:
     """Our metrics observer, followed by one the deployment set in code, if any."""
     if observer is None or observer is observe_dynamodb_call:
@@ -287,6 +292,7 @@ def init_app(app: Flask) -> None:
     configure_logging(app.config["LOG_LEVEL"], app.config["LOG_FORMAT"])
     app.logger.removeHandler(default_handler)  # the root handler already writes them
     app.config["CACHE_DYNAMODB_OBSERVER"] = _with_metrics(app.config.get("CACHE_DYNAMODB_OBSERVER"))
+    app.config.setdefault("CACHE_DYNAMODB_ON_PART_MISS", count_part_miss)
     app.before_request(_start_request)
     app.after_request(_finish_request)
     app.add_url_rule("/metrics", "metrics", metrics_view, methods=["GET"])

@@ -6,15 +6,20 @@ Log lines are read from the real stdout handler (capsys), metrics from the real
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from typing import Any
 
+import boto3
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from cache_backends.dynamodb.parts import MISSING, PART_KEY_MARKER
+from devtools.dynamodb_local import DynamoDBLocal
 from devtools.ports import free_port
+from ecommerce.extensions import cache
 from tests.support.app import post_category
 from tests.support.logs import json_log_lines, metric_value
 
@@ -36,6 +41,8 @@ GENERATED_REQUEST_ID = re.compile(r"[0-9a-f]{32}")
 ISO_UTC_MILLISECONDS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00")
 CLIENT_ADDRESS = "203.0.113.7"  # TEST-NET-3: documentation addresses
 PROXY_ADDRESS = "198.51.100.2"
+#: Past DynamoDB's 400 KB item: stored as a manifest and parts.
+LARGER_THAN_AN_ITEM = 600_000
 
 
 # --- fixtures ------------------------------------------------------------------------
@@ -401,3 +408,28 @@ def test_without_a_trace_id_nothing_is_added(
     assert "trace_id" not in line
     assert "X-Amzn-Trace-Id" not in response.headers
     assert line["request_id"] == response.headers["X-Request-ID"]
+
+
+def test_a_value_in_parts_read_as_a_miss_is_counted_by_reason(
+    make_app: Callable[..., Flask],
+    dynamodb_cache_config: dict[str, Any],
+    dynamodb_local: DynamoDBLocal,
+) -> None:
+    """A part reclaimed under a manifest: the value is a miss, and the operator sees why."""
+    app = make_app(**dynamodb_cache_config)
+    client = app.test_client()
+    backend = app.extensions["cache"][cache]
+    before = scrape(client, "ecommerce_cache_part_misses_total", reason=MISSING)
+    assert backend.set("large", os.urandom(LARGER_THAN_AN_ITEM))  # random: gzip cannot shrink it
+    table = boto3.resource("dynamodb", endpoint_url=dynamodb_local.endpoint_url).Table(
+        dynamodb_cache_config["CACHE_DYNAMODB_TABLE"]
+    )
+    parts = [
+        item["cache_key"] for item in table.scan()["Items"] if PART_KEY_MARKER in item["cache_key"]
+    ]
+    assert len(parts) == 2
+    table.delete_item(Key={"cache_key": parts[0]})
+
+    assert backend.get("large") is None
+
+    assert scrape(client, "ecommerce_cache_part_misses_total", reason=MISSING) == before + 1

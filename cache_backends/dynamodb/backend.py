@@ -35,6 +35,7 @@ from cache_backends.dynamodb.settings import (
     DEFAULT_WRITE_TIMEOUT,
     DynamoDBSettings,
     Observer,
+    PartMissHook,
 )
 from cache_backends.dynamodb.store import DynamoDBStore
 from cache_backends.dynamodb.transport import Transport
@@ -85,6 +86,7 @@ class DynamoDBCache(DegradingEdge):
     ``CACHE_DYNAMODB_BREAKER_FAILURES``   failures that open the circuit (``5``)
     ``CACHE_DYNAMODB_BREAKER_COOLDOWN``   seconds the circuit stays open (``10.0``)
     ``CACHE_DYNAMODB_OBSERVER``           callable for metrics (set in code)
+    ``CACHE_DYNAMODB_ON_PART_MISS``       callable(reason) for metrics (set in code)
     ``CACHE_DEFAULT_TIMEOUT``             default TTL in seconds (``300``)
     ``CACHE_KEY_PREFIX``                  prefix of every key
     ====================================  ==========================================
@@ -141,6 +143,8 @@ class DynamoDBCache(DegradingEdge):
         zlib-compressed when that makes them smaller.
     :param observer: ``observer(operation, seconds, error)`` is called after
         each DynamoDB call (``error`` is ``None`` on success), for metrics.
+    :param on_part_miss: ``on_part_miss(reason)`` is called for each value in
+        parts read as a miss (see below), for metrics.
 
     IAM permissions on the table's ARN: ``dynamodb:GetItem``, ``PutItem``,
     ``UpdateItem``, ``DeleteItem``, ``BatchGetItem``, ``BatchWriteItem``,
@@ -180,7 +184,8 @@ class DynamoDBCache(DegradingEdge):
       writes, and a write whose manifest did not land is never served. A part
       missing, expired or failing its signature, or parts that do not make the
       digest, make the value a miss (logged, counted in
-      ``strict.entries.parts_stats``), never a truncated value;
+      ``strict.entries.parts_stats`` and told to ``on_part_miss``), never a
+      truncated value;
     - overwriting or deleting a value in parts leaves its parts to expire with
       it (DynamoDB's TTL deletes them; until then they are billed as storage);
       a write whose manifest was refused (``add`` on a live key, an older
@@ -233,6 +238,7 @@ class DynamoDBCache(DegradingEdge):
         breaker_cooldown: float = DEFAULT_BREAKER_COOLDOWN,
         compress_threshold: int = DEFAULT_COMPRESS_THRESHOLD,
         observer: Observer | None = None,
+        on_part_miss: PartMissHook | None = None,
         ignore_delete_many_errors: bool = True,
     ) -> None:
         super().__init__(default_timeout, ignore_delete_many_errors=ignore_delete_many_errors)
@@ -250,6 +256,7 @@ class DynamoDBCache(DegradingEdge):
             # Parts slice an already compressed blob: never compressed again.
             part_codec=EntryCodec(signing_key, old_signing_keys, NEVER_COMPRESS),
             max_value_bytes=max_value_bytes,
+            on_part_miss=on_part_miss,
         )
         transport = Transport(
             ConnectionSettings(

@@ -36,7 +36,7 @@ from cache_backends.dynamodb.parts import (
     manifest_signing_key,
     split,
 )
-from cache_backends.dynamodb.settings import DEFAULT_MAX_VALUE_BYTES
+from cache_backends.dynamodb.settings import DEFAULT_MAX_VALUE_BYTES, PartMissHook
 from cache_backends.keys import storage_key, validate_key_prefix
 from cache_backends.models import KEY_ATTRIBUTE, CacheEntry, ItemAttributes, StoredItem
 
@@ -104,6 +104,7 @@ class EntryFormat:
         *,
         part_codec: EntryCodec | None = None,
         max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
+        on_part_miss: PartMissHook | None = None,
     ) -> None:
         self.key_prefix = validate_key_prefix(key_prefix)
         self.codec = codec
@@ -118,7 +119,7 @@ class EntryFormat:
         self.serializer = serializer
         self._timeout_seconds = timeout_seconds
         #: Large values read as misses, by reason.
-        self.parts_stats = PartsStats()
+        self.parts_stats = PartsStats(on_part_miss)
 
     def storage_key(self, key: str) -> str:
         return storage_key(self.key_prefix, key)

@@ -47,7 +47,7 @@ import secrets
 import struct
 import threading
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from cache_backends.keys import DIGEST_MARKER
@@ -69,11 +69,14 @@ MANIFEST_MARKER = b"\x00dynamodb-cache-manifest\x01"
 #: part count, blob length, write id, SHA-256 of the blob.
 _MANIFEST_LAYOUT = struct.Struct(f">IQ{WRITE_ID_BYTES}s32s")
 
-#: Why a large value was a miss: the keys of :attr:`PartsStats.misses`.
-MISSING = "missing part"
-BAD_PART = "part failed verification"
-BAD_DIGEST = "parts do not make the manifest's value"
-BAD_MANIFEST = "manifest failed verification"
+#: Why a large value was a miss: the keys of :attr:`PartsStats.misses`, and the reasons
+#: ``on_miss`` hears (the app's metric labels): a part absent (reclaimed by TTL, never
+#: written), a part failing its signature, parts that do not make the manifest's digest,
+#: a manifest failing its checks.
+MISSING = "missing_part"
+BAD_PART = "bad_part"
+BAD_DIGEST = "bad_digest"
+BAD_MANIFEST = "bad_manifest"
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,22 +145,32 @@ def joined(manifest: Manifest, bodies: Mapping[str, bytes], part_keys: list[str]
 
 
 class PartsStats:
-    """How often a large value was a miss, and why (a part reclaimed, forged...)."""
+    """How often a large value was a miss, and why (a part reclaimed, forged...).
 
-    def __init__(self) -> None:
+    :param on_miss: ``on_miss(reason)`` after each one (the app's Prometheus counter);
+        an exception it raises is logged, never the reader's.
+    """
+
+    def __init__(self, on_miss: Callable[[str], None] | None = None) -> None:
         self._lock = threading.Lock()
         self._misses: Counter[str] = Counter()
+        self._on_miss = on_miss
 
     def miss(self, skey: str, reason: str, detail: str = "") -> None:
         """Count and log one large value read as a miss."""
         with self._lock:
             self._misses[reason] += 1
         logger.warning(
-            "cache entry %r (in parts) is a miss: %s%s",
+            "cache entry %r (in parts) is a miss (%s)%s",
             skey,
             reason,
             f": {detail}" if detail else "",
         )
+        if self._on_miss is not None:
+            try:
+                self._on_miss(reason)
+            except Exception:
+                logger.exception("on_part_miss hook failed")
 
     @property
     def misses(self) -> dict[str, int]:

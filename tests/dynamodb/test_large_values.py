@@ -247,7 +247,7 @@ def test_a_missing_part_is_a_logged_miss(
         assert cache.get("big") is None
         assert cache.has("big") is False
         assert cache.get_many("big", "small") == [None, 1]
-    assert "missing part" in caplog.text and "test:big" in caplog.text
+    assert MISSING in caplog.text and "test:big" in caplog.text
     assert cache.strict.entries.parts_stats.misses == {MISSING: 3}
 
 
