@@ -126,6 +126,18 @@ def test_user_data_signals_success_only_after_readyz(user_data: str) -> None:
     assert user_data.index("trap on_exit EXIT") < user_data.index("dnf install")
 
 
+def test_the_release_hash_is_optional_and_checked_before_unpacking(
+    template: dict[str, Any], user_data: str
+) -> None:
+    parameter = template["Parameters"]["ArtifactSha256"]
+    pattern = parameter["AllowedPattern"]
+    assert parameter["Default"] == "" and re.fullmatch(pattern, "")
+    assert re.fullmatch(pattern, "0f" * 32) and not re.fullmatch(pattern, "0F" * 32)
+    assert "readonly ARTIFACT_SHA256='${ArtifactSha256}'" in user_data
+    checked = user_data.index('echo "$ARTIFACT_SHA256  $release_tarball" | sha256sum --check')
+    assert user_data.index("aws s3 cp") < checked < user_data.index('tar -xzf "$release_tarball"')
+
+
 def test_init_db_out_of_retries_fails_the_boot(user_data: str) -> None:
     after_init_db = user_data[user_data.index("init-db; then") :]
     give_up = after_init_db.index('if [ "$migrated" != true ]; then')

@@ -8,6 +8,7 @@ a closed port, so any attempt to reach one fails the install.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -39,10 +40,23 @@ def install_block() -> str:
     return block
 
 
-def test_the_release_installs_without_an_index_and_serves_the_categories(tmp_path: Path) -> None:
-    tarball = build_release("test", tmp_path / "dist", architectures=("x86_64", "aarch64"))
-    assert (tmp_path / "dist" / "ecommerce-test.tar.gz.sha256").exists()
+@pytest.fixture(scope="module")
+def tarball(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    dist = tmp_path_factory.mktemp("dist")
+    built = build_release("test", dist, architectures=("x86_64", "aarch64"))
+    assert (dist / "ecommerce-test.tar.gz.sha256").exists()
+    return built
 
+
+def published_sha256(tarball: Path) -> str:
+    """The first word of make release's ``.sha256`` file: what ArtifactSha256 is given."""
+    return Path(f"{tarball}.sha256").read_text().split()[0]
+
+
+def run_install(
+    tarball: Path, tmp_path: Path, artifact_sha256: str
+) -> tuple[subprocess.CompletedProcess[str], dict[str, str], Path]:
+    """The template's install block, offline; its result, environment and current link."""
     stubs = tmp_path / "bin"
     stubs.mkdir()
     (stubs / "aws").write_text(f'#!/bin/bash\ncp {tarball} "${{@: -1}}"\n')
@@ -61,11 +75,24 @@ def test_the_release_installs_without_an_index_and_serves_the_categories(tmp_pat
         "HTTPS_PROXY": UNREACHABLE,
         "REGION": "eu-west-1",
         "ARTIFACT_URL": "s3://bucket/releases/ecommerce-test.tar.gz",
+        "ARTIFACT_SHA256": artifact_sha256,
         "RELEASE_DIR": str(tmp_path / "releases" / "test"),
     }
-    subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", script], env=offline, check=True, cwd=tmp_path
+    installed = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        env=offline,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
     )
+    return installed, offline, current
+
+
+def test_the_release_installs_without_an_index_and_serves_the_categories(
+    tarball: Path, tmp_path: Path
+) -> None:
+    installed, offline, current = run_install(tarball, tmp_path, published_sha256(tarball))
+    assert installed.returncode == 0, installed.stderr
 
     venv = current / ".venv" / "bin"
     app_settings = offline | {
@@ -94,6 +121,15 @@ def test_the_release_installs_without_an_index_and_serves_the_categories(tmp_pat
         direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         with direct.open(url + "/categories", timeout=10) as response:
             assert response.status == 200
-            import json
-
             assert json.load(response) == SEED_CATEGORIES
+
+
+def test_a_tarball_that_is_not_the_stacks_is_refused_before_anything_is_unpacked(
+    tarball: Path, tmp_path: Path
+) -> None:
+    """ArtifactSha256 set: another object at the release's key fails the boot at once."""
+    installed, _, current = run_install(tarball, tmp_path, "0" * 64)
+
+    assert installed.returncode != 0
+    assert "FAILED" in installed.stdout + installed.stderr
+    assert not (tmp_path / "releases").exists() and not current.exists()
