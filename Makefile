@@ -112,6 +112,7 @@ test: $(BIN)/activate $(DDB_LOCAL) system-deps  ## Install everything, then run 
 # vulnerabilities found"; so the summary below counts what was really audited.
 # PIP_AUDIT_ARGS=--strict makes a skipped package fail the run.
 AUDIT_REPORT := $(VENV)/pip-audit.json
+CHECKOV_AUDIT_REPORT := $(VENV)/pip-audit-checkov.json
 define AUDIT_SUMMARY
 import json, sys
 packages = json.load(open(sys.argv[1]))["dependencies"]
@@ -124,6 +125,12 @@ if skipped:
     print(f"WARNING: {len(skipped)} not audited, e.g. {skipped[0]['skip_reason']}")
 endef
 export AUDIT_SUMMARY
+# $(call pip_audit,report,requirement files): one pip-audit run, then its summary. The
+# checkov lock is its own run: pip-audit refuses one package pinned twice across files.
+pip_audit = echo "pip-audit $(2)"; rm -f $(1); status=0; \
+	$(BIN)/pip-audit --disable-pip --require-hashes --progress-spinner off $(PIP_AUDIT_ARGS) \
+	  $(2) --format json --output $(1) || status=$$?; \
+	if [ -s $(1) ]; then $(BIN)/python -c "$$AUDIT_SUMMARY" $(1); fi; exit $$status
 
 # checkov gets a virtualenv of its own: every checkov release pins packaging<24, which
 # the dev lock's pytest (packaging>=24) cannot share. Its lock: requirements/checkov.txt.
@@ -133,15 +140,13 @@ $(CHECKOV_VENV)/bin/checkov: requirements/checkov.txt
 	$(CHECKOV_VENV)/bin/pip install --quiet --require-hashes -r requirements/checkov.txt
 	touch $@
 
-lint: $(BIN)/activate $(CHECKOV_VENV)/bin/checkov  ## ruff on the code, cfn-lint and checkov on the CloudFormation template, pip-audit on the locks
+lint: $(BIN)/activate $(CHECKOV_VENV)/bin/checkov  ## ruff on the code, cfn-lint and checkov on the CloudFormation template, pip-audit on every lock
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/cfn-lint deploy/cloudformation.yaml
 	$(CHECKOV_VENV)/bin/checkov -f deploy/cloudformation.yaml --framework cloudformation --quiet --compact --skip-download
-	@echo "pip-audit -r requirements/app.txt -r requirements/dev.txt"; rm -f $(AUDIT_REPORT); status=0; \
-	$(BIN)/pip-audit --disable-pip --require-hashes --progress-spinner off $(PIP_AUDIT_ARGS) \
-	  -r requirements/app.txt -r requirements/dev.txt --format json --output $(AUDIT_REPORT) || status=$$?; \
-	if [ -s $(AUDIT_REPORT) ]; then $(BIN)/python -c "$$AUDIT_SUMMARY" $(AUDIT_REPORT); fi; exit $$status
+	@$(call pip_audit,$(AUDIT_REPORT),-r requirements/app.txt -r requirements/dev.txt)
+	@$(call pip_audit,$(CHECKOV_AUDIT_REPORT),-r requirements/checkov.txt)
 
 bench: $(BIN)/activate $(DDB_LOCAL)  ## Benchmark ours vs cachelib's DynamoDbCache vs bare GetItem
 	$(BIN)/python -m benchmarks
