@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import tarfile
 import urllib.request
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from devtools import REPOSITORY_ROOT
 from devtools.fleet import wait_until_healthy
 from devtools.ports import free_port
 from devtools.processes import background_process
-from scripts.release import build_release
+from scripts.release import build_release, source_date_epoch
 from tests.support.app import SEED_CATEGORIES
 
 pytestmark = pytest.mark.slow
@@ -133,3 +134,12 @@ def test_a_tarball_that_is_not_the_stacks_is_refused_before_anything_is_unpacked
     assert installed.returncode != 0
     assert "FAILED" in installed.stdout + installed.stderr
     assert not (tmp_path / "releases").exists() and not current.exists()
+
+
+def test_the_release_is_reproducible(tarball: Path, tmp_path: Path) -> None:
+    """Rebuilt from the same commit and lock, the same bytes: its hash can be checked."""
+    again = build_release("test", tmp_path / "again", architectures=("x86_64", "aarch64"))
+
+    assert published_sha256(again) == published_sha256(tarball)
+    with tarfile.open(tarball) as archive:
+        assert {member.mtime for member in archive.getmembers()} == {source_date_epoch()}
