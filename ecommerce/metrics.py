@@ -99,11 +99,12 @@ DYNAMODB_CALL_ERRORS = Counter(
     ["operation"],
 )
 
-CACHE_PART_MISSES = Counter(
-    "ecommerce_cache_part_misses_total",
-    "Values stored in parts (larger than one DynamoDB item) read as a miss, by reason: "
-    "missing_part (reclaimed or never written), bad_part (failed its signature), "
-    "bad_digest (parts of two writes), bad_manifest.",
+CACHE_REJECTED_ENTRIES = Counter(
+    "ecommerce_cache_rejected_entries_total",
+    "Cache items read but not served, by reason: bad_signature (forged, changed, or signed "
+    "with a key this instance does not accept), not_a_counter, unloadable (a class since "
+    "renamed); for values larger than one item: missing_part (reclaimed or never written), "
+    "bad_part, bad_digest, bad_manifest.",
     ["reason"],
 )
 

@@ -261,9 +261,9 @@ def observe_dynamodb_call(operation: str, seconds: float, error: BaseException |
         record_cache_error()
 
 
-def count_part_miss(reason: str) -> None:
-    """DynamoDBCache's on_part_miss: a value in parts read as a miss, by reason."""
-    metrics.CACHE_PART_MISSES.labels(reason).inc()
+def count_rejected_entry(reason: str) -> None:
+    """DynamoDBCache's on_rejected: an item read but not served, by reason."""
+    metrics.CACHE_REJECTED_ENTRIES.labels(reason).inc()
 
 
 def _with_metrics(observer: Observer | None) -> Observer:
@@ -292,7 +292,7 @@ def init_app(app: Flask) -> None:
     configure_logging(app.config["LOG_LEVEL"], app.config["LOG_FORMAT"])
     app.logger.removeHandler(default_handler)  # the root handler already writes them
     app.config["CACHE_DYNAMODB_OBSERVER"] = _with_metrics(app.config.get("CACHE_DYNAMODB_OBSERVER"))
-    app.config.setdefault("CACHE_DYNAMODB_ON_PART_MISS", count_part_miss)
+    app.config.setdefault("CACHE_DYNAMODB_ON_REJECTED", count_rejected_entry)
     app.before_request(_start_request)
     app.after_request(_finish_request)
     app.add_url_rule("/metrics", "metrics", metrics_view, methods=["GET"])

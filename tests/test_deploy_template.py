@@ -237,6 +237,7 @@ def test_alarms_cover_the_load_balancer_the_cache_table_and_the_app(
         ("ecommerce", "ecommerce_cache_requests_total"),
         ("ecommerce", "ecommerce_db_loads_total"),
         ("ecommerce", "ecommerce_cache_owed_updates_pending"),
+        ("ecommerce", "ecommerce_cache_rejected_entries_total"),
     }
     p99 = resources["TargetResponseTimeP99Alarm"]["Properties"]
     assert p99["ExtendedStatistic"] == "p99"

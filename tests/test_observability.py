@@ -16,6 +16,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from cache_backends.dynamodb.entries import BAD_SIGNATURE
 from cache_backends.dynamodb.parts import MISSING, PART_KEY_MARKER
 from devtools.dynamodb_local import DynamoDBLocal
 from devtools.ports import free_port
@@ -410,6 +411,26 @@ def test_without_a_trace_id_nothing_is_added(
     assert line["request_id"] == response.headers["X-Request-ID"]
 
 
+REJECTED = "ecommerce_cache_rejected_entries_total"
+
+
+def test_an_entry_signed_with_a_key_this_instance_does_not_accept_is_counted(
+    make_app: Callable[..., Flask], dynamodb_cache_config: dict[str, Any]
+) -> None:
+    """A signing-key rotation done in the wrong order: one instance writes under a key the
+    other does not accept. The reader serves the database's list and counts the rejection."""
+    writer = make_app(**{**dynamodb_cache_config, "CACHE_DYNAMODB_SIGNING_KEY": "a-key-of-its-own"})
+    reader = make_app(**dynamodb_cache_config)
+    client = reader.test_client()
+    before = scrape(client, REJECTED, reason=BAD_SIGNATURE)
+    assert writer.test_client().get("/categories").headers["X-Cache"] == "MISS"  # stored
+
+    response = client.get("/categories")
+
+    assert response.status_code == 200 and response.headers["X-Cache"] == "MISS"
+    assert scrape(client, REJECTED, reason=BAD_SIGNATURE) > before  # once per item read
+
+
 def test_a_value_in_parts_read_as_a_miss_is_counted_by_reason(
     make_app: Callable[..., Flask],
     dynamodb_cache_config: dict[str, Any],
@@ -419,7 +440,7 @@ def test_a_value_in_parts_read_as_a_miss_is_counted_by_reason(
     app = make_app(**dynamodb_cache_config)
     client = app.test_client()
     backend = app.extensions["cache"][cache]
-    before = scrape(client, "ecommerce_cache_part_misses_total", reason=MISSING)
+    before = scrape(client, REJECTED, reason=MISSING)
     assert backend.set("large", os.urandom(LARGER_THAN_AN_ITEM))  # random: gzip cannot shrink it
     table = boto3.resource("dynamodb", endpoint_url=dynamodb_local.endpoint_url).Table(
         dynamodb_cache_config["CACHE_DYNAMODB_TABLE"]
@@ -432,4 +453,4 @@ def test_a_value_in_parts_read_as_a_miss_is_counted_by_reason(
 
     assert backend.get("large") is None
 
-    assert scrape(client, "ecommerce_cache_part_misses_total", reason=MISSING) == before + 1
+    assert scrape(client, REJECTED, reason=MISSING) == before + 1

@@ -35,7 +35,7 @@ from cache_backends.dynamodb.settings import (
     DEFAULT_WRITE_TIMEOUT,
     DynamoDBSettings,
     Observer,
-    PartMissHook,
+    RejectionHook,
 )
 from cache_backends.dynamodb.store import DynamoDBStore
 from cache_backends.dynamodb.transport import Transport
@@ -86,7 +86,7 @@ class DynamoDBCache(DegradingEdge):
     ``CACHE_DYNAMODB_BREAKER_FAILURES``   failures that open the circuit (``5``)
     ``CACHE_DYNAMODB_BREAKER_COOLDOWN``   seconds the circuit stays open (``10.0``)
     ``CACHE_DYNAMODB_OBSERVER``           callable for metrics (set in code)
-    ``CACHE_DYNAMODB_ON_PART_MISS``       callable(reason) for metrics (set in code)
+    ``CACHE_DYNAMODB_ON_REJECTED``        callable(reason) for metrics (set in code)
     ``CACHE_DEFAULT_TIMEOUT``             default TTL in seconds (``300``)
     ``CACHE_KEY_PREFIX``                  prefix of every key
     ====================================  ==========================================
@@ -143,8 +143,9 @@ class DynamoDBCache(DegradingEdge):
         zlib-compressed when that makes them smaller.
     :param observer: ``observer(operation, seconds, error)`` is called after
         each DynamoDB call (``error`` is ``None`` on success), for metrics.
-    :param on_part_miss: ``on_part_miss(reason)`` is called for each value in
-        parts read as a miss (see below), for metrics.
+    :param on_rejected: ``on_rejected(reason)`` is called for each item read but
+        not served (its signature does not verify, a part is missing...: the
+        reasons of ``entries.py`` and ``parts.py``), for metrics.
 
     IAM permissions on the table's ARN: ``dynamodb:GetItem``, ``PutItem``,
     ``UpdateItem``, ``DeleteItem``, ``BatchGetItem``, ``BatchWriteItem``,
@@ -184,7 +185,7 @@ class DynamoDBCache(DegradingEdge):
       writes, and a write whose manifest did not land is never served. A part
       missing, expired or failing its signature, or parts that do not make the
       digest, make the value a miss (logged, counted in
-      ``strict.entries.parts_stats`` and told to ``on_part_miss``), never a
+      ``strict.entries.rejections`` and told to ``on_rejected``), never a
       truncated value;
     - overwriting or deleting a value in parts leaves its parts to expire with
       it (DynamoDB's TTL deletes them; until then they are billed as storage);
@@ -238,7 +239,7 @@ class DynamoDBCache(DegradingEdge):
         breaker_cooldown: float = DEFAULT_BREAKER_COOLDOWN,
         compress_threshold: int = DEFAULT_COMPRESS_THRESHOLD,
         observer: Observer | None = None,
-        on_part_miss: PartMissHook | None = None,
+        on_rejected: RejectionHook | None = None,
         ignore_delete_many_errors: bool = True,
     ) -> None:
         super().__init__(default_timeout, ignore_delete_many_errors=ignore_delete_many_errors)
@@ -256,7 +257,7 @@ class DynamoDBCache(DegradingEdge):
             # Parts slice an already compressed blob: never compressed again.
             part_codec=EntryCodec(signing_key, old_signing_keys, NEVER_COMPRESS),
             max_value_bytes=max_value_bytes,
-            on_part_miss=on_part_miss,
+            on_rejected=on_rejected,
         )
         transport = Transport(
             ConnectionSettings(

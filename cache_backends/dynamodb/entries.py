@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -31,12 +33,11 @@ from cache_backends.dynamodb.parts import (
     MISSING,
     PART_BYTES,
     Manifest,
-    PartsStats,
     joined,
     manifest_signing_key,
     split,
 )
-from cache_backends.dynamodb.settings import DEFAULT_MAX_VALUE_BYTES, PartMissHook
+from cache_backends.dynamodb.settings import DEFAULT_MAX_VALUE_BYTES, RejectionHook
 from cache_backends.keys import storage_key, validate_key_prefix
 from cache_backends.models import KEY_ATTRIBUTE, CacheEntry, ItemAttributes, StoredItem
 
@@ -51,6 +52,14 @@ MAX_EPOCH_SECONDS = 253_402_300_799
 #: What a counter item's ``value`` holds, signed: proof that inc() made it.
 COUNTER_MARKER = b"\x00dynamodb-cache-counter"
 
+#: Why an item was read but not served, besides the reasons of values in parts
+#: (``parts.py``): its signature does not verify under any accepted key (forged, changed,
+#: or signed with a key this process does not accept), a counter ``inc()`` did not make,
+#: a verified body the serializer cannot load (a class since renamed).
+BAD_SIGNATURE = "bad_signature"
+NOT_A_COUNTER = "not_a_counter"
+UNLOADABLE = "unloadable"
+
 #: ``timeout`` (None: the cache's default) in whole seconds; 0 means never expire.
 TimeoutSeconds = Callable[[int | timedelta | None], int]
 
@@ -61,6 +70,41 @@ def now_ms() -> int:
 
 def is_expired(entry: ItemAttributes) -> bool:
     return entry.expires_ms is not None and entry.expires_ms <= now_ms()
+
+
+class Rejections:
+    """Items read but not served, by reason: each one logged, counted, told to ``on_rejected``.
+
+    A steady ``bad_signature`` means instances disagree on the signing key (a rotation
+    done in the wrong order) or someone writes to the table; the app makes it a metric.
+    An exception ``on_rejected`` raises is logged, never the reader's.
+    """
+
+    def __init__(self, on_rejected: RejectionHook | None = None) -> None:
+        self._lock = threading.Lock()
+        self._counts: Counter[str] = Counter()
+        self._on_rejected = on_rejected
+
+    def record(self, skey: str, reason: str, detail: str = "") -> None:
+        with self._lock:
+            self._counts[reason] += 1
+        logger.warning(
+            "cache entry %r rejected, not served (%s)%s",
+            skey,
+            reason,
+            f": {detail}" if detail else "",
+        )
+        if self._on_rejected is not None:
+            try:
+                self._on_rejected(reason)
+            except Exception:  # metrics must never break the cache
+                logger.exception("on_rejected hook failed")
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Rejections so far by reason (this module's and parts.py's)."""
+        with self._lock:
+            return dict(self._counts)
 
 
 def entry_from_raw(raw: dict[str, Any]) -> StoredItem | None:
@@ -104,7 +148,7 @@ class EntryFormat:
         *,
         part_codec: EntryCodec | None = None,
         max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
-        on_part_miss: PartMissHook | None = None,
+        on_rejected: RejectionHook | None = None,
     ) -> None:
         self.key_prefix = validate_key_prefix(key_prefix)
         self.codec = codec
@@ -118,8 +162,8 @@ class EntryFormat:
         #: pickle unless replaced: any cachelib serializer can be (CACHE_SERIALIZER).
         self.serializer = serializer
         self._timeout_seconds = timeout_seconds
-        #: Large values read as misses, by reason.
-        self.parts_stats = PartsStats(on_part_miss)
+        #: Items read but not served (untrusted, unloadable, parts missing), by reason.
+        self.rejections = Rejections(on_rejected)
 
     def storage_key(self, key: str) -> str:
         return storage_key(self.key_prefix, key)
@@ -209,13 +253,13 @@ class EntryFormat:
         try:
             body = self.codec.unseal(entry.cache_key, entry.value, entry.expires_ms)
         except InvalidEntry as error:
-            logger.warning("cache entry %r rejected, not loaded: %s", entry.cache_key, error)
+            self.rejections.record(entry.cache_key, BAD_SIGNATURE, str(error))
             return None
         if entry.counter is None:
             return body
         if body == COUNTER_MARKER and type(entry.counter) is int:
             return entry.counter
-        logger.warning("cache entry %r rejected: not a counter inc() made", entry.cache_key)
+        self.rejections.record(entry.cache_key, NOT_A_COUNTER)
         return None
 
     def value_of(self, entry: ItemAttributes) -> Any:
@@ -229,7 +273,7 @@ class EntryFormat:
         try:
             return self.serializer.loads(payload)
         except Exception as error:  # ours, but unloadable here (e.g. a class since renamed)
-            logger.warning("cache entry %r could not be loaded: %s", skey, error)
+            self.rejections.record(skey, UNLOADABLE, str(error))
             return None
 
     # -- values in parts (parts.py) ---------------------------------------------
@@ -244,7 +288,7 @@ class EntryFormat:
             )
             return Manifest.decode(body)
         except ValueError as error:  # InvalidEntry is one
-            self.parts_stats.miss(entry.cache_key, BAD_MANIFEST, str(error))
+            self.rejections.record(entry.cache_key, BAD_MANIFEST, str(error))
             return None
 
     def part_keys(self, manifest: Manifest) -> list[str]:
@@ -264,18 +308,18 @@ class EntryFormat:
         for part_key in part_keys:
             part = found.get(part_key)
             if part is None or part.value is None or is_expired(part):
-                self.parts_stats.miss(entry.cache_key, MISSING, part_key)
+                self.rejections.record(entry.cache_key, MISSING, part_key)
                 return None
             try:
                 bodies[part_key] = self.part_codec.unseal(part_key, part.value, part.expires_ms)
             except InvalidEntry as error:
-                self.parts_stats.miss(entry.cache_key, BAD_PART, f"{part_key}: {error}")
+                self.rejections.record(entry.cache_key, BAD_PART, f"{part_key}: {error}")
                 return None
         try:
             blob = joined(manifest, bodies, part_keys)
             return self.codec.unseal(entry.cache_key, blob, entry.expires_ms)
         except ValueError as error:  # InvalidEntry is one
-            self.parts_stats.miss(entry.cache_key, BAD_DIGEST, str(error))
+            self.rejections.record(entry.cache_key, BAD_DIGEST, str(error))
             return None
 
 

@@ -42,17 +42,12 @@ digits, so no cache key can ever address a part; the manifest is signed under
 from __future__ import annotations
 
 import hashlib
-import logging
 import secrets
 import struct
-import threading
-from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from cache_backends.keys import DIGEST_MARKER
-
-logger = logging.getLogger(__name__)
 
 #: Bytes of the sealed blob carried by one part: DynamoDB's 400 KB item limit less
 #: room for the part's key and key_prefix (at most 2048 bytes each), its signature
@@ -69,10 +64,9 @@ MANIFEST_MARKER = b"\x00dynamodb-cache-manifest\x01"
 #: part count, blob length, write id, SHA-256 of the blob.
 _MANIFEST_LAYOUT = struct.Struct(f">IQ{WRITE_ID_BYTES}s32s")
 
-#: Why a large value was a miss: the keys of :attr:`PartsStats.misses`, and the reasons
-#: ``on_miss`` hears (the app's metric labels): a part absent (reclaimed by TTL, never
-#: written), a part failing its signature, parts that do not make the manifest's digest,
-#: a manifest failing its checks.
+#: Why a large value was read as a miss (reasons of ``entries.Rejections``, the app's
+#: metric labels): a part absent (reclaimed by TTL, never written), a part failing its
+#: signature, parts that do not make the manifest's digest, a manifest failing its checks.
 MISSING = "missing_part"
 BAD_PART = "bad_part"
 BAD_DIGEST = "bad_digest"
@@ -140,40 +134,5 @@ def joined(manifest: Manifest, bodies: Mapping[str, bytes], part_keys: list[str]
     """The blob the parts make; ValueError (the reason) if they do not make the manifest's."""
     blob = b"".join(bodies[key] for key in part_keys)
     if len(blob) != manifest.length or hashlib.sha256(blob).digest() != manifest.digest:
-        raise ValueError(BAD_DIGEST)
+        raise ValueError("the parts do not make the manifest's value")
     return blob
-
-
-class PartsStats:
-    """How often a large value was a miss, and why (a part reclaimed, forged...).
-
-    :param on_miss: ``on_miss(reason)`` after each one (the app's Prometheus counter);
-        an exception it raises is logged, never the reader's.
-    """
-
-    def __init__(self, on_miss: Callable[[str], None] | None = None) -> None:
-        self._lock = threading.Lock()
-        self._misses: Counter[str] = Counter()
-        self._on_miss = on_miss
-
-    def miss(self, skey: str, reason: str, detail: str = "") -> None:
-        """Count and log one large value read as a miss."""
-        with self._lock:
-            self._misses[reason] += 1
-        logger.warning(
-            "cache entry %r (in parts) is a miss (%s)%s",
-            skey,
-            reason,
-            f": {detail}" if detail else "",
-        )
-        if self._on_miss is not None:
-            try:
-                self._on_miss(reason)
-            except Exception:
-                logger.exception("on_part_miss hook failed")
-
-    @property
-    def misses(self) -> dict[str, int]:
-        """Misses so far by reason (MISSING, BAD_PART, BAD_DIGEST, BAD_MANIFEST)."""
-        with self._lock:
-            return dict(self._misses)

@@ -48,9 +48,10 @@ DEFAULT_MAX_VALUE_BYTES = 8 * 1024 * 1024
 #: ``observer(operation, seconds, error)`` hears about every DynamoDB call
 #: (``error`` is None on success): CACHE_DYNAMODB_OBSERVER, for metrics.
 Observer = Callable[[str, float, BaseException | None], None]
-#: ``on_part_miss(reason)`` hears about every value in parts read as a miss (a part
-#: missing, forged...; the reasons of ``parts.py``): CACHE_DYNAMODB_ON_PART_MISS.
-PartMissHook = Callable[[str], None]
+#: ``on_rejected(reason)`` hears about every item read but not served (a signature that
+#: does not verify, a part missing...; the reasons of ``entries.py`` and ``parts.py``):
+#: CACHE_DYNAMODB_ON_REJECTED, for metrics.
+RejectionHook = Callable[[str], None]
 
 #: A check answers None for a good value, else what is wrong ("must be ...").
 Check = Callable[[Any], str | None]
@@ -295,8 +296,8 @@ SETTINGS: tuple[Setting, ...] = (
         doc="callable for metrics (set in code)",
     ),
     Setting(
-        "CACHE_DYNAMODB_ON_PART_MISS",
-        "on_part_miss",
+        "CACHE_DYNAMODB_ON_REJECTED",
+        "on_rejected",
         _callable_or_none,
         None,
         doc="callable(reason) for metrics (set in code)",
@@ -345,7 +346,7 @@ class DynamoDBSettings:
     breaker_failures: int
     breaker_cooldown: float
     observer: Observer | None
-    on_part_miss: PartMissHook | None
+    on_rejected: RejectionHook | None
     default_timeout: int
     key_prefix: str | None
 

@@ -16,6 +16,7 @@ import pytest
 from botocore.exceptions import EndpointConnectionError
 
 from cache_backends.dynamodb.backend import DynamoDBCache
+from cache_backends.dynamodb.entries import BAD_SIGNATURE
 from cache_backends.dynamodb.parts import (
     BAD_DIGEST,
     BAD_MANIFEST,
@@ -248,7 +249,7 @@ def test_a_missing_part_is_a_logged_miss(
         assert cache.has("big") is False
         assert cache.get_many("big", "small") == [None, 1]
     assert MISSING in caplog.text and "test:big" in caplog.text
-    assert cache.strict.entries.parts_stats.misses == {MISSING: 3}
+    assert cache.strict.entries.rejections.counts == {MISSING: 3}
 
 
 def test_a_tampered_part_is_a_miss(cache: DynamoDBCache, raw_table: Any, large: bytes) -> None:
@@ -258,7 +259,7 @@ def test_a_tampered_part_is_a_miss(cache: DynamoDBCache, raw_table: Any, large: 
     blob = part["value"].value
     raw_table.put_item(Item={**part, "value": blob[:-1] + bytes((blob[-1] ^ 1,))})
     assert cache.get("big") is None
-    assert cache.strict.entries.parts_stats.misses == {BAD_PART: 1}
+    assert cache.strict.entries.rejections.counts == {BAD_PART: 1}
 
 
 def test_a_manifest_naming_another_writes_parts_is_a_miss(
@@ -276,7 +277,7 @@ def test_a_manifest_naming_another_writes_parts_is_a_miss(
     raw_table.put_item(Item={**second_item, "value": forged})
 
     assert cache.get("k") is None
-    assert cache.strict.entries.parts_stats.misses == {BAD_DIGEST: 1}
+    assert cache.strict.entries.rejections.counts == {BAD_DIGEST: 1}
 
 
 def test_a_manifest_is_bound_to_its_key_and_kind(
@@ -292,7 +293,8 @@ def test_a_manifest_is_bound_to_its_key_and_kind(
     small = raw_table.get_item(Key={"cache_key": "test:small"})["Item"]
     raw_table.put_item(Item={**small, "parts": 1})
     assert cache.get("small") is None, "a small value passed off as a manifest"
-    assert cache.strict.entries.parts_stats.misses == {BAD_MANIFEST: 2}
+    # A manifest without its parts attribute is a small value whose signature fails.
+    assert cache.strict.entries.rejections.counts == {BAD_MANIFEST: 2, BAD_SIGNATURE: 1}
 
 
 def test_a_partial_write_is_never_served(
