@@ -44,7 +44,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         x_proto=app.config["PROXY_FIX_X_PROTO"],
         x_host=app.config["PROXY_FIX_X_HOST"],
     )
-    observability.init_app(app)  # before cache.init_app: it sets the backend's observer
+    observability.init_app(app)  # before cache.init_app: it sets the backend's metric hooks
     security.init_app(app)
 
     db.init_app(app)

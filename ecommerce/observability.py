@@ -29,15 +29,15 @@ import re
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TextIO
+from typing import Any, TextIO
 
 import click
 from flask import Flask, Response, g, has_request_context, request
 from flask.logging import default_handler
 from pythonjsonlogger.json import JsonFormatter
 
-from cache_backends.dynamodb.settings import Observer
 from cache_backends.strict import CacheUnavailable
 from ecommerce import metrics
 
@@ -266,14 +266,16 @@ def count_rejected_entry(reason: str) -> None:
     metrics.CACHE_REJECTED_ENTRIES.labels(reason).inc()
 
 
-def _with_metrics(observer: Observer | None) -> Observer:
-    """Our metrics observer, followed by one the deployment set in code, if any."""
-    if observer is None or observer is observe_dynamodb_call:
-        return observe_dynamodb_call
+def _ours_then_theirs(
+    ours: Callable[..., None], theirs: Callable[..., None] | None
+) -> Callable[..., None]:
+    """A backend hook that feeds our metrics, then the one the deployment set in code."""
+    if theirs is None or theirs is ours:
+        return ours
 
-    def both(operation: str, seconds: float, error: BaseException | None) -> None:
-        observe_dynamodb_call(operation, seconds, error)
-        observer(operation, seconds, error)
+    def both(*args: Any) -> None:
+        ours(*args)
+        theirs(*args)
 
     return both
 
@@ -284,15 +286,19 @@ def metrics_view() -> Response:
 
 
 def init_app(app: Flask) -> None:
-    """Install logging, the request hooks, ``GET /metrics`` and the cache observer.
+    """Install logging, the request hooks, ``GET /metrics`` and the cache's metric hooks.
 
-    Call before ``cache.init_app``: the DynamoDB backend reads its observer from
-    the config when Flask-Caching builds it.
+    Call before ``cache.init_app``: the DynamoDB backend reads its observer and
+    on_rejected hook from the config when Flask-Caching builds it. A hook the
+    deployment set in code is kept and called after ours.
     """
     configure_logging(app.config["LOG_LEVEL"], app.config["LOG_FORMAT"])
     app.logger.removeHandler(default_handler)  # the root handler already writes them
-    app.config["CACHE_DYNAMODB_OBSERVER"] = _with_metrics(app.config.get("CACHE_DYNAMODB_OBSERVER"))
-    app.config.setdefault("CACHE_DYNAMODB_ON_REJECTED", count_rejected_entry)
+    for setting, ours in (
+        ("CACHE_DYNAMODB_OBSERVER", observe_dynamodb_call),
+        ("CACHE_DYNAMODB_ON_REJECTED", count_rejected_entry),
+    ):
+        app.config[setting] = _ours_then_theirs(ours, app.config.get(setting))
     app.before_request(_start_request)
     app.after_request(_finish_request)
     app.add_url_rule("/metrics", "metrics", metrics_view, methods=["GET"])
