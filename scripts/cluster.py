@@ -4,7 +4,7 @@
 instances (each with the repository's gunicorn.conf.py, two workers, its own
 Prometheus directory) sharing one SQLite file and one cache table, and nginx
 round-robin in front on http://127.0.0.1:8080. Ctrl-C stops everything. The
-set-up is ``devtools.fleet``'s, which tests/test_load_balancer.py uses too.
+set-up is ``devtools.fleet``'s, which tests/blackbox/test_load_balancer.py uses too.
 
 nginx adds an ``X-Upstream`` response header naming the instance that answered,
 so a person (or a test) can watch round-robin at work::

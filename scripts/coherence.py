@@ -6,7 +6,7 @@ workers and DynamoDB Local behind a proxy that can partition it, and prints the
 Markdown table: scenario | POST latency | time until every GET shows the change |
 did the old list come back. ``--app-root`` measures another checkout (the
 "before" column: ``git archive`` of the commit before the change, unpacked).
-tests/test_coherence.py runs the same scenarios and
+tests/blackbox/test_coherence.py runs the same scenarios and
 asserts the coherence bounds.
 """
 

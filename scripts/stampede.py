@@ -6,7 +6,7 @@ a fresh ``gunicorn wsgi:app``, with the database loads and latencies printed.
 
 ``--app-root`` runs another checkout of the app instead (an older commit, to
 measure what the lease changed); scenarios it cannot configure are skipped
-with ``--scenarios``. tests/test_stampede.py runs the same scenarios and
+with ``--scenarios``. tests/blackbox/test_stampede.py runs the same scenarios and
 asserts the counts.
 """
 

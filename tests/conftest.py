@@ -75,7 +75,7 @@ def table_name() -> str:
     return f"test-cache-{uuid.uuid4().hex[:12]}"
 
 
-# --- The ecommerce app (fixtures for tests/test_config.py, test_categories.py, ...) ---
+# --- The ecommerce app (fixtures for tests/integration/test_config.py, test_categories.py, ...)
 
 
 @pytest.fixture
@@ -159,7 +159,7 @@ def dynamodb_cache_config(dynamodb_local: DynamoDBLocal, table_name: str) -> dic
         "CACHE_DYNAMODB_TABLE": table_name,
         "CACHE_DYNAMODB_CREATE_TABLE": True,
         "CACHE_DYNAMODB_SIGNING_KEY": TEST_SIGNING_KEY,
-        # tests/test_faults.py sets the production budget back.
+        # tests/integration/test_faults.py sets the production budget back.
         "CACHE_DYNAMODB_GET_TIMEOUT": RELAXED_GET_TIMEOUT_SECONDS,
     }
 
@@ -182,7 +182,7 @@ def make_story_app(
     return build
 
 
-# --- Races (tests/test_cache_races.py, test_category_writes.py) ---------------------
+# --- Races (tests/integration/test_cache_races.py, test_category_writes.py) ---------
 
 
 @pytest.fixture

@@ -17,9 +17,9 @@ import pytest
 from cfnlint.decode import decode_str
 
 from ecommerce import metrics
-from tests.test_requirements_lock import read_lock
+from tests.support.locks import read_lock
 
-TEMPLATE_PATH = Path(__file__).resolve().parent.parent / "deploy" / "cloudformation.yaml"
+TEMPLATE_PATH = Path(__file__).resolve().parents[2] / "deploy" / "cloudformation.yaml"
 #: Substituted for each ${...} of the user data's !Sub, for a syntax check and a run.
 SAMPLE_SUB_VALUE = "sample"
 

@@ -329,8 +329,8 @@ class SteppedClock:
 
 
 def test_after_a_recovery_the_next_read_asks_the_database_once_and_holds_its_version() -> None:
-    """Another process's write may have failed during this one's outage: tests/test_coherence.py
-    shows the old list coming back as a HIT without this floor."""
+    """Another process's write may have failed during this one's outage:
+    tests/blackbox/test_coherence.py shows the old list coming back as a HIT without this floor."""
     database_reads: list[int] = []
 
     def database_version() -> int:

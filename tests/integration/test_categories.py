@@ -200,7 +200,7 @@ def test_a_refused_write_through_falls_back_to_invalidation(
 ) -> None:
     """Otherwise every instance would serve the list without Toys until the TTL."""
     app = make_app(
-        CACHE_TYPE="tests.test_categories.SizeLimitedCache",
+        CACHE_TYPE="tests.integration.test_categories.SizeLimitedCache",
         CATEGORIES_CACHE_STRATEGY="write-through",
     )
     post_toys_to_a_warm_cache(app)

@@ -1,6 +1,6 @@
 """The app on the DynamoDB backend: what lands in the table, outages, and a fleet of two.
 
-The cache-aside story itself runs on DynamoDB in tests/test_categories.py
+The cache-aside story itself runs on DynamoDB in tests/integration/test_categories.py
 (parametrized over both backends); this module covers what only a shared,
 remote cache has.
 """

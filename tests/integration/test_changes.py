@@ -2,7 +2,7 @@
 
 The listener runs against the session's real PostgreSQL; notifications are sent
 with plain NOTIFY from another connection (the trigger's own are tested in
-tests/test_change_capture.py). Interleavings are forced through the
+tests/integration/test_change_capture.py). Interleavings are forced through the
 listener's events and its ``before_reconnect`` seam, never by sleeping.
 """
 

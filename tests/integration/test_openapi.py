@@ -47,7 +47,7 @@ STEPS_PER_SCENARIO = 10
 
 #: schemathesis sends requests' default ``Accept-Encoding: gzip, deflate``, and its
 #: WSGI transport hands the body over as sent, so a gzip body would fail to parse as
-#: JSON: its requests ask for identity. tests/test_representation.py checks gzip.
+#: JSON: its requests ask for identity. tests/integration/test_representation.py checks gzip.
 IDENTITY_ENCODING = {"Accept-Encoding": "identity"}
 #: Werkzeug's ``<int:category_id>``, OpenAPI's ``{id}``.
 URL_VARIABLE = re.compile(r"<[^>]+>")

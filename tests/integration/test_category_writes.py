@@ -54,7 +54,7 @@ APPAREL = {"id": 2, "name": "Apparel"}
 AFTER_RENAME = [ELECTRONICS, APPAREL, BOOKS]
 AFTER_DELETE = [ELECTRONICS, BOOKS]
 UNKNOWN_ID = 999
-#: Contains "=" on purpose, as in tests/test_app_auth.py.
+#: Contains "=" on purpose, as in tests/integration/test_app_auth.py.
 ADMIN_TOKEN = "s3cret-token=="
 #: A background refresh lands in milliseconds; the deadline only stops a hang.
 POLL_DEADLINE_SECONDS = 5.0

@@ -15,7 +15,7 @@ import pytest
 from cache_backends.dynamodb.settings import SETTINGS
 from ecommerce.config import DEFAULTS
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ENV_EXAMPLE = ROOT / "deploy" / "ecommerce.env.example"
 GUNICORN_CONF = ROOT / "gunicorn.conf.py"
 USER_DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]

@@ -1,7 +1,7 @@
 """Concurrent POSTs through gunicorn, on SQLite and on PostgreSQL: nothing lost, nothing doubled.
 
 The unit-level race (a rival insert between the name check and the insert) is forced
-in tests/test_errors.py; this is the same claim end to end, as clients see it: many
+in tests/integration/test_errors.py; this is the same claim end to end, as clients see it: many
 POSTs released at once against two gunicorn workers sharing one database.
 """
 

@@ -1,6 +1,6 @@
 """GET /readyz: ready when the database answers; the cache is reported, never required.
 
-(/healthz, the liveness check, is covered by tests/test_app_health.py.)
+(/healthz, the liveness check, is covered by tests/integration/test_app_health.py.)
 """
 
 from __future__ import annotations

@@ -9,14 +9,13 @@ at boot, on every instance).
 from __future__ import annotations
 
 import configparser
-import re
-from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from devtools import REPOSITORY_ROOT
+from tests.support.locks import read_lock
 
 APP_LOCK = REPOSITORY_ROOT / "requirements" / "app.txt"
 DEV_LOCK = REPOSITORY_ROOT / "requirements" / "dev.txt"
@@ -24,24 +23,6 @@ DEV_LOCK = REPOSITORY_ROOT / "requirements" / "dev.txt"
 # What the deploy must not float: the web stack, the cache's AWS client, and the database
 # driver, which the lock carries instead of the stack taking a driver as a parameter.
 PINNED_FOR_THE_DEPLOY = ("flask", "pynamodb", "botocore", "gunicorn", "psycopg")
-# One entry per package: "name==version", then its "--hash=sha256:..." options.
-PINNED_ENTRY = re.compile(
-    r"^(?P<name>[A-Za-z0-9._-]+)==(?P<version>\S+)(?P<options>(?:\s+--hash=\S+)*)$"
-)
-
-
-def read_lock(path: Path) -> dict[str, str]:
-    """Map canonical package name to pinned version; fail on any entry not pinned and hashed."""
-    pins: dict[str, str] = {}
-    entries = path.read_text().replace("\\\n", " ").splitlines()
-    for entry in (line.split("#", 1)[0].strip() for line in entries):
-        if not entry:
-            continue
-        match = PINNED_ENTRY.match(entry)
-        assert match, f"{path.name}: not pinned with ==: {entry[:80]}"
-        assert "--hash=sha256:" in match["options"], f"{path.name}: no hash for {match['name']}"
-        pins[canonicalize_name(match["name"])] = match["version"]
-    return pins
 
 
 def declared(section: str, key: str) -> list[Requirement]:

@@ -1,0 +1,1 @@
+"""Black-box: gunicorn, nginx and the benchmarks run as processes, checked as clients see them."""

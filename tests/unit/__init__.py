@@ -1,0 +1,1 @@
+"""Pure logic of cache_backends/ and ecommerce/: no DynamoDB Local, database or gunicorn."""
