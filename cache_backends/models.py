@@ -31,12 +31,15 @@ reads go by ``expires_ms``: a one-second timeout means one second.
 from __future__ import annotations
 
 import os
+import threading
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from pynamodb.attributes import BinaryAttribute, NumberAttribute, TTLAttribute, UnicodeAttribute
+from pynamodb.connection import TableConnection
+from pynamodb.connection.base import MetaTable
 from pynamodb.models import Model
 
 KEY_ATTRIBUTE = "cache_key"
@@ -126,16 +129,13 @@ class ConnectionSettings:
     max_pool_connections: int
 
 
-#: Every model class made here, so their connections can be dropped after fork().
-_live_models: weakref.WeakSet[type[CacheEntry]] = weakref.WeakSet()
-
-
 def entry_model_for(settings: ConnectionSettings) -> type[CacheEntry]:
     """A CacheEntry subclass bound to one table and endpoint.
 
-    PynamoDB caches its connection on the model class, so two caches sharing
-    one class would share a table and an endpoint. A class per backend
-    instance keeps them apart.
+    Its ``Meta`` carries the table, the endpoint and the timeouts; every call
+    on the table goes through :func:`table_connection` of the class, and a
+    class per backend instance (and per budget) keeps two caches from sharing
+    a connection.
     """
 
     class Meta:
@@ -147,15 +147,74 @@ def entry_model_for(settings: ConnectionSettings) -> type[CacheEntry]:
         max_retry_attempts = settings.max_retries
         max_pool_connections = settings.max_pool_connections
 
-    model = type(f"CacheEntry_{settings.table_name}", (CacheEntry,), {"Meta": Meta})
-    _live_models.add(model)
-    return model
+    return type(f"CacheEntry_{settings.table_name}", (CacheEntry,), {"Meta": Meta})
+
+
+#: The table's key, for CreateTable and for the connection's idea of the table
+#: (PynamoDB's own names: ``AttributeName``, ``KeyType``, ``AttributeType``).
+KEY_SCHEMA = [{"AttributeName": KEY_ATTRIBUTE, "KeyType": "HASH"}]
+ATTRIBUTE_DEFINITIONS = [
+    {"AttributeName": KEY_ATTRIBUTE, "AttributeType": CacheEntry.cache_key.attr_type}
+]
+
+#: One TableConnection per model class, made on first use (see table_connection).
+_connections: weakref.WeakKeyDictionary[type[CacheEntry], TableConnection] = (
+    weakref.WeakKeyDictionary()
+)
+_connections_lock = threading.Lock()
+
+
+def table_connection(model: type[CacheEntry]) -> TableConnection:
+    """The connection every call on ``model``'s table goes through: one per class.
+
+    Built from the class's ``Meta`` with the settings PynamoDB's own models
+    use (region, host, connect/read timeouts, retries, pool size, extra
+    headers, credentials) and the table's key schema, so no call needs a
+    DescribeTable first. Its botocore client (``.connection.client``) is
+    created on first use, and every connection is dropped after fork(): a
+    worker makes its own, never inheriting the master's sockets. Made under a
+    lock, so that two threads' first calls get (and hook) the same client.
+    """
+    connection = _connections.get(model)
+    if connection is None:
+        with _connections_lock:
+            connection = _connections.get(model)
+            if connection is None:
+                connection = _connections[model] = _connect(model)
+    return connection
+
+
+def _connect(model: type[CacheEntry]) -> TableConnection:
+    meta = model.Meta
+    return TableConnection(
+        meta.table_name,
+        region=meta.region,
+        host=meta.host,
+        connect_timeout_seconds=meta.connect_timeout_seconds,
+        read_timeout_seconds=meta.read_timeout_seconds,
+        max_retry_attempts=meta.max_retry_attempts,
+        max_pool_connections=meta.max_pool_connections,
+        extra_headers=meta.extra_headers,
+        aws_access_key_id=meta.aws_access_key_id,
+        aws_secret_access_key=meta.aws_secret_access_key,
+        aws_session_token=meta.aws_session_token,
+        meta_table=MetaTable(
+            {
+                "TableName": meta.table_name,
+                "KeySchema": KEY_SCHEMA,
+                "AttributeDefinitions": ATTRIBUTE_DEFINITIONS,
+                "GlobalSecondaryIndexes": [],
+                "LocalSecondaryIndexes": [],
+            }
+        ),
+    )
 
 
 def _drop_connections_after_fork() -> None:
     """botocore clients and their sockets do not survive fork(): reconnect lazily."""
-    for model in list(_live_models):
-        model._connection = None
+    global _connections_lock
+    _connections_lock = threading.Lock()  # another thread may have held it at fork()
+    _connections.clear()
 
 
 os.register_at_fork(after_in_child=_drop_connections_after_fork)

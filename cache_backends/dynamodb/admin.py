@@ -16,7 +16,7 @@ from typing import Any
 from pynamodb.exceptions import PynamoDBException
 
 from cache_backends.dynamodb.transport import DYNAMODB_ERRORS, Transport, error_code
-from cache_backends.models import EXPIRY_ATTRIBUTE
+from cache_backends.models import ATTRIBUTE_DEFINITIONS, EXPIRY_ATTRIBUTE, KEY_SCHEMA
 from cache_backends.strict import CacheUnavailable
 
 logger = logging.getLogger(__name__)
@@ -55,14 +55,20 @@ class TableAdmin:
         caller reports the lines (``flask cache create-table`` prints them, a
         start-up logs them), so each appears once.
         """
-        model = self.transport.model
+        connection = self.transport.connection()
         client = self.transport.client()
         done = []
-        if model.exists():
+        if self.transport.table_exists():
             done.append(f"table {self.table_name} already exists")
         else:
             try:
-                model.create_table(billing_mode="PAY_PER_REQUEST", wait=False)
+                connection.create_table(
+                    attribute_definitions=ATTRIBUTE_DEFINITIONS,
+                    key_schema=KEY_SCHEMA,
+                    billing_mode="PAY_PER_REQUEST",
+                )
+                # As PynamoDB's Model.create_table() does, before the table is even ACTIVE.
+                connection.update_time_to_live(EXPIRY_ATTRIBUTE)
                 done.append(f"created table {self.table_name} (on-demand)")
             except PynamoDBException as error:
                 # Several gunicorn workers starting at once all find the table missing;
@@ -80,7 +86,7 @@ class TableAdmin:
             done.append(f"TTL is {status.lower()} on {EXPIRY_ATTRIBUTE}")
         else:
             try:
-                model._get_connection().update_time_to_live(EXPIRY_ATTRIBUTE)
+                connection.update_time_to_live(EXPIRY_ATTRIBUTE)
                 done.append(f"enabled TTL on {EXPIRY_ATTRIBUTE}")
             except PynamoDBException as error:
                 if "already enabled" not in str(error.cause_response_message or ""):
@@ -139,7 +145,7 @@ class TableAdmin:
     def check_table(self) -> bool:
         """Start-up check: log loudly if the table is missing or unreachable."""
         try:
-            exists = self.transport.model.exists()
+            exists = self.transport.table_exists()
         except DYNAMODB_ERRORS as error:
             logger.warning("cache table %s unreachable at start-up: %s", self.table_name, error)
             return False
@@ -156,7 +162,7 @@ class TableAdmin:
         report: dict[str, Any] = {"backend": "dynamodb", "table": self.table_name}
         try:
             description = self.transport.call(
-                "DescribeTable", "-", self.transport.model.describe_table
+                "DescribeTable", "-", self.transport.connection().describe_table
             )
             report.update(ok=True, table_status=description.get("TableStatus"))
         except CacheUnavailable as error:

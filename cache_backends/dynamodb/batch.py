@@ -48,7 +48,7 @@ def batch_get(
 
     On the full timeouts, not get_timeout: a page may carry up to 16 MB.
     """
-    connection = transport.model._get_connection()
+    connection = transport.connection()
     table_name = transport.table_name
     found: dict[str, StoredItem] = {}
 
@@ -79,7 +79,7 @@ def batch_write(
     page_size: int = MAX_BATCH_WRITE,
 ) -> None:
     """BatchWriteItem, ``page_size`` items a request (at most 25); unprocessed ones sent again."""
-    connection = transport.model._get_connection()
+    connection = transport.connection()
     requests = [{"PutRequest": {"Item": entry.serialize()}} for entry in put] + [
         {"DeleteRequest": {"Key": {KEY_ATTRIBUTE: {"S": skey}}}} for skey in delete
     ]

@@ -47,7 +47,8 @@ def increment(transport: Transport, entries: EntryFormat, key: str, delta: int) 
             if transport.conditional(
                 "UpdateItem",
                 skey,
-                entry.update,
+                transport.update,
+                entry,
                 actions=[model.counter.add(delta)],
                 condition=live_counter,
             ):
@@ -88,7 +89,7 @@ def _start_counter(transport: Transport, entries: EntryFormat, skey: str, delta:
                 raise _NotACounter(skey)
             base, expires_ms = value, current.expires_ms
     counter = entries.counter_item(model, skey, base + delta, expires_ms)
-    if not transport.conditional("PutItem", skey, counter.save, condition=unchanged):
+    if not transport.conditional("PutItem", skey, transport.put, counter, condition=unchanged):
         return None
     return base + delta
 

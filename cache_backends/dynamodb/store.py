@@ -103,7 +103,7 @@ class DynamoDBStore:
         if entry is None:
             return False
         self._write_parts(entry.parts)
-        self.transport.call("PutItem", entry.item.cache_key, entry.item.save)
+        self.transport.call("PutItem", entry.item.cache_key, self.transport.put, entry.item)
         return True
 
     def add(self, key: str, value: Any, timeout: Timeout = None) -> bool:
@@ -147,7 +147,7 @@ class DynamoDBStore:
         """
         self._write_parts(entry.parts)
         stored = self.transport.conditional(
-            "PutItem", entry.item.cache_key, entry.item.save, condition=condition
+            "PutItem", entry.item.cache_key, self.transport.put, entry.item, condition=condition
         )
         if not stored and entry.parts:
             self._forget_parts(entry.item.cache_key, entry.parts)
@@ -200,7 +200,9 @@ class DynamoDBStore:
         return self.transport.conditional(
             "DeleteItem",
             skey,
-            self.transport.write_once_model(skey).delete,
+            self.transport.delete,
+            self.transport.write_once_model,
+            skey,
             condition=self.transport.model.cache_key.exists(),
         )
 
@@ -217,14 +219,23 @@ class DynamoDBStore:
         characters, so clearing ``app:`` leaves ``app:v2:`` alone.
         """
         model = self.transport.model
+        connection = self.transport.connection()
         key_prefix = self.entries.key_prefix
         own_items = model.prefix == key_prefix if key_prefix else None
 
         def scan_keys() -> list[str]:
-            return [
-                entry.cache_key
-                for entry in model.scan(own_items, attributes_to_get=[KEY_ATTRIBUTE])
-            ]
+            keys: list[str] = []
+            start = None
+            while True:  # a page per Scan request, until DynamoDB names no next one
+                page = connection.scan(
+                    filter_condition=own_items,
+                    attributes_to_get=[KEY_ATTRIBUTE],
+                    exclusive_start_key=start,
+                )
+                keys.extend(item[KEY_ATTRIBUTE]["S"] for item in page.get("Items", []))
+                start = page.get("LastEvaluatedKey")
+                if start is None:
+                    return keys
 
         batch_write(
             self.transport, delete=self.transport.call("Scan", key_prefix or "*", scan_keys)

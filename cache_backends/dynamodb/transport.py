@@ -29,11 +29,21 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
-from pynamodb.exceptions import PynamoDBException
+from pynamodb.connection import TableConnection
+from pynamodb.constants import ALL_NEW
+from pynamodb.exceptions import PynamoDBException, TableDoesNotExist
+from pynamodb.expressions.condition import Condition
+from pynamodb.expressions.update import Action
 
 from cache_backends.breaker import CircuitBreaker
 from cache_backends.dynamodb.settings import DEFAULT_WRITE_TIMEOUT, Observer
-from cache_backends.models import ConnectionSettings, entry_model_for
+from cache_backends.models import (
+    KEY_ATTRIBUTE,
+    CacheEntry,
+    ConnectionSettings,
+    entry_model_for,
+    table_connection,
+)
 from cache_backends.strict import CacheUnavailable, on_request_path
 
 logger = logging.getLogger(__name__)
@@ -126,10 +136,14 @@ class Transport:
         """
         return self.request_path_model if on_request_path() else self._write_once_model
 
+    def connection(self) -> TableConnection:
+        """:attr:`model`'s connection: batches, scans and admin calls."""
+        return table_connection(self.model)
+
     def clients(self) -> tuple[Any, ...]:
         """The botocore client behind each model (tests hook their events)."""
         return tuple(
-            model._get_connection().connection.client
+            table_connection(model).connection.client
             for model in (
                 self._patient_model,
                 self._write_once_model,
@@ -140,7 +154,15 @@ class Transport:
 
     def client(self) -> Any:
         """The full model's botocore client, for the admin calls PynamoDB does not wrap."""
-        return self._patient_model._get_connection().connection.client
+        return table_connection(self._patient_model).connection.client
+
+    def table_exists(self) -> bool:
+        """One DescribeTable: False when DynamoDB says there is no such table."""
+        try:
+            self.connection().describe_table()
+        except TableDoesNotExist:
+            return False
+        return True
 
     def call(
         self, operation: str, key: str, func: Callable[..., T], *args: Any, **kwargs: Any
@@ -204,9 +226,36 @@ class Transport:
         """
         model = self.hot_read_model if hot else self.model
         response = self.call(
-            "GetItem", skey, model._get_connection().get_item, skey, consistent_read=consistent_read
+            "GetItem", skey, table_connection(model).get_item, skey, consistent_read=consistent_read
         )
         return response.get("Item")
+
+    @staticmethod
+    def put(item: CacheEntry, condition: Condition | None = None) -> dict[str, Any]:
+        """PutItem of ``item`` through its model's connection (what ``item.save()`` sends)."""
+        attributes = item.serialize(null_check=True)
+        skey = attributes.pop(KEY_ATTRIBUTE)["S"]
+        return table_connection(type(item)).put_item(
+            skey, attributes=attributes, condition=condition
+        )
+
+    @staticmethod
+    def update(
+        item: CacheEntry, actions: list[Action], condition: Condition | None = None
+    ) -> dict[str, Any]:
+        """UpdateItem of ``item``'s key; ``item`` then holds the item as updated (ALL_NEW)."""
+        response = table_connection(type(item)).update_item(
+            item.cache_key, actions=actions, condition=condition, return_values=ALL_NEW
+        )
+        item.deserialize(response["Attributes"])
+        return response
+
+    @staticmethod
+    def delete(
+        model: type[CacheEntry], skey: str, condition: Condition | None = None
+    ) -> dict[str, Any]:
+        """DeleteItem of ``skey`` through ``model``'s connection."""
+        return table_connection(model).delete_item(skey, condition=condition)
 
     def _observe(self, operation: str, seconds: float, error: BaseException | None) -> None:
         if self.observer is None:

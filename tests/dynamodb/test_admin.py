@@ -34,7 +34,7 @@ def test_a_table_created_by_another_process_meanwhile_is_success(
     """
     make_cache()  # the other process: creates the table
     late = make_cache(create_table=False)
-    monkeypatch.setattr(late.strict.transport.model, "exists", lambda: False)
+    monkeypatch.setattr(late.strict.transport, "table_exists", lambda: False)
 
     done = late.create_table()
 
