@@ -374,10 +374,10 @@ def worker_exit(server: Any, worker: Any) -> None:
     # background refreshes it queued (refresh-async, stale-while-revalidate) finish first,
     # so none is lost. One that is lost anyway (SIGKILL, a crash) is not a stale cache
     # for long: the next reader finds the list marked stale and takes over the refresh.
-    from ecommerce.categories.cache_policy import drain_background_refreshes
+    from ecommerce.categories.cache_policy import stop_categories_cache
 
     app = getattr(worker, "wsgi", None)  # None: the worker failed before loading the app
-    if app is not None and not drain_background_refreshes(app):
+    if app is not None and not stop_categories_cache(app):
         server.log.warning("worker %s: cache refreshes still running at exit", worker.pid)
     # Hand what post_request froze back to the collector: left frozen, those objects would
     # outlive module teardown at exit, and their weakref callbacks (logging's handler

@@ -14,8 +14,10 @@ backend and needs no Flask:
   one process only one thread polls; the others share its answer;
 - every store goes through :func:`cache_backends.versioned.store_entry`, so
   an older snapshot never replaces a newer one;
-- an entry fenced below ``floor()`` (a version this process's owed updates
-  have not brought the cache to yet) is never served: it is loaded again.
+- an entry fenced below ``newest.known()`` (a version this process knows of
+  that the cache has not reached: its own write not landed, a change heard), or
+  holding a value older than ``newest.served()`` (one it has already shown), is
+  never served: it is loaded again (``region.NewestVersion``).
 
 The write methods take ``strict=True`` where an update that did not land must
 be told from one the fence refused (``cache_backends.owed``): a failure then
@@ -38,8 +40,8 @@ import time
 from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from enum import StrEnum
-from typing import Any
+from enum import IntEnum, StrEnum
+from typing import Any, Protocol
 
 from cache_backends.lease import Lease, lease_key_for
 from cache_backends.refresher import BackgroundRefresher
@@ -85,6 +87,39 @@ class LoaderEvent(StrEnum):
     REFRESH_DROPPED = "refresh_dropped"
 
 
+class StaleMark(IntEnum):
+    """What :meth:`VersionedLoader.stale_mark` did; false only when refused."""
+
+    #: The cache holds something newer (or changed under every attempt): not marked.
+    REFUSED = 0
+    #: The value is marked stale at the write's version: a refresh is due.
+    MARKED = 1
+    #: The cached value was loaded at (or after) the write already: nothing is stale.
+    CURRENT = 2
+    #: Nothing was cached to keep: a tombstone was left instead.
+    TOMBSTONE = 3
+
+
+class Newest(Protocol):
+    """What the loader compares an entry with (``region.NewestVersion``)."""
+
+    def known(self) -> int:
+        """No entry fenced below this version is served."""
+
+    def served(self) -> int:
+        """No value older than this version is served."""
+
+
+class NothingNewer:
+    """The default: nothing newer than the cache is known."""
+
+    def known(self) -> int:
+        return 0
+
+    def served(self) -> int:
+        return 0
+
+
 class _BackendFailed(Exception):
     """The backend failed (already logged, and reported to ``on_error``)."""
 
@@ -123,12 +158,9 @@ class VersionedLoader:
     :param on_event: called with each :class:`LoaderEvent`.
     :param on_error: called after a backend error was logged (the caller then
         behaves as if the cache were empty).
-    :param floor: the lowest version a cached entry must be fenced at to be
-        served; an older one is treated as a tombstone at ``floor()`` (loaded
-        again, under the lease). This process's owed updates set it
-        (``cache_backends.owed``): a write committed here whose cache update has
-        not landed yet must not be hidden by the older entry it failed to fence,
-        as when the cache answers again before the retry lands.
+    :param newest: what this process knows (``region.NewestVersion``): an entry
+        fenced below ``newest.known()``, or holding a value older than
+        ``newest.served()``, is loaded again under the lease instead of served.
     """
 
     def __init__(
@@ -143,7 +175,7 @@ class VersionedLoader:
         on_event: Callable[[LoaderEvent], None] = lambda event: None,
         on_error: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.time,
-        floor: Callable[[], int] = lambda: 0,
+        newest: Newest | None = None,
     ) -> None:
         self.cache = strict_interface(cache)
         self.key = key
@@ -155,7 +187,7 @@ class VersionedLoader:
         self.on_event = on_event
         self.on_error = on_error
         self.clock = clock
-        self.floor = floor
+        self.newest: Newest = newest or NothingNewer()
         self._flights: SingleFlight[Loaded] = SingleFlight()  # this process's load under way
 
     # -- reads -------------------------------------------------------------
@@ -172,9 +204,13 @@ class VersionedLoader:
             entry = self._read(strict=True)
         except _BackendFailed:
             return self._join_or_lead(load, min_version=0, through_cache=False)
-        floor = self.floor()
-        if entry is not None and entry.fence < floor:  # older than a write this process made
-            return self._join_or_lead(load, min_version=floor)
+        if entry is not None:
+            known = self.newest.known()
+            if entry.fence < known:  # missing a write this process knows of
+                return self._join_or_lead(load, min_version=known)
+            served = self.newest.served()
+            if entry.has_value and entry.version < served:  # older than what it has shown
+                return self._join_or_lead(load, min_version=served)
         now = self.clock()
         if entry is not None and entry.is_fresh(now):
             return Loaded(entry.value, entry.version, CacheStatus.HIT)
@@ -307,23 +343,29 @@ class VersionedLoader:
         """Keep the current value but no longer as fresh, fenced at ``version``.
 
         Readers get it as ``STALE`` (never blocked) until a refresh stores the
-        value at ``version``; with no value cached, this is a tombstone.
+        value at ``version``; with no value cached, this is a tombstone. True unless
+        refused (:meth:`stale_mark` says what was done).
         """
+        return self.stale_mark(version, strict=strict) is not StaleMark.REFUSED
+
+    def stale_mark(self, version: int, *, strict: bool = False) -> StaleMark:
+        """:meth:`mark_stale`, telling a mark (a refresh is due) from a value already current."""
         for _ in range(MARK_STALE_ATTEMPTS):
             entry = self.current_entry() if strict else self._read()
             now = self.clock()
             if entry is None or not entry.has_value:
-                return self.invalidate(version, strict=strict)
+                tombstone = self.invalidate(version, strict=strict)
+                return StaleMark.TOMBSTONE if tombstone else StaleMark.REFUSED
             if entry.version >= version:
-                return True  # loaded at (or after) this write already: nothing is stale
+                return StaleMark.CURRENT  # loaded at (or after) this write: nothing is stale
             stale = entry.marked_stale(version, now + self.lease_seconds)
             # The fence must outlive the serving window: a load that began before this
             # write may land long after the window closed, and must still be refused.
             longest = self._longest_life()  # 0: values never expire, nor may this
             keep = 0 if longest == 0 else max(timeout_for(stale, now), longest)
             if self._store(stale, now, timeout=keep, replacing=entry, strict=strict):
-                return True
-        return False
+                return StaleMark.MARKED
+        return StaleMark.REFUSED
 
     def current_entry(self) -> VersionedEntry | None:
         """What the cache holds under the key now (None: nothing, or not an entry).

@@ -16,9 +16,10 @@ Freshness, the whole contract:
   versioned entries use ``cache_backends.versioned.near_lifetime``, so
   tombstones, stale marks and entries past their freshness always come from
   the remote;
-- ``rank(value)`` and ``floor(key)`` (the caller's too) end a copy early: a copy
-  ranked below the floor is not served, so a newer value known to exist (the
-  app hears the database's change events) is read at once, not after ``ttl``;
+- ``rank(value)`` (the caller's too) and :meth:`NearCache.watch` end a copy
+  early: a copy of a watched key ranked below the version its watcher has heard
+  is not served, so a newer value known to exist (a region hears the database's
+  change events) is read at once, not after ``ttl``;
 - this process's own writes (``set``, ``delete``, ``set_versioned``, ...) update
   or drop the near copy first, so the writer sees its write at once; a write
   the remote refuses or fails drops the near copy (the next read asks the remote);
@@ -66,9 +67,9 @@ DEFAULT_MAX_BYTES = 16 * 1024 * 1024
 KeepHook = Callable[[Any, float], float | None]
 #: ``rank(value)``: how new a value is (a versioned entry's fence), None: not ranked.
 RankHook = Callable[[Any], int | None]
-#: ``floor(key)``: the lowest rank of ``key`` still current (for the app, the database's
-#: version as last heard), or None.
-FloorHook = Callable[[str], int | None]
+#: ``heard()``: the lowest rank of a watched key still current (for a region, the
+#: database's version as last heard), or None. Read on every near hit of that key.
+HeardHook = Callable[[], int | None]
 
 
 def keep_for_the_ttl(value: Any, now: float) -> float | None:
@@ -121,7 +122,6 @@ class NearStore:
         default_timeout: int,
         keep: KeepHook,
         rank: RankHook,
-        floor: FloorHook,
         max_entries: int,
         max_bytes: int,
         on_lookup: Callable[[bool], None],
@@ -133,7 +133,8 @@ class NearStore:
         self.default_timeout = default_timeout
         self.keep = keep
         self.rank = rank
-        self.floor = floor
+        #: Watched keys (``NearCache.watch``): what each has heard.
+        self.floors: dict[str, HeardHook] = {}
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self.on_lookup = on_lookup
@@ -274,9 +275,10 @@ class NearStore:
 
     def _below_floor(self, key: str, copy: _NearCopy) -> bool:
         """Whether a newer value than ``copy`` is known to exist (a change event was heard)."""
-        if copy.rank is None:
+        heard = self.floors.get(key)
+        if copy.rank is None or heard is None:
             return False
-        floor = self.floor(key)
+        floor = heard()
         return floor is not None and copy.rank < floor
 
     def _read_remote(self, key: str) -> _Held | None:
@@ -398,10 +400,8 @@ class NearCache(DegradingEdge):
         other processes' writes); above 0.
     :param keep: ``keep(value, now)``: until when (wall clock) a value may be
         kept, or None if it may not be; by default any value, for ``ttl``.
-    :param rank: ``rank(value)``: how new a value is, or None; with ``floor``, it
-        ends a near copy early, the moment a newer value is known to exist.
-    :param floor: ``floor(key)``: the lowest rank of ``key`` still current, or None;
-        read on every near hit of a ranked value, so it must be cheap (no network call).
+    :param rank: ``rank(value)``: how new a value is, or None; with :meth:`watch`,
+        it ends a near copy early, the moment a newer value is known to exist.
     :param max_entries: near copies kept at most; the least recently used go first.
     :param max_bytes: bytes kept at most (see the module); a larger value is not kept.
     :param on_lookup: called with True for a near hit, False when the remote was asked.
@@ -414,7 +414,6 @@ class NearCache(DegradingEdge):
         *,
         keep: KeepHook = keep_for_the_ttl,
         rank: RankHook = unranked,
-        floor: FloorHook = lambda key: None,
         max_entries: int = DEFAULT_MAX_ENTRIES,
         max_bytes: int = DEFAULT_MAX_BYTES,
         on_lookup: Callable[[bool], None] = lambda near_hit: None,
@@ -433,7 +432,6 @@ class NearCache(DegradingEdge):
             default_timeout=self.default_timeout,
             keep=keep,
             rank=rank,
-            floor=floor,
             max_entries=max_entries,
             max_bytes=max_bytes,
             on_lookup=on_lookup,
@@ -445,10 +443,10 @@ class NearCache(DegradingEdge):
     def ttl(self) -> float:
         return self.strict.ttl
 
-    def serve_no_copy_below(self, floor: FloorHook) -> None:
-        """Set the ``floor`` hook after construction: an app learns its floors (the
-        versions it has heard of) once its cache exists."""
-        self.strict.floor = floor
+    def watch(self, key: str, heard: HeardHook) -> None:
+        """End ``key``'s near copy once ``heard()`` (cheap: no network call) names a
+        newer rank than the copy's: a region watches the versions its process hears."""
+        self.strict.floors[key] = heard
 
     def near_size(self) -> tuple[int, int]:
         """Entries and bytes held now (diagnostics)."""

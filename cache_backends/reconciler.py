@@ -42,7 +42,6 @@ import logging
 import math
 import random
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -277,48 +276,3 @@ class Reconciler:
                 self.reconcile_once(fleet_lease=not woken)
             except Exception:  # the thread must outlive any one reconcile's bug
                 logger.exception("reconcile of %r raised", self.loader.key)
-
-
-class VersionAfterRecovery:
-    """The database's version, read once after each recovery of the cache: a loader floor.
-
-    While a process's circuit is open, other processes may commit changes whose
-    cache updates failed too: their debts live in their memory, not this
-    process's. The read that closes this process's circuit would then serve the
-    entry the outage left behind, as a HIT, until the writers' retries or the
-    reconciler land. So the first read after a recovery asks the database its
-    version (one one-row query per process per recovery), and for ``hold_seconds``
-    an older entry is reloaded instead of served. Held for a while only: by then
-    the reconciler has repaired the shared cache, and a floor kept for ever would
-    make every read a load once a database is restored to an older version.
-    """
-
-    def __init__(
-        self,
-        database_version: Callable[[], int],
-        hold_seconds: float,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.database_version = database_version
-        self.hold_seconds = hold_seconds
-        self.clock = clock
-        self._recovered = threading.Event()
-        self._floor = 0
-        self._until = -math.inf
-
-    def cache_recovered(self) -> None:
-        """The cache answers again (the breaker's first good probe): verify the next read."""
-        self._recovered.set()
-
-    def __call__(self) -> int:
-        """The floor: the version read at the last recovery while it is held, else 0."""
-        if self._recovered.is_set():
-            self._recovered.clear()
-            try:
-                self._floor = self.database_version()
-            except Exception:  # the database answers the read itself, or fails it
-                logger.warning("database version after the cache's recovery unknown", exc_info=True)
-                self._recovered.set()
-                return 0
-            self._until = self.clock() + self.hold_seconds
-        return self._floor if self.clock() < self._until else 0

@@ -25,7 +25,6 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from enum import StrEnum
 from typing import Any
 
 from flask import Config, Flask
@@ -41,18 +40,10 @@ from cache_backends.dynamodb.settings import (
     positive_int,
     string,
 )
+from cache_backends.region import Strategy
 
-
-class CacheStrategy(StrEnum):
-    """What a category write (POST, PATCH, DELETE) does to the cached list after the commit."""
-
-    #: Leave a versioned tombstone: the next GET anywhere is a miss that reloads from the DB.
-    INVALIDATE = "invalidate"
-    #: Put the fresh list: the next GET anywhere is already a hit; the write pays the reload.
-    WRITE_THROUGH = "write-through"
-    #: Mark the list stale and reload it in the background: the write does not wait, and
-    #: GETs meanwhile answer at once with the previous list as STALE.
-    REFRESH_ASYNC = "refresh-async"
+#: What a category write does to the cached list after the commit (the library's strategies).
+CacheStrategy = Strategy
 
 
 #: Small enough to refuse junk early: a category body is a few dozen bytes.

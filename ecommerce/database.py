@@ -29,7 +29,7 @@ from sqlalchemy.exc import SAWarning
 
 from cache_backends.cli import confirmed
 from ecommerce.categories import repository
-from ecommerce.categories.cache_policy import after_categories_changed, forget_cached_categories
+from ecommerce.categories.cache_policy import after_categories_changed, categories_region
 from ecommerce.extensions import MIGRATIONS_DIRECTORY, db
 
 SEED_CATEGORY_NAMES = ("Electronics", "Clothing", "Books")
@@ -162,7 +162,7 @@ def _seed() -> None:
     if repository.ensure_catalogue_version():
         # Versions start again at 0: whatever the cache holds was fenced by another
         # database's versions and could refuse this one's lists until it expires.
-        forget_cached_categories()
+        categories_region().forget()
         click.echo("Created the catalogue version row; dropped any cached category list")
     added, version = repository.add_missing_categories(SEED_CATEGORY_NAMES)
     if version is not None:

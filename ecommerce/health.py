@@ -24,7 +24,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import ServiceUnavailable
 
-from ecommerce.categories import cache_policy
+from ecommerce.categories.cache_policy import categories_region
 from ecommerce.database import is_newer_schema, schema_head
 from ecommerce.extensions import cache, db
 
@@ -73,14 +73,14 @@ def readyz() -> dict[str, Any]:
 
 
 def _coherence_report() -> dict[str, Any]:
-    """The catalogue version in the database against the cached list's (cache_policy).
+    """The catalogue version in the database against the cached list's (its region).
 
     Reported, never required: a cache behind or unavailable leaves the instance
     ready (the reconciler repairs the one, the database answers for the other).
     The database's version is the one more statement this costs.
     """
     try:
-        return cache_policy.coherence_report()
+        return categories_region().report()
     except SQLAlchemyError as error:  # the probe above answered: a blip, not unreadiness
         logger.warning("readiness: the catalogue version could not be read: %s", error)
         return {"error": f"the catalogue version could not be read ({type(error).__name__})"}

@@ -38,6 +38,10 @@ from flask import Flask, Response, g, has_request_context, request
 from flask.logging import default_handler
 from pythonjsonlogger.json import JsonFormatter
 
+from cache_backends import signals
+from cache_backends.loader import LoaderEvent
+from cache_backends.owed import OwedOutcome
+from cache_backends.reconciler import COHERENT, REPAIRS, Reconciliation
 from cache_backends.strict import CacheUnavailable
 from ecommerce import metrics
 
@@ -280,13 +284,54 @@ def _ours_then_theirs(
     return both
 
 
+# --- what the cache regions report (cache_backends.signals) -------------------------
+# One receiver per signal, labelled by the region's name; module-level functions, so a
+# second create_app (tests) connects nothing twice.
+
+
+def _count_loader_event(region: object, *, name: str, event: LoaderEvent) -> None:
+    metrics.CACHE_LOADER_EVENTS.labels(name, event.value).inc()
+
+
+def _record_region_error(region: object, *, name: str) -> None:
+    record_cache_error()
+
+
+def _count_owed(region: object, *, name: str, outcome: OwedOutcome) -> None:
+    metrics.CACHE_OWED_UPDATES.labels(name, outcome.value).inc()
+
+
+def _set_owed_pending(region: object, *, name: str, pending: int) -> None:
+    metrics.CACHE_OWED_PENDING.labels(name).set(pending)
+
+
+def _count_reconcile(region: object, *, name: str, reconciliation: Reconciliation) -> None:
+    outcome = reconciliation.outcome
+    metrics.CACHE_RECONCILES.labels(name, outcome.value).inc()
+    if outcome in REPAIRS:
+        metrics.CACHE_RECONCILE_REPAIRS.labels(name, outcome.value).inc()
+    if reconciliation.lag is not None:
+        metrics.CACHE_VERSION_LAG.labels(name).set(reconciliation.lag)
+    if outcome in COHERENT:
+        metrics.CACHE_COHERENT_TIMESTAMP.labels(name).set_to_current_time()
+
+
+def _subscribe_to_regions() -> None:
+    signals.loader_event.connect(_count_loader_event)
+    signals.cache_error.connect(_record_region_error)
+    signals.owed_outcome.connect(_count_owed)
+    signals.owed_pending.connect(_set_owed_pending)
+    signals.reconciled.connect(_count_reconcile)
+
+
 def metrics_view() -> Response:
     body, content_type = metrics.render_latest()
     return Response(body, content_type=content_type)
 
 
 def init_app(app: Flask) -> None:
-    """Install logging, the request hooks, ``GET /metrics`` and the cache's metric hooks.
+    """Install logging, the request hooks, ``GET /metrics``, the cache's metric hooks and
+    the receivers of the cache regions' signals.
 
     Call before ``cache.init_app``: the DynamoDB backend reads its observer and
     on_rejected hook from the config when Flask-Caching builds it. A hook the
@@ -299,6 +344,7 @@ def init_app(app: Flask) -> None:
         ("CACHE_DYNAMODB_ON_REJECTED", count_rejected_entry),
     ):
         app.config[setting] = _ours_then_theirs(ours, app.config.get(setting))
+    _subscribe_to_regions()
     app.before_request(_start_request)
     app.after_request(_finish_request)
     app.add_url_rule("/metrics", "metrics", metrics_view, methods=["GET"])

@@ -10,7 +10,7 @@ Hand-kept, as Python data in this one module, rather than generated:
   invisible characters, a 409 that names the stored spelling, see
   ``categories/names.py``) do not fit a schema library's field types anyway.
 
-A hand-kept document drifts unless something checks it, so tests/test_openapi.py
+A hand-kept document drifts unless something checks it, so tests/integration/test_openapi.py
 has schemathesis fuzz the live app against it in ``make test``: any 5xx, or a
 status, content type, header or body the document does not describe, fails the
 build. Python rather than YAML so the limits (name length, the largest id, the

@@ -106,7 +106,7 @@ def make_app(
     pool closed (PostgreSQL counts connections).
     """
     from ecommerce import create_app
-    from ecommerce.categories.cache_policy import drain_background_refreshes
+    from ecommerce.categories.cache_policy import stop_categories_cache
     from ecommerce.extensions import db
 
     built: list[Flask] = []
@@ -133,7 +133,7 @@ def make_app(
     for app in built:
         # A refresh still queued would load (and count in the process-wide metrics)
         # during the next test: let it finish here.
-        assert drain_background_refreshes(app), "a background refresh outlived its test"
+        assert stop_categories_cache(app), "a background refresh outlived its test"
         with app.app_context():
             db.engine.dispose()
 

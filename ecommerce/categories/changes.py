@@ -155,6 +155,10 @@ class CatalogueListener:
         #: tests that must act while the listener is disconnected.
         self.before_reconnect: Callable[[int], None] = lambda attempt: None
 
+    def latest(self) -> int | None:
+        """The version last heard (a region's version source): a read of the board."""
+        return self.board.read()
+
     def start(self) -> None:
         if self._thread is None:
             self._thread = threading.Thread(

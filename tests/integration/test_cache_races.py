@@ -20,17 +20,13 @@ from flask import Flask
 
 from cache_backends.versioned import store_entry, timeout_for
 from ecommerce.categories import repository
-from ecommerce.categories.cache_policy import (
-    CACHE_NAME,
-    CATEGORIES_CACHE_KEY,
-    _loader,
-    cached_entry,
-)
+from ecommerce.categories.cache_policy import CACHE_NAME, CATEGORIES_CACHE_KEY, categories_region
 from ecommerce.metrics import CACHE_LOADER_EVENTS, CACHE_REQUESTS
 from tests.support.app import (
     ON_BOTH_DATABASES,
     SEED_CATEGORIES,
     TOYS,
+    cached_entry,
     get_categories,
     post_category,
     recorded_sql,
@@ -66,7 +62,7 @@ def leases_acquired() -> float:
 def settle(app: Flask) -> None:
     """Wait until no load holds the lease: init-db's own refresh (refresh-async) is done."""
     with app.app_context():
-        loader = _loader()
+        loader = categories_region().loader
     for _ in range(int(PAUSE_TIMEOUT_SECONDS / POLL_INTERVAL_SECONDS)):
         if loader.cache.get(loader.lease_key) is None:
             return
@@ -91,7 +87,7 @@ def age_past_its_ttl(app: Flask) -> None:
     then go stale again before the test looks, and be refreshed twice.
     """
     with app.app_context():
-        cached, backend = cached_entry(), _loader().cache
+        cached, backend = cached_entry(), categories_region().loader.cache
     assert cached is not None and cached.has_value
     now = time.time()
     aged = dataclasses.replace(cached, fresh_until=now - 1)
@@ -103,7 +99,7 @@ def age_past_its_ttl(app: Flask) -> None:
 def drop_cached_list(app: Flask) -> None:
     """Start cold: init-db may have written the seed list through."""
     with app.app_context():
-        _loader().cache.delete(CATEGORIES_CACHE_KEY)
+        categories_region().loader.cache.delete(CATEGORIES_CACHE_KEY)
 
 
 def wait_for_hit(app: Flask) -> tuple[list[dict[str, Any]], str]:
@@ -190,7 +186,9 @@ def test_a_refresh_lost_with_its_process_is_taken_over_by_the_next_reader(
     assert get_categories(client)[0] == SEED_CATEGORIES
     with app.app_context():
         _, version = repository.create_category("Toys")
-        _loader().mark_stale(version)  # and then the process died: no refresh was queued
+        categories_region().loader.mark_stale(
+            version
+        )  # and then the process died: no refresh was queued
 
     assert get_categories(client) == (SEED_CATEGORIES, "STALE")
     assert wait_for_hit(app) == ([*SEED_CATEGORIES, TOYS], "HIT")

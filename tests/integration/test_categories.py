@@ -17,7 +17,7 @@ from flask.testing import FlaskClient
 from flask_caching.backends.simplecache import SimpleCache
 
 from cache_backends.versioned import VersionedEntry
-from ecommerce.categories.cache_policy import categories_ttl
+from ecommerce.categories.cache_policy import categories_region
 from ecommerce.categories.models import NAME_MAX_LENGTH
 from ecommerce.categories.representation import Representation, encode_json
 from tests.support.app import (
@@ -188,7 +188,7 @@ def test_ttl_jitter_stays_within_ten_percent_below_the_setting(
     app = make_app(init_db=False, CATEGORIES_CACHE_TTL=300)
 
     with app.app_context():
-        ttls = {categories_ttl() for _ in range(200)}
+        ttls = {categories_region().loader.ttl() for _ in range(200)}
 
     assert min(ttls) >= 270
     assert max(ttls) <= 300

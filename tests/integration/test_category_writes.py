@@ -23,9 +23,7 @@ from ecommerce.categories import repository
 from ecommerce.categories.cache_policy import (
     CACHE_NAME,
     CATEGORIES_CACHE_KEY,
-    _loader,
-    cached_entry,
-    owed_updates,
+    categories_region,
 )
 from ecommerce.categories.models import NAME_MAX_LENGTH, Category
 from ecommerce.config import MAX_REQUEST_BODY_BYTES
@@ -36,6 +34,7 @@ from tests.support.app import (
     SEED_CATEGORIES,
     TOYS,
     cached_categories,
+    cached_entry,
     categories_in_db,
     get_categories,
     post_category,
@@ -122,7 +121,7 @@ def warm_and_settled(app: Flask) -> Flask:
     """Cache the seed list and wait until no load holds the lease (init-db's refresh is over)."""
     assert wait_for_hit(app.test_client()) == SEED_CATEGORIES
     with app.app_context():
-        loader = _loader()
+        loader = categories_region().loader
     deadline = time.monotonic() + POLL_DEADLINE_SECONDS
     while loader.cache.get(loader.lease_key) is not None:
         assert time.monotonic() < deadline, "the lease was never released"
@@ -334,7 +333,7 @@ def test_a_get_after_the_write_is_never_handed_a_load_that_started_before_it(
     """
     app = warm_and_settled(make_story_app(CATEGORIES_CACHE_STRATEGY="invalidate"))
     with app.app_context():
-        _loader().cache.delete(CATEGORIES_CACHE_KEY)  # cold: the next GET loads
+        categories_region().loader.cache.delete(CATEGORIES_CACHE_KEY)  # cold: the next GET loads
     pause = paused_load
     pause.arm()
 
@@ -640,7 +639,7 @@ def test_a_post_during_a_partition_answers_within_the_write_budget_and_owes_the_
     print(f"\nPOST during a partition (invalidate): {elapsed * 1000:.0f} ms")
     assert elapsed < POST_DEADLINE_SECONDS
     assert attempts[:1] == ["PutItem"]  # later ones are the background retry's
-    assert owed_updates(app).pending() == {CATEGORIES_CACHE_KEY: catalogue_version(app)}
+    assert categories_region(app).owed.pending() == {CATEGORIES_CACHE_KEY: catalogue_version(app)}
 
 
 def test_a_write_while_the_circuit_is_open_shows_once_it_closes_and_never_goes_back(
@@ -665,13 +664,13 @@ def test_a_write_while_the_circuit_is_open_shows_once_it_closes_and_never_goes_b
 
     assert post_category(client, "Toys") == TOYS
     owed_version = catalogue_version(app)
-    assert owed_updates(app).pending() == {CATEGORIES_CACHE_KEY: owed_version}
+    assert categories_region(app).owed.pending() == {CATEGORIES_CACHE_KEY: owed_version}
     assert get_categories(client) == ([*SEED_CATEGORIES, TOYS], "MISS")  # the database
     breaker.cooldown = 0.0  # healed: the next call is the probe
 
     assert get_categories(client)[0] == [*SEED_CATEGORIES, TOYS]  # the probe's GET, too
     deadline = time.monotonic() + POLL_DEADLINE_SECONDS
-    while owed_updates(app).pending():
+    while categories_region(app).owed.pending():
         assert time.monotonic() < deadline, "the owed update was never retried"
         time.sleep(POLL_INTERVAL_SECONDS)
     assert wait_for_hit(client) == [*SEED_CATEGORIES, TOYS]

@@ -22,7 +22,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from devtools.postgresql import LocalPostgreSQL
-from ecommerce.categories.cache_policy import catalogue_listener, reconciler
+from ecommerce.categories.cache_policy import categories_region
 from ecommerce.categories.changes import CatalogueListener, VersionBoard
 from ecommerce.categories.models import CATALOGUE_CHANNEL
 from tests.support.app import SEED_CATEGORIES, TOYS, get_categories
@@ -206,16 +206,16 @@ def insert_with_plain_sql(database_uri: str, name: str) -> None:
 @contextlib.contextmanager
 def listening_app(app: Flask) -> Iterator[CatalogueListener]:
     """The app's listener, started as a gunicorn worker's first request starts it."""
-    listener = catalogue_listener(app)
+    listener = categories_region(app).source
     assert listener is not None, "PostgreSQL has notifications: the app must listen"
-    reconciler(app).start()
+    categories_region(app).reconciler.start()
     listener.start()
     try:
         assert listener.listening.wait(WAIT_SECONDS)
         yield listener
     finally:
         listener.stop()
-        reconciler(app).stop()
+        categories_region(app).reconciler.stop()
 
 
 def names(client: FlaskClient) -> set[str]:
@@ -251,7 +251,8 @@ def test_a_plain_sql_insert_is_served_by_every_process_within_a_second(
         assert seconds_until_served(clients, TOYS["name"]) < PLAIN_SQL_BOUND_SECONDS
         assert all(get_categories(client)[1] == "HIT" for client in clients)
     assert (
-        catalogue_listener(other) is not None and not catalogue_listener(other).listening.is_set()
+        categories_region(other).source is not None
+        and not categories_region(other).source.listening.is_set()
     )
 
 
@@ -285,7 +286,7 @@ def test_a_notification_arriving_during_a_load_never_lets_the_older_list_be_serv
 
 def test_sqlite_has_no_listener(make_app: Callable[..., Flask]) -> None:
     """No notifications there: the reconciler's interval is the bound."""
-    assert catalogue_listener(make_app()) is None
+    assert categories_region(make_app()).source is None
 
 
 @ON_POSTGRESQL
@@ -298,6 +299,6 @@ def test_an_unwritable_events_folder_costs_the_listener_not_the_start_up(
 
     app = make_app(CATALOGUE_EVENTS_DIR=str(not_a_folder / "events"))
 
-    assert catalogue_listener(app) is None
+    assert categories_region(app).source is None
     assert "CATALOGUE_EVENTS_DIR" in caplog.text
     assert get_categories(app.test_client())[0] == SEED_CATEGORIES

@@ -155,9 +155,8 @@ def test_a_copy_below_the_floor_is_read_again_at_once(make_near: MakeNear) -> No
     """The app raises the floor when it hears of a change: the near TTL is not waited out."""
     heard: list[int] = []
     writer = make_near()
-    reader = make_near(
-        rank=near_rank, floor=lambda key: heard[-1] if heard and key == "list" else None
-    )
+    reader = make_near(rank=near_rank)
+    reader.watch("list", lambda: heard[-1] if heard else None)
     store_entry(writer.strict, "list", fresh_entry(["v1"], 1), 60)
     assert reader.get("list").value == ["v1"]
     calls = record_dynamodb_calls(reader)

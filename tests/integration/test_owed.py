@@ -17,6 +17,7 @@ from flask_caching.backends.simplecache import SimpleCache
 from cache_backends.dynamodb import DynamoDBCache
 from cache_backends.loader import CacheStatus, VersionedLoader
 from cache_backends.owed import MAX_RETRY_SECONDS, RETRY_JITTER_FRACTION, OwedOutcome, OwedUpdates
+from cache_backends.region import NewestVersion
 from cache_backends.strict import CacheUnavailable, on_recovery, request_path
 from devtools.dynamodb_local import DynamoDBLocal
 from tests.support.caches import RELAXED_GET_TIMEOUT_SECONDS, TEST_SIGNING_KEY
@@ -123,7 +124,8 @@ def test_the_loader_serves_no_entry_older_than_what_this_process_owes() -> None:
     """The cache answers again before the owed tombstone landed: its old list is not a HIT."""
     cache = FlakyCache()
     owed = OwedUpdates(background=False)
-    loader = VersionedLoader(cache, KEY, ttl=lambda: 60, floor=lambda: owed.version_owed(KEY))
+    newest = NewestVersion(owed=owed, key=KEY, database_version=lambda: 0, hold_seconds=6)
+    loader = VersionedLoader(cache, KEY, ttl=lambda: 60, newest=newest)
     assert loader.store("v1", 1)
     cache.failing = True
     owed_write_through(loader, owed, "v2", 2)

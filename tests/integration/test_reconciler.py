@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from cache_backends.reconciler import ReconcileOutcome, Reconciler, VersionAfterRecovery
+from cache_backends.reconciler import ReconcileOutcome, Reconciler
 from ecommerce.categories import repository
-from ecommerce.categories.cache_policy import _loader, cached_entry, reconciler
+from ecommerce.categories.cache_policy import categories_region
 from ecommerce.config import ConfigError
 from ecommerce.extensions import cache
 from ecommerce.metrics import CACHE_RECONCILES
@@ -28,6 +28,7 @@ from tests.support.app import (
     SEED_CATEGORIES,
     TOYS,
     cached_categories,
+    cached_entry,
     get_categories,
     recorded_sql,
 )
@@ -51,7 +52,7 @@ def write_behind_the_caches_back(app: Flask, name: str = TOYS["name"]) -> int:
 
 
 def reconcile(app: Flask, **kwargs: Any) -> ReconcileOutcome:
-    return reconciler(app).reconcile_once(**kwargs).outcome
+    return categories_region(app).reconciler.reconcile_once(**kwargs).outcome
 
 
 def warm(app: Flask) -> None:
@@ -111,7 +112,7 @@ def test_the_reconciler_racing_a_load_never_lets_the_older_list_become_fresh(
     app = make_story_app()
     with app.app_context():
         if cached_before == "nothing":
-            _loader().forget()
+            categories_region().loader.forget()
         seed_version = repository.current_catalogue_version()
     paused_load.arm()
     early = in_background(get_categories, app.test_client())
@@ -141,7 +142,7 @@ def test_a_write_between_the_reconcilers_two_reads_is_never_taken_for_a_restored
     app = make_story_app()
     warm(app)
     between, resume = threading.Event(), threading.Event()
-    the_reconciler = reconciler(app)
+    the_reconciler = categories_region(app).reconciler
     read_database_version = the_reconciler.database_version
 
     def paused_database_version() -> int:
@@ -171,7 +172,7 @@ def test_a_database_restored_to_an_older_version_is_forgotten_and_reloaded(
     ghost = [{"id": 99, "name": "Ghost"}]
     with app.app_context():
         restored_version = repository.current_catalogue_version()
-        assert _loader().store(ghost, restored_version + 5, strict=True)
+        assert categories_region().loader.store(ghost, restored_version + 5, strict=True)
     assert get_categories(app.test_client()) == (ghost, "HIT"), "the problem"
 
     assert reconcile(app) == ReconcileOutcome.AHEAD
@@ -198,7 +199,7 @@ def test_the_lease_lets_only_one_of_two_reconcilers_act(
     warm(first)
     write_behind_the_caches_back(first)
     holding, release = threading.Event(), threading.Event()
-    first_reconciler: Reconciler = reconciler(first)
+    first_reconciler: Reconciler = categories_region(first).reconciler
     read_database_version = first_reconciler.database_version
 
     def held_database_version() -> int:
@@ -208,7 +209,7 @@ def test_the_lease_lets_only_one_of_two_reconcilers_act(
 
     first_reconciler.database_version = held_database_version
     second_reads: list[int] = []
-    second_reconciler = reconciler(second)
+    second_reconciler = categories_region(second).reconciler
     read_second = second_reconciler.database_version
     second_reconciler.database_version = lambda: second_reads.append(1) or read_second()
 
@@ -273,11 +274,11 @@ def test_the_thread_starts_with_the_first_request_and_stops_at_drain(
     """Not under TESTING, as a server runs: no thread for init-db (a CLI command) nor
     before the first request; then one, woken at once by wake(); gone after the drain.
     """
-    from ecommerce.categories.cache_policy import drain_background_refreshes
+    from ecommerce.categories.cache_policy import stop_categories_cache
 
     hour = 3600  # the interval never elapses here: only wake() makes it reconcile
     app = make_app(TESTING=False, CATEGORIES_CACHE_RECONCILE_SECONDS=hour)
-    the_reconciler = reconciler(app)
+    the_reconciler = categories_region(app).reconciler
     assert not the_reconciler.running, "init-db ran; no request yet"
     warm(app)
     assert the_reconciler.running
@@ -288,7 +289,7 @@ def test_the_thread_starts_with_the_first_request_and_stops_at_drain(
 
     wait_until(lambda: reconciles_counted() > before, "wake() did not reconcile")
     assert get_categories(app.test_client()) == (WITH_TOYS, "MISS")
-    assert drain_background_refreshes(app)
+    assert stop_categories_cache(app)
     assert not the_reconciler.running
 
 
@@ -296,7 +297,7 @@ def test_no_thread_when_the_interval_is_zero(make_app: Callable[..., Flask]) -> 
     app = make_app(TESTING=False, CATEGORIES_CACHE_RECONCILE_SECONDS=0)
     warm(app)
 
-    assert not reconciler(app).running
+    assert not categories_region(app).reconciler.running
     assert reconcile(app) == ReconcileOutcome.IN_SYNC  # still callable by hand
 
 
@@ -314,51 +315,7 @@ def test_a_failing_cache_is_a_failed_reconcile_not_an_empty_one(
     """An outage must not read as "nothing cached" (which would tombstone): it is retried."""
     app = make_app(CACHE_TYPE="tests.support.caches.RaisingCache")
 
-    reconciliation = reconciler(app).reconcile_once()
+    reconciliation = categories_region(app).reconciler.reconcile_once()
 
     assert reconciliation.outcome == ReconcileOutcome.FAILED
     assert reconciliation.lag is None
-
-
-class SteppedClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def test_after_a_recovery_the_next_read_asks_the_database_once_and_holds_its_version() -> None:
-    """Another process's write may have failed during this one's outage:
-    tests/blackbox/test_coherence.py shows the old list coming back as a HIT without this floor."""
-    database_reads: list[int] = []
-
-    def database_version() -> int:
-        database_reads.append(7)
-        return 7
-
-    clock = SteppedClock()
-    floor = VersionAfterRecovery(database_version, hold_seconds=6, clock=clock)
-    assert floor() == 0 and database_reads == []  # no outage: no query
-
-    floor.cache_recovered()
-    assert [floor(), floor()] == [7, 7]
-    assert database_reads == [7]  # once per recovery, not per read
-    clock.now = 6.0
-    assert floor() == 0  # held for a while only: a restored database must not load for ever
-
-
-def test_a_failing_database_read_after_a_recovery_is_tried_again_on_the_next_read() -> None:
-    answers: list[int | Exception] = [RuntimeError("database down"), 4]
-
-    def database_version() -> int:
-        answer = answers.pop(0)
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
-
-    floor = VersionAfterRecovery(database_version, hold_seconds=6, clock=SteppedClock())
-    floor.cache_recovered()
-
-    assert floor() == 0
-    assert floor() == 4

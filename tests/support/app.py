@@ -12,6 +12,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import event
 
+from cache_backends.versioned import VersionedEntry
+
 #: What ``init-db`` seeds, as ``GET /categories`` lists it.
 SEED_CATEGORIES = [
     {"id": 1, "name": "Electronics"},
@@ -80,7 +82,6 @@ def cached_categories(app: Flask) -> Any:
 
     Decoded from the cached value, which must be the list's HTTP representation.
     """
-    from ecommerce.categories.cache_policy import cached_entry
     from ecommerce.categories.representation import Representation
 
     with app.app_context():
@@ -89,6 +90,14 @@ def cached_categories(app: Flask) -> Any:
         return None
     assert isinstance(entry.value, Representation), type(entry.value)
     return entry.value.decoded()
+
+
+def cached_entry() -> VersionedEntry | None:
+    """What the running app's cache holds under the categories key right now."""
+    from ecommerce.categories.cache_policy import CATEGORIES_CACHE_KEY, categories_region
+
+    entry = categories_region().loader.cache.get(CATEGORIES_CACHE_KEY)
+    return entry if isinstance(entry, VersionedEntry) else None
 
 
 def categories_in_db(app: Flask) -> list[dict[str, Any]]:

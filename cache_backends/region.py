@@ -1,0 +1,462 @@
+"""One versioned key, owned end to end: the app's only handle on a cached value.
+
+In the spirit of dogpile.cache's ``CacheRegion``: the app hands in what only it
+knows (the key, how to load the value and at which database version, how to read
+that version, the strategy a write follows) and gets back one object. Everything
+between a request and the database lives here, written once.
+
+**A read** (:meth:`Region.get`), in order:
+
+1. the entry from the cache (a near copy, or the shared cache);
+2. compared with :class:`NewestVersion`, what this process knows: an entry
+   fenced below a version it knows of (its own write not landed yet, a change the
+   instance heard, the database's version after an outage) is loaded again, and
+   so is a value older than one it has already served (reads never go back);
+3. fresh: ``HIT``; in its stale window or marked stale: ``STALE``, refreshed
+   once in the background; absent or a tombstone: ``MISS``, loaded once per
+   process and once per fleet (``loader.py``: the lease and the single flight).
+
+**A write** (:meth:`Region.after_write`, after the commit), in order:
+
+1. the strategy, within the backend's request-path budget: ``invalidate``
+   leaves a tombstone at the write's version, ``write-through`` stores the list
+   read back after the commit, ``refresh-async`` marks the value stale and
+   refreshes it in the background;
+2. an update that did not land is owed and retried until it does (``owed.py``);
+3. the reconciler (``reconciler.py``) compares the database's version with the
+   cache's every few seconds, or at once when a change is heard, and repairs
+   what is behind, whatever happened to the writer.
+
+Every store is fenced by the version (``versioned.py``): an older snapshot never
+replaces a newer one. What the region does is sent as named signals
+(``signals.py``) for metrics and logs. No Flask here.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import threading
+import time
+from collections.abc import Callable
+from enum import StrEnum
+from typing import Any, Protocol
+
+from cache_backends import signals
+from cache_backends.loader import Load, Loaded, LoaderEvent, StaleMark, VersionedLoader
+from cache_backends.owed import OwedOutcome, OwedUpdates
+from cache_backends.reconciler import Reconciler, Reconciliation, coherence_of
+from cache_backends.refresher import BackgroundRefresher
+from cache_backends.strict import CacheUnavailable, on_recovery, request_path
+from cache_backends.versioned import VersionedEntry
+
+logger = logging.getLogger(__name__)
+
+#: Each entry lives between 90 % and 100 % of the TTL, so that entries written
+#: together (every instance after a deploy) do not all expire in the same second.
+TTL_JITTER_FRACTION = 0.1
+#: One key, one refresh at a time; a few queued cover a burst of writes.
+REFRESH_WORKERS = 1
+MAX_PENDING_REFRESHES = 4
+#: Seconds a process's shutdown waits for queued refreshes (gunicorn's graceful_timeout is 30).
+DRAIN_TIMEOUT_SECONDS = 10.0
+#: After the cache recovers from an outage, entries older than the database's version
+#: are loaded again for this many reconcile intervals: long enough for the reconciler
+#: (or the writers' owed updates) to have repaired the shared cache.
+RECOVERY_HOLD_INTERVALS = 3
+
+
+class Strategy(StrEnum):
+    """What a write does to the cached value after its commit."""
+
+    #: Leave a versioned tombstone: the next read anywhere loads (once, fleet-wide).
+    INVALIDATE = "invalidate"
+    #: Store the value read back after the commit: the next read anywhere is a hit.
+    WRITE_THROUGH = "write-through"
+    #: Mark the value stale and reload it in the background: the write does not wait,
+    #: and reads meanwhile answer at once with the previous value as STALE.
+    REFRESH_ASYNC = "refresh-async"
+
+
+def jittered_ttl(ttl: float) -> float:
+    """``ttl`` minus up to TTL_JITTER_FRACTION of it; the setting stays the maximum age."""
+    return ttl - random.uniform(0, ttl * TTL_JITTER_FRACTION) if ttl > 0 else ttl
+
+
+class VersionSource(Protocol):
+    """Where a process hears the database's version without asking (PostgreSQL's
+    notifications, shared by an instance's processes: ``ecommerce.categories.changes``)."""
+
+    def latest(self) -> int | None:
+        """The version last heard; None if nothing yet. Cheap: read on near-cache hits."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class NewestVersion:
+    """The newest version of one key this process knows of; the loader and the near layer read it.
+
+    Two readings of one state, because a stale-while-revalidate answer is allowed to
+    lag a write by design but never to lag what this process has already shown:
+
+    - :meth:`known`: no entry *fenced* below it is served. Raised by this process's
+      writes that have not landed (a partition hides them from the cache), by the
+      version the instance heard (another process's write, plain SQL), and for a
+      while after the cache recovers from an outage by the database's version then
+      (others' writes failed too, and their debts are in their memory).
+    - :meth:`served`: no *value* older than it is served, as ``HIT`` or ``STALE``.
+      Raised by every value this process loaded or served, and by the database's
+      version after a recovery: a stale mark that lands late, after an outage, on a
+      value the outage left behind must not bring back a list older than the ones
+      this process showed meanwhile. A load that began after it was raised and
+      answers an older version lowers it: the database went back (a restore).
+    """
+
+    def __init__(
+        self,
+        *,
+        owed: OwedUpdates,
+        key: str,
+        database_version: Callable[[], int],
+        hold_seconds: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._owed = owed
+        self._key = key
+        self._database_version = database_version
+        self._hold_seconds = hold_seconds
+        self._clock = clock
+        self._source: VersionSource | None = None
+        self._lock = threading.Lock()
+        self._served = 0
+        self._served_raised_at = -math.inf
+        self._recovered = threading.Event()
+        self._after_recovery = 0
+        self._after_recovery_until = -math.inf
+
+    def follow(self, source: VersionSource) -> None:
+        self._source = source
+
+    def heard(self) -> int | None:
+        """The version the instance heard (no I/O): what ends a near copy early."""
+        return None if self._source is None else self._source.latest()
+
+    def known(self) -> int:
+        """The lowest fence an entry may carry to be served; 0 when nothing newer is known."""
+        return max(self._owed.version_owed(self._key), self.heard() or 0, self._recovery())
+
+    def served(self) -> int:
+        """The oldest value version this process may still serve."""
+        return max(self._served, self._recovery())
+
+    def saw(self, version: int) -> None:
+        """A value at ``version`` was served (from the cache, or loaded)."""
+        if version > self._served:
+            with self._lock:
+                if version > self._served:
+                    self._served, self._served_raised_at = version, self._clock()
+
+    def loaded(self, version: int, started: float) -> None:
+        """A load that began at ``started`` (this clock) answered ``version``."""
+        with self._lock:
+            if version < self._served and started > self._served_raised_at:
+                logger.warning(
+                    "%r: the database answers version %d, older than the %d served here "
+                    "(restored from a backup?): serving from it",
+                    self._key,
+                    version,
+                    self._served,
+                )
+                self._served, self._served_raised_at = version, self._clock()
+        self.saw(version)
+
+    def cache_recovered(self) -> None:
+        """The cache answers again after failing (the breaker's first good probe)."""
+        self._recovered.set()
+
+    def _recovery(self) -> int:
+        """The database's version read once after each recovery, held for a while.
+
+        Read by the first read after the recovery (one one-row query per process per
+        outage), before it answers: that read must not be the one that serves what the
+        outage left behind. Held for ``hold_seconds`` only: by then the reconciler has
+        repaired the cache, and a floor kept for ever would load on every read once a
+        database is restored to an older version.
+        """
+        if self._recovered.is_set():
+            self._recovered.clear()
+            try:
+                version = self._database_version()
+            except Exception:  # the database answers (or fails) the read itself
+                logger.warning("%r: database version after the cache's recovery unknown", self._key)
+                self._recovered.set()
+                return 0
+            self._after_recovery = version
+            self._after_recovery_until = self._clock() + self._hold_seconds
+        return self._after_recovery if self._clock() < self._after_recovery_until else 0
+
+
+class Region:
+    """The app's one handle on ``key`` of ``cache``; see the module docstring.
+
+    :param cache: a Flask-Caching/cachelib backend object (SimpleCache,
+        ``DynamoDBCache``, a ``NearCache`` over either...).
+    :param key: the key (the backend adds its prefix).
+    :param load: ``load() -> (value, version)``: the value and the database version
+        it was read at, in one snapshot. Called on any thread (background refreshes,
+        the reconciler): it sets up its own context.
+    :param database_version: the database's version now (a one-row read).
+    :param strategy: what :meth:`after_write` does (:class:`Strategy`).
+    :param ttl: seconds a loaded value is fresh (jittered 10 % down); 0: for ever.
+    :param stale_seconds: seconds past the TTL the old value is served as ``STALE``
+        while one caller refreshes it.
+    :param lease_seconds: how long the right to load lasts (longer than a load).
+    :param reconcile_seconds: the reconciler's interval; 0: no reconciler thread.
+    :param name: names the region in signals, log lines and threads.
+    """
+
+    def __init__(
+        self,
+        cache: Any,
+        key: str,
+        *,
+        load: Load,
+        database_version: Callable[[], int],
+        strategy: Strategy | str = Strategy.INVALIDATE,
+        ttl: float,
+        stale_seconds: float = 0.0,
+        lease_seconds: int = 5,
+        reconcile_seconds: float = 2.0,
+        name: str | None = None,
+    ) -> None:
+        self.key = key
+        self.name = name or key
+        self.strategy = Strategy(strategy)
+        self._load_value = load
+        self.database_version = database_version
+        self.owed = OwedUpdates(
+            f"{self.name} cache", on_outcome=self._owed_outcome, on_pending=self._owed_pending
+        )
+        self.newest = NewestVersion(
+            owed=self.owed,
+            key=key,
+            database_version=database_version,
+            hold_seconds=RECOVERY_HOLD_INTERVALS * max(reconcile_seconds, 1),
+        )
+        self.loader = VersionedLoader(
+            cache,
+            key,
+            ttl=lambda: jittered_ttl(ttl),
+            stale_seconds=stale_seconds,
+            lease_seconds=lease_seconds,
+            refresher=BackgroundRefresher(REFRESH_WORKERS, MAX_PENDING_REFRESHES),
+            on_event=self._loader_event,
+            on_error=self._cache_error,
+            newest=self.newest,
+        )
+        self.reconciler = Reconciler(
+            self.loader,
+            database_version=database_version,
+            repair=self._repair,
+            interval=reconcile_seconds,
+            on_run=self._reconciled,
+        )
+        self.source: VersionSource | None = None
+        #: The newest version whose strategy this process applied, and when (monotonic).
+        self._written = (0, -math.inf)
+        self._written_lock = threading.Lock()
+        self._lease_seconds = lease_seconds
+        on_recovery(self.loader.cache, self.owed.wake)  # retry what is owed at once
+        on_recovery(self.loader.cache, self.newest.cache_recovered)
+
+    # -- reads -----------------------------------------------------------------------
+
+    def get(self) -> Loaded:
+        """The value: fresh, stale while it is refreshed, or loaded once (module docstring)."""
+        loaded = self.loader.get(self._load)
+        self.newest.saw(loaded.version)
+        return loaded
+
+    def current_entry(self) -> VersionedEntry | None:
+        """What the cache holds now; raises CacheUnavailable if it could not be asked."""
+        return self.loader.current_entry()
+
+    # -- writes ----------------------------------------------------------------------
+
+    def after_write(self, version: int) -> None:
+        """Bring the cache in line with a write committed at ``version``, per the strategy.
+
+        Tried at once within the backend's request-path budget, so that a partition
+        costs the answer well under a second; an update that does not land is owed
+        and retried in the background until it does. Never raises the cache's errors:
+        the write is committed, and its answer must not become a 500.
+        """
+        with self._written_lock:
+            if version >= self._written[0]:
+                self._written = (version, time.monotonic())
+        read_back = self._read_back()
+
+        def apply() -> bool:
+            return self._apply_strategy(version, read_back)
+
+        with request_path():
+            try:
+                apply()
+            except CacheUnavailable as error:
+                self.owed.owe(self.key, version, apply, reason=error)
+                return
+        self.owed.settle(self.key, version)
+
+    def forget(self) -> bool:
+        """Drop the entry whatever its version (a new database: versions start again)."""
+        return self.loader.forget()
+
+    # -- coherence -------------------------------------------------------------------
+
+    def reconcile_once(self, *, fleet_lease: bool = True) -> Reconciliation:
+        """Compare the database's version with the cache's and repair what is behind."""
+        return self.reconciler.reconcile_once(fleet_lease=fleet_lease)
+
+    def follow(self, source: VersionSource) -> None:
+        """Hear the database's version from ``source``: it ends near copies below it,
+        and its changes should call :meth:`changed`. Started and stopped with the region."""
+        self.source = source
+        self.newest.follow(source)
+        watch = getattr(self.loader.cache, "watch", None)  # a near layer ends copies early
+        if callable(watch):
+            watch(self.key, self.newest.heard)
+
+    def changed(self) -> None:
+        """A change was heard (or the source reconnected): reconcile now. Thread-safe."""
+        self.reconciler.wake()
+
+    def report(self) -> dict[str, object]:
+        """The database's version against the cache's, for a readiness probe.
+
+        Raises the database's errors (readiness depends on it); never the cache's.
+        """
+        database_version = self.database_version()
+        report: dict[str, object] = {
+            "database_version": database_version,
+            "owed": self.owed.pending().get(self.key),
+        }
+        try:
+            entry = self.current_entry()
+        except CacheUnavailable:
+            return {**report, "cached_version": None, "state": "unknown: the cache is unavailable"}
+        cached_version = None if entry is None else max(entry.fence, entry.version)
+        state = coherence_of(entry, database_version).value
+        return {**report, "cached_version": cached_version, "state": state}
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the reconciler and the version source (idempotent, cheap once started)."""
+        if self.reconciler.running:
+            return
+        self.reconciler.start()
+        if self.source is not None:
+            self.source.start()
+
+    def stop(self, timeout: float = DRAIN_TIMEOUT_SECONDS) -> bool:
+        """A process's graceful stop: True if every queued refresh finished in time.
+
+        The source and the reconciler stop; updates still owed get one last attempt,
+        and what is still owed after it is logged and left to another process's
+        reconciler (it does not make this answer False).
+        """
+        if self.source is not None:
+            self.source.stop()
+        self.reconciler.stop()
+        self.owed.drain()
+        refresher = self.loader.refresher
+        return refresher is None or refresher.drain(timeout)
+
+    # -- internals -------------------------------------------------------------------
+
+    def _writing(self, version: int) -> bool:
+        """Whether this process's own write at (or past) ``version`` is landing or owed."""
+        if self.owed.version_owed(self.key) >= version:
+            return True
+        with self._written_lock:
+            written, at = self._written
+        return written >= version and time.monotonic() - at < self._lease_seconds
+
+    def _load(self) -> tuple[Any, int]:
+        started = time.monotonic()
+        value, version = self._load_value()
+        self.newest.loaded(version, started)
+        return value, version
+
+    def _read_back(self) -> tuple[Any, int] | None:
+        """The value write-through stores, read once per write (an owed retry reuses it);
+        None for the other strategies, or if the database failed (a tombstone instead)."""
+        if self.strategy is not Strategy.WRITE_THROUGH:
+            return None
+        try:
+            return self._load()
+        except Exception:  # the write is committed: its answer must not become a 500
+            logger.exception("%s: write-through reload failed; leaving a tombstone", self.name)
+            return None
+
+    def _apply_strategy(self, version: int, read_back: tuple[Any, int] | None) -> bool:
+        """The strategy's update for ``version``; True if it landed, False if refused.
+
+        Raises CacheUnavailable when the cache could not be asked (the caller owes
+        it). A write-through the backend refuses (a newer value is cached; a value too
+        large) or a stale mark that does not take falls back to a tombstone, so that
+        no process keeps serving the value without the write until the TTL.
+        """
+        if self.strategy is Strategy.WRITE_THROUGH and read_back is not None:
+            value, loaded_version = read_back
+            if self.loader.store(value, loaded_version, strict=True):
+                return True
+            logger.warning(
+                "%s: write-through not stored (a newer value is cached, or it is too "
+                "large); leaving a tombstone",
+                self.name,
+            )
+        elif self.strategy is Strategy.REFRESH_ASYNC:
+            mark = self.loader.stale_mark(version, strict=True)
+            if mark in (StaleMark.MARKED, StaleMark.TOMBSTONE):
+                self.loader.refresh_in_background(self._load)
+            if mark is not StaleMark.REFUSED:
+                return True  # CURRENT: loaded at (or past) the write already, nothing to refresh
+        return self.loader.invalidate(version, strict=True)
+
+    def _repair(self, version: int) -> bool:
+        """The reconciler's repair of a cache behind ``version``: the write path's strategy.
+
+        Not when this process's own write at (or past) ``version`` owes it, or applied
+        it within the last lease: that update lands or is retried until it does, and a
+        second one would race it for the lease (two loads for one change). After a
+        lease, a cache still behind is repaired whatever this process wrote.
+        """
+        if self._writing(version):
+            logger.info(
+                "%s: version %d is this process's own write: not repaired", self.name, version
+            )
+            return True
+        landed = self._apply_strategy(version, self._read_back())
+        self.owed.settle(self.key, version)
+        return landed
+
+    # -- signals ---------------------------------------------------------------------
+
+    def _loader_event(self, event: LoaderEvent) -> None:
+        signals.loader_event.send(self, name=self.name, event=event)
+
+    def _cache_error(self) -> None:
+        signals.cache_error.send(self, name=self.name)
+
+    def _owed_outcome(self, key: str, outcome: OwedOutcome) -> None:
+        signals.owed_outcome.send(self, name=self.name, outcome=outcome)
+
+    def _owed_pending(self, pending: int) -> None:
+        signals.owed_pending.send(self, name=self.name, pending=pending)
+
+    def _reconciled(self, reconciliation: Reconciliation) -> None:
+        signals.reconciled.send(self, name=self.name, reconciliation=reconciliation)

@@ -1,0 +1,30 @@
+"""What a region reports, as named blinker signals: metrics and logs subscribe, nothing is threaded.
+
+In the manner of Flask's and PynamoDB's ``signals.py``: the library sends, an app
+connects receivers once (``signal.connect(receiver)``), and a library user who
+wants no metrics connects nothing. Every signal is sent with the
+:class:`~cache_backends.region.Region` as its sender and the region's ``name``
+as a keyword, so one receiver can label several keys.
+
+A receiver must be cheap and must not raise: it runs on the thread that made the
+call (a request, a background refresh, the reconciler). blinker holds receivers
+weakly by default; connect module-level functions, or pass ``weak=False``.
+"""
+
+from __future__ import annotations
+
+from blinker import Namespace
+
+_signals = Namespace()
+
+#: ``event``: a :class:`~cache_backends.loader.LoaderEvent` (lease won, waited, timed
+#: out; a store fenced; a refresh dropped).
+loader_event = _signals.signal("loader-event")
+#: A cache call failed and the region answered without it (the database did).
+cache_error = _signals.signal("cache-error")
+#: ``outcome``: an :class:`~cache_backends.owed.OwedOutcome` of a write's cache update.
+owed_outcome = _signals.signal("owed-outcome")
+#: ``pending``: how many keys the region's process owes the cache now.
+owed_pending = _signals.signal("owed-pending")
+#: ``reconciliation``: a :class:`~cache_backends.reconciler.Reconciliation` (one reconcile).
+reconciled = _signals.signal("reconciled")
