@@ -45,7 +45,6 @@ the remote's strict interface raises; the ``BaseCache`` methods degrade.
 
 from __future__ import annotations
 
-import math
 import pickle
 import sys
 import threading
@@ -59,6 +58,7 @@ from cache_backends.edge import DegradingEdge
 from cache_backends.frozen import NotFreezable, freeze
 from cache_backends.single_flight import SingleFlight
 from cache_backends.strict import on_recovery, strict_interface
+from cache_backends.versioned import near_lifetime, near_rank
 
 DEFAULT_MAX_ENTRIES = 1024
 DEFAULT_MAX_BYTES = 16 * 1024 * 1024
@@ -70,16 +70,6 @@ RankHook = Callable[[Any], int | None]
 #: ``heard()``: the lowest rank of a watched key still current (for a region, the
 #: database's version as last heard), or None. Read on every near hit of that key.
 HeardHook = Callable[[], int | None]
-
-
-def keep_for_the_ttl(value: Any, now: float) -> float | None:
-    """The default policy: any value may be kept for the near-cache's ttl."""
-    return math.inf
-
-
-def unranked(value: Any) -> int | None:
-    """The default: no value has a rank, so no floor ever ends a near copy."""
-    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -399,9 +389,11 @@ class NearCache(DegradingEdge):
     :param ttl: seconds a near copy may be served (the staleness bound for
         other processes' writes); above 0.
     :param keep: ``keep(value, now)``: until when (wall clock) a value may be
-        kept, or None if it may not be; by default any value, for ``ttl``.
+        kept, or None if it may not be; by default a versioned entry while it is
+        fresh and any other value for ``ttl`` (``versioned.near_lifetime``).
     :param rank: ``rank(value)``: how new a value is, or None; with :meth:`watch`,
-        it ends a near copy early, the moment a newer value is known to exist.
+        it ends a near copy early, the moment a newer value is known to exist; by
+        default a versioned entry's fence (``versioned.near_rank``).
     :param max_entries: near copies kept at most; the least recently used go first.
     :param max_bytes: bytes kept at most (see the module); a larger value is not kept.
     :param on_lookup: called with True for a near hit, False when the remote was asked.
@@ -412,8 +404,8 @@ class NearCache(DegradingEdge):
         remote: Any,
         ttl: float,
         *,
-        keep: KeepHook = keep_for_the_ttl,
-        rank: RankHook = unranked,
+        keep: KeepHook = near_lifetime,
+        rank: RankHook = near_rank,
         max_entries: int = DEFAULT_MAX_ENTRIES,
         max_bytes: int = DEFAULT_MAX_BYTES,
         on_lookup: Callable[[bool], None] = lambda near_hit: None,

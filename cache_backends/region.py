@@ -46,7 +46,7 @@ from typing import Any, Protocol
 from cache_backends import signals
 from cache_backends.loader import Load, Loaded, LoaderEvent, StaleMark, VersionedLoader
 from cache_backends.owed import OwedOutcome, OwedUpdates
-from cache_backends.reconciler import Reconciler, Reconciliation, coherence_of
+from cache_backends.reconciler import COHERENT, REPAIRS, Reconciler, Reconciliation, coherence_of
 from cache_backends.refresher import BackgroundRefresher
 from cache_backends.strict import CacheUnavailable, on_recovery, request_path
 from cache_backends.versioned import VersionedEntry
@@ -459,4 +459,12 @@ class Region:
         signals.owed_pending.send(self, name=self.name, pending=pending)
 
     def _reconciled(self, reconciliation: Reconciliation) -> None:
-        signals.reconciled.send(self, name=self.name, reconciliation=reconciliation)
+        outcome = reconciliation.outcome
+        signals.reconciled.send(
+            self,
+            name=self.name,
+            outcome=outcome,
+            lag=reconciliation.lag,
+            repaired=outcome in REPAIRS,
+            coherent=outcome in COHERENT,
+        )

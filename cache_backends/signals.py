@@ -4,7 +4,8 @@ In the manner of Flask's and PynamoDB's ``signals.py``: the library sends, an ap
 connects receivers once (``signal.connect(receiver)``), and a library user who
 wants no metrics connects nothing. Every signal is sent with the
 :class:`~cache_backends.region.Region` as its sender and the region's ``name``
-as a keyword, so one receiver can label several keys.
+as a keyword, so one receiver can label several keys; the other keywords are
+plain values (``str`` enums, numbers), so a receiver imports nothing else.
 
 A receiver must be cheap and must not raise: it runs on the thread that made the
 call (a request, a background refresh, the reconciler). blinker holds receivers
@@ -17,14 +18,16 @@ from blinker import Namespace
 
 _signals = Namespace()
 
-#: ``event``: a :class:`~cache_backends.loader.LoaderEvent` (lease won, waited, timed
-#: out; a store fenced; a refresh dropped).
+#: ``event``: a :class:`~cache_backends.loader.LoaderEvent` value (a ``str``: lease won,
+#: waited, timed out; a store fenced; a refresh dropped).
 loader_event = _signals.signal("loader-event")
 #: A cache call failed and the region answered without it (the database did).
 cache_error = _signals.signal("cache-error")
-#: ``outcome``: an :class:`~cache_backends.owed.OwedOutcome` of a write's cache update.
+#: ``outcome``: an :class:`~cache_backends.owed.OwedOutcome` value of a write's cache update.
 owed_outcome = _signals.signal("owed-outcome")
 #: ``pending``: how many keys the region's process owes the cache now.
 owed_pending = _signals.signal("owed-pending")
-#: ``reconciliation``: a :class:`~cache_backends.reconciler.Reconciliation` (one reconcile).
+#: One reconcile: ``outcome`` (a :class:`~cache_backends.reconciler.ReconcileOutcome` value),
+#: ``lag`` (versions the cache was behind, None if unknown), ``repaired`` (it changed the
+#: cache) and ``coherent`` (the cache is known to match the database now).
 reconciled = _signals.signal("reconciled")

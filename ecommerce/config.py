@@ -33,13 +33,6 @@ from sqlalchemy.exc import ArgumentError
 from werkzeug.utils import ImportStringError, import_string
 
 from cache_backends.dynamodb import settings as dynamodb_settings
-from cache_backends.dynamodb.settings import (
-    non_empty_string,
-    non_negative_int,
-    non_negative_number,
-    positive_int,
-    string,
-)
 from cache_backends.region import Strategy
 
 #: What a category write does to the cached list after the commit (the library's strategies).
@@ -130,14 +123,14 @@ def _admin_tokens(value: Any) -> str | None:
     if value is None:
         return None
     if isinstance(value, list):
-        if value and all(non_empty_string(token) is None for token in value):
+        if value and all(dynamodb_settings.non_empty_string(token) is None for token in value):
             return None
         return "must be a non-empty JSON list of non-empty strings"
-    return non_empty_string(value)
+    return dynamodb_settings.non_empty_string(value)
 
 
 def _database_uri(value: Any) -> str | None:
-    problem = non_empty_string(value)
+    problem = dynamodb_settings.non_empty_string(value)
     if problem:
         return problem
     try:
@@ -157,7 +150,7 @@ DYNAMODB_CACHE_TYPES = frozenset(
 
 def _cache_type(value: Any) -> str | None:
     """Resolve the backend the way Flask-Caching will, but fail with the setting's name."""
-    problem = non_empty_string(value)
+    problem = dynamodb_settings.non_empty_string(value)
     if problem or value in DYNAMODB_CACHE_TYPES:
         return problem
     try:
@@ -170,28 +163,28 @@ def _cache_type(value: Any) -> str | None:
 #: Checked always: DEFAULTS guarantees a value.
 REQUIRED_SETTINGS: dict[str, Callable[[Any], str | None]] = {
     "CACHE_TYPE": _cache_type,
-    "CACHE_DEFAULT_TIMEOUT": non_negative_int,
-    "CACHE_KEY_PREFIX": string,
-    "CACHE_NEAR_TTL": non_negative_number,
-    "CATEGORIES_CACHE_TTL": non_negative_int,
+    "CACHE_DEFAULT_TIMEOUT": dynamodb_settings.non_negative_int,
+    "CACHE_KEY_PREFIX": dynamodb_settings.string,
+    "CACHE_NEAR_TTL": dynamodb_settings.non_negative_number,
+    "CATEGORIES_CACHE_TTL": dynamodb_settings.non_negative_int,
     "CATEGORIES_CACHE_STRATEGY": _one_of(*(strategy.value for strategy in CacheStrategy)),
-    "CATEGORIES_CACHE_STALE_WHILE_REVALIDATE": non_negative_int,
-    "CATEGORIES_CACHE_LEASE_SECONDS": positive_int,
-    "CATEGORIES_CACHE_RECONCILE_SECONDS": non_negative_number,
-    "CATALOGUE_EVENTS_DIR": string,
-    "DB_LATENCY_MS": non_negative_number,
+    "CATEGORIES_CACHE_STALE_WHILE_REVALIDATE": dynamodb_settings.non_negative_int,
+    "CATEGORIES_CACHE_LEASE_SECONDS": dynamodb_settings.positive_int,
+    "CATEGORIES_CACHE_RECONCILE_SECONDS": dynamodb_settings.non_negative_number,
+    "CATALOGUE_EVENTS_DIR": dynamodb_settings.string,
+    "DB_LATENCY_MS": dynamodb_settings.non_negative_number,
     "SQLALCHEMY_DATABASE_URI": _database_uri,
-    "DATABASE_POOL_SIZE": positive_int,
-    "DATABASE_MAX_OVERFLOW": non_negative_int,
-    "DATABASE_POOL_TIMEOUT": non_negative_number,
-    "DATABASE_STATEMENT_TIMEOUT_MS": non_negative_int,
-    "MAX_CONTENT_LENGTH": positive_int,
+    "DATABASE_POOL_SIZE": dynamodb_settings.positive_int,
+    "DATABASE_MAX_OVERFLOW": dynamodb_settings.non_negative_int,
+    "DATABASE_POOL_TIMEOUT": dynamodb_settings.non_negative_number,
+    "DATABASE_STATEMENT_TIMEOUT_MS": dynamodb_settings.non_negative_int,
+    "MAX_CONTENT_LENGTH": dynamodb_settings.positive_int,
     # Unset: writes are refused (403). An empty token is refused here rather than
     # accepted as "no auth".
     "ADMIN_TOKEN": _admin_tokens,
-    "PROXY_FIX_X_FOR": non_negative_int,
-    "PROXY_FIX_X_PROTO": non_negative_int,
-    "PROXY_FIX_X_HOST": non_negative_int,
+    "PROXY_FIX_X_FOR": dynamodb_settings.non_negative_int,
+    "PROXY_FIX_X_PROTO": dynamodb_settings.non_negative_int,
+    "PROXY_FIX_X_HOST": dynamodb_settings.non_negative_int,
     "LOG_LEVEL": _one_of(*LOG_LEVELS),
     "LOG_FORMAT": _one_of(*LOG_FORMATS),
 }

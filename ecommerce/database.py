@@ -27,7 +27,6 @@ from sqlalchemy import MetaData, inspect, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SAWarning
 
-from cache_backends.cli import confirmed
 from ecommerce.categories import repository
 from ecommerce.categories.cache_policy import after_categories_changed, categories_region
 from ecommerce.extensions import MIGRATIONS_DIRECTORY, db
@@ -186,8 +185,12 @@ def init_db_command(reset: bool, yes: bool) -> None:
     """Upgrade the schema to this release's, then add the seed categories; safe to run again."""
     url = db.engine.url.render_as_string(hide_password=True)
     click.echo(f"Database: {url}")
-    if reset and not yes and not confirmed(f"Drop every category in {url}?"):
-        raise click.ClickException("nothing reset: not confirmed (pass --yes to skip the question)")
+    if reset and not yes:
+        try:  # "no", a closed stdin and Ctrl-C all abort
+            click.confirm(f"Drop every category in {url}?", err=True, abort=True)
+        except click.Abort:
+            refusal = "nothing reset: not confirmed (pass --yes to skip the question)"
+            raise click.ClickException(refusal) from None
     with db.engine.connect() as connection, _schema_lock(connection):
         if reset:
             _drop_every_table(connection)

@@ -15,7 +15,6 @@ from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy.orm import DeclarativeBase
 
 from cache_backends.near import NearCache
-from cache_backends.versioned import near_lifetime, near_rank
 from ecommerce.metrics import NEAR_CACHE_LOOKUPS
 
 
@@ -52,7 +51,5 @@ def init_cache(app: Flask) -> None:
     backends[cache] = NearCache(
         backends[cache],
         near_ttl,
-        keep=near_lifetime,
-        rank=near_rank,
         on_lookup=_count_near_lookup,
     )

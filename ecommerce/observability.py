@@ -39,9 +39,6 @@ from flask.logging import default_handler
 from pythonjsonlogger.json import JsonFormatter
 
 from cache_backends import signals
-from cache_backends.loader import LoaderEvent
-from cache_backends.owed import OwedOutcome
-from cache_backends.reconciler import COHERENT, REPAIRS, Reconciliation
 from cache_backends.strict import CacheUnavailable
 from ecommerce import metrics
 
@@ -289,30 +286,31 @@ def _ours_then_theirs(
 # second create_app (tests) connects nothing twice.
 
 
-def _count_loader_event(region: object, *, name: str, event: LoaderEvent) -> None:
-    metrics.CACHE_LOADER_EVENTS.labels(name, event.value).inc()
+def _count_loader_event(region: object, *, name: str, event: str) -> None:
+    metrics.CACHE_LOADER_EVENTS.labels(name, event).inc()
 
 
 def _record_region_error(region: object, *, name: str) -> None:
     record_cache_error()
 
 
-def _count_owed(region: object, *, name: str, outcome: OwedOutcome) -> None:
-    metrics.CACHE_OWED_UPDATES.labels(name, outcome.value).inc()
+def _count_owed(region: object, *, name: str, outcome: str) -> None:
+    metrics.CACHE_OWED_UPDATES.labels(name, outcome).inc()
 
 
 def _set_owed_pending(region: object, *, name: str, pending: int) -> None:
     metrics.CACHE_OWED_PENDING.labels(name).set(pending)
 
 
-def _count_reconcile(region: object, *, name: str, reconciliation: Reconciliation) -> None:
-    outcome = reconciliation.outcome
-    metrics.CACHE_RECONCILES.labels(name, outcome.value).inc()
-    if outcome in REPAIRS:
-        metrics.CACHE_RECONCILE_REPAIRS.labels(name, outcome.value).inc()
-    if reconciliation.lag is not None:
-        metrics.CACHE_VERSION_LAG.labels(name).set(reconciliation.lag)
-    if outcome in COHERENT:
+def _count_reconcile(
+    region: object, *, name: str, outcome: str, lag: int | None, repaired: bool, coherent: bool
+) -> None:
+    metrics.CACHE_RECONCILES.labels(name, outcome).inc()
+    if repaired:
+        metrics.CACHE_RECONCILE_REPAIRS.labels(name, outcome).inc()
+    if lag is not None:
+        metrics.CACHE_VERSION_LAG.labels(name).set(lag)
+    if coherent:
         metrics.CACHE_COHERENT_TIMESTAMP.labels(name).set_to_current_time()
 
 
