@@ -12,7 +12,6 @@ import threading
 from typing import Any
 
 import pytest
-from flask_caching.backends.simplecache import SimpleCache
 
 from cache_backends.dynamodb import DynamoDBCache
 from cache_backends.loader import CacheStatus, VersionedLoader
@@ -20,40 +19,12 @@ from cache_backends.owed import MAX_RETRY_SECONDS, RETRY_JITTER_FRACTION, OwedOu
 from cache_backends.region import NewestVersion
 from cache_backends.strict import CacheUnavailable, on_recovery, request_path
 from devtools.dynamodb_local import DynamoDBLocal
-from tests.support.caches import RELAXED_GET_TIMEOUT_SECONDS, TEST_SIGNING_KEY
+from tests.support.caches import RELAXED_GET_TIMEOUT_SECONDS, TEST_SIGNING_KEY, FlakyCache
 from tests.support.loading import WAIT_SECONDS, FakeClock
 
 KEY = "prices"
 #: Long enough that a retry in a test can only come from wake(), never from the backoff.
 NEVER_BY_BACKOFF_SECONDS = 3600.0
-
-
-class FlakyCache(SimpleCache):
-    """A SimpleCache that raises CacheUnavailable, as a partitioned strict interface does."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.failing = False
-
-    def _check(self) -> None:
-        if self.failing:
-            raise CacheUnavailable("partitioned (test)")
-
-    def get(self, key: str) -> Any:
-        self._check()
-        return super().get(key)
-
-    def set(self, key: str, value: Any, timeout: int | None = None) -> bool:
-        self._check()
-        return super().set(key, value, timeout)
-
-    def add(self, key: str, value: Any, timeout: int | None = None) -> bool:
-        self._check()
-        return super().add(key, value, timeout)
-
-    def delete(self, key: str) -> bool:
-        self._check()
-        return super().delete(key)
 
 
 class Outcomes:

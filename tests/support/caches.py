@@ -1,11 +1,16 @@
-"""Cache backends as tests configure them: the test key and budget, a raising backend."""
+"""Cache backends as tests configure them: the test key and budget, a raising backend,
+a backend that fails on demand."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from flask_caching.backends.base import BaseCache
+from flask_caching.backends.simplecache import SimpleCache
+
+from cache_backends.strict import CacheUnavailable
 
 #: Tests sign entries with this; the app refuses to start with DynamoDB and no key.
 TEST_SIGNING_KEY = "test-signing-key"
@@ -54,3 +59,42 @@ def record_dynamodb_calls(backend: Any) -> list[str]:
             "before-call.dynamodb", lambda model, **_: sent.append(model.name)
         )
     return sent
+
+
+class FlakyCache(SimpleCache):
+    """A SimpleCache that raises CacheUnavailable, as a partitioned strict interface does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failing = False
+        self._recoveries: list[Callable[[], None]] = []
+
+    def on_recovery(self, callback: Callable[[], None]) -> None:
+        """As a circuit breaker's first good probe does: called by :meth:`heal`."""
+        self._recoveries.append(callback)
+
+    def heal(self) -> None:
+        """Answer again, and tell whoever registered for recoveries."""
+        self.failing = False
+        for callback in self._recoveries:
+            callback()
+
+    def _check(self) -> None:
+        if self.failing:
+            raise CacheUnavailable("partitioned (test)")
+
+    def get(self, key: str) -> Any:
+        self._check()
+        return super().get(key)
+
+    def set(self, key: str, value: Any, timeout: int | None = None) -> bool:
+        self._check()
+        return super().set(key, value, timeout)
+
+    def add(self, key: str, value: Any, timeout: int | None = None) -> bool:
+        self._check()
+        return super().add(key, value, timeout)
+
+    def delete(self, key: str) -> bool:
+        self._check()
+        return super().delete(key)

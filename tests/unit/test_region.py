@@ -1,14 +1,20 @@
-"""cache_backends/region.py's NewestVersion: what a process knows, without a cache or a database.
-
-The region's read and write paths are tested through the app (tests/integration) and
-its stale-mark race in tests/integration/test_region.py; here, the object every read
-compares with, on a clock the tests step.
+"""cache_backends/region.py without DynamoDB or a database: NewestVersion on a clock the
+tests step, and the region over a cache that fails on demand (the app's own paths are
+tested in tests/integration, the deployed fleet in tests/blackbox).
 """
 
 from __future__ import annotations
 
+import threading
+import time
+
+from cache_backends import signals
+from cache_backends.loader import CacheStatus, LoaderEvent
 from cache_backends.owed import OwedUpdates
-from cache_backends.region import NewestVersion
+from cache_backends.region import NewestVersion, Region, Strategy
+from cache_backends.versioned import VersionedEntry
+from tests.support.caches import FlakyCache
+from tests.support.loading import WAIT_SECONDS
 
 KEY = "prices"
 
@@ -95,3 +101,141 @@ def test_what_was_served_is_never_served_older_unless_the_database_went_back() -
     clock.now = 2.0
     newest.loaded(3, started=clock.now)  # began after 9 was served, answers 3: restored
     assert newest.served() == 3
+
+
+# -- the region over a cache that fails on demand ------------------------------------
+
+
+class Catalogue:
+    """The database: a list and its version; a load can be held mid-way (a slow query)."""
+
+    def __init__(self) -> None:
+        self.version = 1
+        self.hold_loads = False
+        self.load_held = threading.Event()
+        self.release_load = threading.Event()
+        self.loads = 0
+
+    def write(self) -> int:
+        self.version += 1
+        return self.version
+
+    def load(self) -> tuple[str, int]:
+        self.loads += 1
+        value, version = f"list at {self.version}", self.version  # read first, then wait
+        if self.hold_loads:
+            self.load_held.set()
+            assert self.release_load.wait(WAIT_SECONDS), "the held load was never released"
+        return value, version
+
+
+def refresh_async_region(cache: FlakyCache, catalogue: Catalogue) -> Region:
+    region = Region(
+        cache,
+        KEY,
+        load=catalogue.load,
+        database_version=lambda: catalogue.version,
+        strategy=Strategy.REFRESH_ASYNC,
+        ttl=300,
+        lease_seconds=5,
+        reconcile_seconds=2,
+    )
+    region.owed.background = False  # the test says when owed updates are retried
+    return region
+
+
+def test_a_stale_mark_landing_after_an_outage_never_brings_back_an_older_list() -> None:
+    """The randomized fault run's bug: after an outage longer than the breaker's cool-down,
+    the owed stale mark lands on the value the outage left behind (v1, fenced at v3). The
+    process served v3 during the outage (loaded from the database), so v1 must not come
+    back as STALE while the refresh runs: the reader waits for the refresh instead.
+
+    Forced: the refresh's load is held until the reader is seen waiting for its lease.
+    Without NewestVersion.served the reader answers STALE "list at 1" at once."""
+    cache, catalogue = FlakyCache(), Catalogue()
+    region = refresh_async_region(cache, catalogue)
+    assert region.get().status is CacheStatus.MISS  # v1 cached
+
+    cache.failing = True  # the outage: writes are owed, reads go to the database
+    for _ in range(2):
+        region.after_write(catalogue.write())
+        assert region.get().value == f"list at {catalogue.version}"
+    assert region.owed.pending() == {KEY: 3}
+
+    catalogue.hold_loads = True  # the refresh the owed mark starts is slow
+    cache.heal()
+    assert region.owed.retry_due(everything=True) == 0  # the stale mark lands on v1
+    assert catalogue.load_held.wait(WAIT_SECONDS)
+    entry = region.current_entry()
+    assert entry is not None and (entry.value, entry.fence) == ("list at 1", 3)
+
+    def release_when_waiting(sender: object, *, name: str, event: str) -> None:
+        if event == LoaderEvent.LEASE_WAITED:
+            catalogue.release_load.set()
+
+    signals.loader_event.connect(release_when_waiting)
+    try:
+        loaded = region.get()
+    finally:
+        signals.loader_event.disconnect(release_when_waiting)
+        catalogue.release_load.set()
+        region.stop()
+
+    assert (loaded.value, loaded.version) == ("list at 3", 3), loaded
+
+
+def test_the_read_that_closes_the_circuit_does_not_serve_what_the_outage_left_as_a_hit() -> None:
+    """Another process's write failed during this one's outage (its debt is in its memory):
+    the fresh v1 in the cache is older than the database's version read at the recovery."""
+    cache, catalogue = FlakyCache(), Catalogue()
+    region = refresh_async_region(cache, catalogue)
+    assert region.get().status is CacheStatus.MISS
+    cache.failing = True
+    catalogue.write()  # by another process: nothing owed here
+    cache.heal()
+
+    loaded = region.get()
+    region.stop()
+
+    assert (loaded.value, loaded.status) == ("list at 2", CacheStatus.MISS)
+
+
+def test_a_reconcile_woken_by_a_write_never_races_the_writes_own_refresh() -> None:
+    """The PostgreSQL listener hears a POST's commit and wakes a reconcile, which reads
+    the cache before the POST's stale mark lands (BEHIND). Forced: while that reconcile
+    reads the database's version, the whole write happens (mark, refresh, stored). Its
+    repair must not take a second lease and load the list again: one change, one load."""
+    cache, catalogue = FlakyCache(), Catalogue()
+    region = refresh_async_region(cache, catalogue)
+    assert region.get().status is CacheStatus.MISS
+    loads_before = catalogue.loads
+    leases: list[str] = []
+
+    def count_leases(sender: object, *, name: str, event: str) -> None:
+        if event == LoaderEvent.LEASE_ACQUIRED:
+            leases.append(event)
+
+    def the_write_lands_meanwhile() -> int:
+        version = catalogue.write()
+        region.after_write(version)
+        deadline = time.monotonic() + WAIT_SECONDS
+        while not is_fresh_at(region.current_entry(), version):  # the write's own refresh
+            assert time.monotonic() < deadline, "the write's refresh never stored"
+            time.sleep(0.01)
+        return version
+
+    signals.loader_event.connect(count_leases)
+    region.reconciler.database_version = the_write_lands_meanwhile
+    try:
+        reconciliation = region.reconcile_once(fleet_lease=False)  # as a woken reconcile runs
+    finally:
+        signals.loader_event.disconnect(count_leases)
+        assert region.stop()
+
+    assert reconciliation.outcome == "behind"  # what it read before the write landed
+    assert (leases, catalogue.loads - loads_before) == (["lease_acquired"], 1)
+    assert region.get().value == "list at 2"
+
+
+def is_fresh_at(entry: VersionedEntry | None, version: int) -> bool:
+    return entry is not None and entry.is_fresh(time.time()) and entry.version == version
