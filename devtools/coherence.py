@@ -16,6 +16,9 @@ whether it shows the change (:mod:`devtools.convergence`)::
     sql-delete
     writer-killed   the worker that answered a refresh-async POST SIGKILLed right after
                     it answered, its refresh still loading (a slow database)
+    long-outage     refresh-async with the deployed 10 s breaker cool-down: a partition
+                    longer than it, POSTs and GETs on every worker during it (answered
+                    by the database), heal; no list older than those shown comes back
 
 Every server of a run starts from a copy of one seeded database and a table of
 its own; the partition scenarios run once per strategy, plain SQL and the killed
@@ -90,8 +93,18 @@ SCENARIOS = (
     "sql-rename",
     "sql-delete",
     "writer-killed",
+    "long-outage",
 )
 SQL_CHANGES = ("insert", "rename", "delete")
+#: The long outage: the deployed cool-down (deploy/cloudformation.yaml's default), not the
+#: short one above, and an outage longer than it, so that every circuit opens, probes and
+#: opens again while writes are owed; a database as slow as a loaded one, so that the
+#: refreshes the owed stale marks start are still loading when the circuits close.
+LONG_OUTAGE_STRATEGY = "refresh-async"
+DEPLOYED_BREAKER_COOLDOWN_SECONDS = 10
+LONG_OUTAGE_SECONDS = DEPLOYED_BREAKER_COOLDOWN_SECONDS + 2.0
+LONG_OUTAGE_WRITES = 3
+LONG_OUTAGE_DB_LATENCY_MS = 150
 
 
 # --- a running server ------------------------------------------------------------------
@@ -120,14 +133,13 @@ class Server:
 
 def server_settings(stage: Stage, strategy: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
     """A fresh database and table on the stage's endpoint (the proxy) for ``strategy``."""
-    return stage.settings(
-        "dynamodb",
-        CATEGORIES_CACHE_STRATEGY=strategy,
-        CACHE_DYNAMODB_CREATE_TABLE=True,
-        CACHE_DYNAMODB_BREAKER_COOLDOWN=BREAKER_COOLDOWN_SECONDS,
-        CACHE_DYNAMODB_BREAKER_FAILURES=BREAKER_FAILURES,
-        **overrides,
-    )
+    settings: dict[str, Any] = {
+        "CATEGORIES_CACHE_STRATEGY": strategy,
+        "CACHE_DYNAMODB_CREATE_TABLE": True,
+        "CACHE_DYNAMODB_BREAKER_COOLDOWN": BREAKER_COOLDOWN_SECONDS,
+        "CACHE_DYNAMODB_BREAKER_FAILURES": BREAKER_FAILURES,
+    }
+    return stage.settings("dynamodb", **{**settings, **overrides})
 
 
 def seeded_database(stage: Stage, settings: Mapping[str, Any], template: Path) -> None:
@@ -392,6 +404,49 @@ def writer_killed_after_post(server: Server) -> Outcome:
 # --- the whole table -------------------------------------------------------------------
 
 
+def serving_long_outage(stage: CoherenceStage) -> contextlib.AbstractContextManager[Server]:
+    """A server for :func:`long_outage`: the deployed cool-down, a slow database."""
+    return stage.serving(
+        LONG_OUTAGE_STRATEGY,
+        CACHE_DYNAMODB_BREAKER_COOLDOWN=DEPLOYED_BREAKER_COOLDOWN_SECONDS,
+        DB_LATENCY_MS=LONG_OUTAGE_DB_LATENCY_MS,
+    )
+
+
+def long_outage(server: Server, proxy: PartitionProxy) -> Outcome:
+    """Warm; a partition longer than the cool-down with POSTs and GETs on every worker
+    during it; heal; watch past the cool-down that every worker shows every write.
+
+    The randomized fault run's bug: the owed stale marks land after the heal on the list
+    the outage left in the cache, and a worker served that old list as STALE while the
+    refresh loaded, so writes it had shown vanished again 5-7 s after the heal.
+    """
+    warm(server)
+    names: list[str] = []
+    statuses: list[int] = []
+    with proxy.partitioned():
+        partitioned_at = time.monotonic()
+        for write in range(1, LONG_OUTAGE_WRITES + 1):
+            names.append(server.new_name("long-outage"))
+            _, connection = server.writer()
+            status, _ = post_category(connection, names[-1])
+            statuses.append(status)
+            server.workers.get_everywhere()  # shown by every worker: loaded from the database
+            pause_until = partitioned_at + write * LONG_OUTAGE_SECONDS / LONG_OUTAGE_WRITES
+            time.sleep(max(0.0, pause_until - time.monotonic()))
+    healed_at = time.monotonic()
+    convergence = watch(
+        server.workers,
+        lambda categories: all(has_name(name)(categories) for name in names),
+        healed_at,
+        bound_seconds=HEALED_BOUND_SECONDS,
+        expected_workers=WORKERS,
+        at_least_seconds=DEPLOYED_BREAKER_COOLDOWN_SECONDS + 1.5,
+    )
+    notes = () if set(statuses) == {201} else (f"POST statuses: {statuses}",)
+    return Outcome("long-outage", server.strategy, convergence, statuses[-1], None, notes)
+
+
 @dataclass
 class CoherenceStage:
     """DynamoDB Local, the proxy in front of it, and the run's folder."""
@@ -468,6 +523,9 @@ def run_scenarios(
             KILLED_WRITER_STRATEGY, DB_LATENCY_MS=KILLED_WRITER_DB_LATENCY_MS
         ) as server:
             record(writer_killed_after_post(server))
+    if "long-outage" in scenarios:
+        with serving_long_outage(stage) as server:
+            record(long_outage(server, stage.proxy))
     return outcomes
 
 
