@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 from typing import Any, Protocol
 
+from cache_backends.background import backoff
 from cache_backends.lease import Lease, lease_key_for
 from cache_backends.refresher import BackgroundRefresher
 from cache_backends.single_flight import SingleFlight
@@ -268,7 +269,7 @@ class VersionedLoader:
             )
 
         deadline = time.monotonic() + self.lease_seconds
-        delay = POLL_FIRST_SECONDS
+        polls = 0
         waited = lease_missing = False
         while True:
             try:
@@ -299,8 +300,8 @@ class VersionedLoader:
                 self.on_event(LoaderEvent.LEASE_TIMED_OUT)
                 value, version = self._load_and_store(load)
                 return Loaded(value, version, CacheStatus.MISS)
-            time.sleep(delay)
-            delay = min(delay * 2, POLL_MAX_SECONDS)
+            time.sleep(backoff(polls, first=POLL_FIRST_SECONDS, cap=POLL_MAX_SECONDS))
+            polls += 1
             try:
                 entry, holder = self._poll()
             except _BackendFailed:

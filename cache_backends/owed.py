@@ -28,13 +28,13 @@ process that never owes anything (a ``flask`` command, most tests) runs none.
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from cache_backends.background import BackgroundWorker, backoff
 from cache_backends.strict import CacheUnavailable
 
 logger = logging.getLogger(__name__)
@@ -113,22 +113,22 @@ class OwedUpdates:
         self.max_retry = max_retry
         self.clock = clock
         self._debts: dict[str, _Debt] = {}
-        self._changed = threading.Condition()
-        self._thread: threading.Thread | None = None
-        self._stopping = False
+        self._lock = threading.Lock()
+        self._worker = BackgroundWorker(f"{name}-owed-updates", self._round)
 
     # -- what callers do ---------------------------------------------------------
 
     def owe(self, key: str, version: int, apply: Apply, reason: object = None) -> None:
         """Remember that ``key`` must reach ``version`` by ``apply()``; retried until it lands."""
-        with self._changed:
+        with self._lock:
             current = self._debts.get(key)
             newer_owed = current is not None and current.version > version
             if not newer_owed:
                 self._debts[key] = _Debt(version, apply, due=self._backoff_from_now(0))
-                self._start_thread_locked()
-                self._changed.notify_all()
             pending = len(self._debts)
+        if not newer_owed and self.background:
+            self._worker.start()
+            self._worker.wake()
         if current is not None:  # one of the two is superseded: the older
             self._report(key, OwedOutcome.SUPERSEDED)
         if newer_owed:
@@ -145,7 +145,7 @@ class OwedUpdates:
 
     def settle(self, key: str, version: int) -> None:
         """An update of ``key`` to ``version`` landed (on the request path): older debts go."""
-        with self._changed:
+        with self._lock:
             current = self._debts.get(key)
             if current is None or current.version > version:
                 return
@@ -156,12 +156,17 @@ class OwedUpdates:
 
     def pending(self) -> dict[str, int]:
         """Each owed key and the version it must reach."""
-        with self._changed:
+        with self._lock:
             return {key: debt.version for key, debt in self._debts.items()}
+
+    @property
+    def running(self) -> bool:
+        """Whether the retry thread runs (from the first debt until :meth:`drain`)."""
+        return self._worker.running
 
     def version_owed(self, key: str) -> int:
         """The version ``key`` is owed at, 0 if none: cheap, for every read's check."""
-        with self._changed:
+        with self._lock:
             debt = self._debts.get(key)
             return 0 if debt is None else debt.version
 
@@ -171,15 +176,15 @@ class OwedUpdates:
         Only moves the debts' due time and wakes the retry thread: the caller (a
         request whose call was the breaker's successful probe) does no I/O here.
         """
-        with self._changed:
+        with self._lock:
             now = self.clock()
             for debt in self._debts.values():
                 debt.due = min(debt.due, now)
-            self._changed.notify_all()
+        self._worker.wake()
 
     def retry_due(self, *, everything: bool = False) -> int:
         """Apply, on the caller's thread, each debt that is due (or ``everything``); debts left."""
-        with self._changed:
+        with self._lock:
             now = self.clock()
             due = [
                 (key, debt)
@@ -190,7 +195,7 @@ class OwedUpdates:
                 debt.in_flight = True
         for key, debt in due:
             self._retry(key, debt)
-        with self._changed:
+        with self._lock:
             return len(self._debts)
 
     def drain(self, timeout: float = DRAIN_TIMEOUT_SECONDS) -> dict[str, int]:
@@ -200,10 +205,10 @@ class OwedUpdates:
         the reconciler repairs it from another process (or this one's successor).
         """
         deadline = self.clock() + timeout
-        self._stop_thread(timeout)
+        self._worker.stop(timeout)
         if self.clock() < deadline:
             self.retry_due(everything=True)
-        with self._changed:
+        with self._lock:
             left = {key: debt.version for key, debt in self._debts.items()}
             self._debts.clear()
         for key, version in left.items():
@@ -230,7 +235,7 @@ class OwedUpdates:
             outcome, failure = OwedOutcome.RETRY_FAILED, error
         else:
             outcome, failure = (OwedOutcome.LANDED if landed else OwedOutcome.FENCED), None
-        with self._changed:
+        with self._lock:
             debt.in_flight = False
             debt.attempts += 1
             current = self._debts.get(key) is debt  # not replaced by a newer debt meanwhile
@@ -239,6 +244,8 @@ class OwedUpdates:
             elif current:
                 debt.due = self._backoff_from_now(debt.attempts)
             pending = len(self._debts)
+        if current and failure is not None:
+            self._worker.wake()  # retried on another thread (a drain): the worker re-plans
         if failure is not None:
             logger.info(
                 "%s: retry %d of %r to version %d failed (%s)",
@@ -263,8 +270,10 @@ class OwedUpdates:
 
     def _backoff_from_now(self, attempts: int) -> float:
         """When the next attempt is due after ``attempts`` failures: capped, jittered."""
-        backoff = min(self.max_retry, self.first_retry * 2**attempts)
-        return self.clock() + backoff * (1 - RETRY_JITTER_FRACTION * random.random())
+        wait = backoff(
+            attempts, first=self.first_retry, cap=self.max_retry, jitter=RETRY_JITTER_FRACTION
+        )
+        return self.clock() + wait
 
     def _report(self, key: str, outcome: OwedOutcome) -> None:
         try:
@@ -274,35 +283,9 @@ class OwedUpdates:
 
     # -- the thread -------------------------------------------------------------------
 
-    def _start_thread_locked(self) -> None:
-        if not self.background or self._stopping or self._thread is not None:
-            return
-        self._thread = threading.Thread(
-            target=self._run, name=f"{self.name}-owed-updates", daemon=True
-        )
-        self._thread.start()
-
-    def _run(self) -> None:
-        while True:
-            with self._changed:
-                while not self._stopping and not self._any_due_locked():
-                    self._changed.wait(self._seconds_to_next_locked())
-                if self._stopping:
-                    return
-            self.retry_due()
-
-    def _any_due_locked(self) -> bool:
-        now = self.clock()
-        return any(not debt.in_flight and debt.due <= now for debt in self._debts.values())
-
-    def _seconds_to_next_locked(self) -> float | None:
-        waiting = [debt.due for debt in self._debts.values() if not debt.in_flight]
+    def _round(self, woken: bool) -> float | None:
+        """Retry what is due; then wait until the next debt is due (or for a wake)."""
+        self.retry_due()
+        with self._lock:
+            waiting = [debt.due for debt in self._debts.values() if not debt.in_flight]
         return None if not waiting else max(0.0, min(waiting) - self.clock())
-
-    def _stop_thread(self, timeout: float) -> None:
-        with self._changed:
-            self._stopping = True
-            thread = self._thread
-            self._changed.notify_all()
-        if thread is not None:
-            thread.join(timeout)

@@ -40,13 +40,13 @@ from __future__ import annotations
 
 import logging
 import math
-import random
 import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from cache_backends.background import STOP_TIMEOUT_SECONDS, BackgroundWorker, jittered
 from cache_backends.loader import VersionedLoader
 from cache_backends.strict import CacheUnavailable
 from cache_backends.versioned import VersionedEntry
@@ -57,8 +57,6 @@ RECONCILE_LEASE_SUFFIX = ":reconcile"
 #: Each wait is up to this fraction shorter than the interval, so that the processes
 #: of a fleet started together do not all try for the lease in the same instant.
 INTERVAL_JITTER_FRACTION = 0.1
-#: Seconds stop() waits for a reconcile in flight (its calls have their own timeouts).
-STOP_TIMEOUT_SECONDS = 5.0
 
 
 class ReconcileOutcome(StrEnum):
@@ -161,10 +159,9 @@ class Reconciler:
         # Whole seconds (a cache timeout), at least 1 (0 would mean "never expires").
         self.lease_seconds = max(1, math.ceil(interval))
         self._running = threading.Lock()  # one reconcile at a time in this process
-        self._woken = threading.Event()
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._thread_guard = threading.Lock()
+        self._worker = BackgroundWorker(
+            f"reconciler-{loader.key}", self._round, first_wait=self._next_wait
+        )
 
     # -- one reconcile ---------------------------------------------------------------
 
@@ -235,44 +232,26 @@ class Reconciler:
         starts is kept: its first reconcile comes at once. With the interval at 0
         there is no thread: call :meth:`reconcile_once` (``fleet_lease=False``).
         """
-        self._woken.set()
+        self._worker.wake()
 
     def start(self) -> bool:
         """Start the daemon thread (idempotent); False if the interval turns it off."""
         if self.interval <= 0:
             return False
-        with self._thread_guard:
-            if self._thread is None and not self._stopping.is_set():
-                self._thread = threading.Thread(
-                    target=self._run, name=f"reconciler-{self.loader.key}", daemon=True
-                )
-                self._thread.start()
+        self._worker.start()
         return True
 
     @property
     def running(self) -> bool:
-        thread = self._thread
-        return thread is not None and thread.is_alive()
+        return self._worker.running
 
     def stop(self, timeout: float = STOP_TIMEOUT_SECONDS) -> bool:
         """Stop the thread (for good); True once it has ended (or never ran)."""
-        self._stopping.set()
-        self._woken.set()
-        with self._thread_guard:
-            thread = self._thread
-        if thread is None:
-            return True
-        thread.join(timeout)
-        return not thread.is_alive()
+        return self._worker.stop(timeout)
 
-    def _run(self) -> None:
-        while not self._stopping.is_set():
-            wait = self.interval * (1 - INTERVAL_JITTER_FRACTION * random.random())
-            woken = self._woken.wait(wait)
-            self._woken.clear()
-            if self._stopping.is_set():
-                return
-            try:
-                self.reconcile_once(fleet_lease=not woken)
-            except Exception:  # the thread must outlive any one reconcile's bug
-                logger.exception("reconcile of %r raised", self.loader.key)
+    def _next_wait(self) -> float:
+        return jittered(self.interval, INTERVAL_JITTER_FRACTION)
+
+    def _round(self, woken: bool) -> float:
+        self.reconcile_once(fleet_lease=not woken)
+        return self._next_wait()

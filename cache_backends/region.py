@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import logging
 import math
-import random
 import threading
 import time
 from collections.abc import Callable
@@ -44,6 +43,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from cache_backends import signals
+from cache_backends.background import jittered
 from cache_backends.loader import Load, Loaded, LoaderEvent, StaleMark, VersionedLoader
 from cache_backends.owed import OwedOutcome, OwedUpdates
 from cache_backends.reconciler import COHERENT, REPAIRS, Reconciler, Reconciliation, coherence_of
@@ -77,11 +77,6 @@ class Strategy(StrEnum):
     #: Mark the value stale and reload it in the background: the write does not wait,
     #: and reads meanwhile answer at once with the previous value as STALE.
     REFRESH_ASYNC = "refresh-async"
-
-
-def jittered_ttl(ttl: float) -> float:
-    """``ttl`` minus up to TTL_JITTER_FRACTION of it; the setting stays the maximum age."""
-    return ttl - random.uniform(0, ttl * TTL_JITTER_FRACTION) if ttl > 0 else ttl
 
 
 class VersionSource(Protocol):
@@ -249,7 +244,7 @@ class Region:
         self.loader = VersionedLoader(
             cache,
             key,
-            ttl=lambda: jittered_ttl(ttl),
+            ttl=lambda: jittered(ttl, TTL_JITTER_FRACTION),  # the setting stays the maximum age
             stale_seconds=stale_seconds,
             lease_seconds=lease_seconds,
             refresher=BackgroundRefresher(REFRESH_WORKERS, MAX_PENDING_REFRESHES),

@@ -35,7 +35,6 @@ import fcntl
 import logging
 import mmap
 import os
-import random
 import struct
 import threading
 from collections.abc import Callable, Iterator
@@ -44,6 +43,7 @@ from typing import Any, BinaryIO, Protocol
 
 from flask import Flask
 
+from cache_backends.background import BackgroundWorker, backoff
 from ecommerce.categories import repository
 from ecommerce.categories.models import CATALOGUE_CHANNEL
 from ecommerce.extensions import db
@@ -64,6 +64,7 @@ NOTIFY_WAIT_SECONDS = 1.0
 #: so an instance's listeners do not reconnect in step.
 RECONNECT_FIRST_SECONDS = 0.5
 RECONNECT_MAX_SECONDS = 30.0
+FULL_JITTER = 1.0
 
 #: The board's layout: a sequence number (odd while a write is under way) and the
 #: version, so a reader never takes half of a write for a version.
@@ -147,8 +148,7 @@ class CatalogueListener:
         self.election_retry_seconds = election_retry_seconds
         self.board = VersionBoard(directory / BOARD_FILE_NAME)
         self._lock_path = directory / LOCK_FILE_NAME
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._worker = BackgroundWorker("catalogue-listener", self._elect_and_listen)
         #: Set while this process holds the lock and a listening connection (tests).
         self.listening = threading.Event()
         #: Called before each reconnect attempt, with the attempt's number: a seam for
@@ -160,26 +160,18 @@ class CatalogueListener:
         return self.board.read()
 
     def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(
-                target=self._run, name="catalogue-listener", daemon=True
-            )
-            self._thread.start()
+        self._worker.start()
 
     def stop(self, timeout: float = NOTIFY_WAIT_SECONDS * 2) -> None:
         """Stop listening; the lock and the connection are released by the thread."""
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+        self._worker.stop(timeout)
 
-    def _run(self) -> None:
-        while not self._stopping.is_set():
-            with self._instance_lock() as elected:
-                if elected:
-                    self._listen_until_stopped()
-                    continue
-            self._stopping.wait(self.election_retry_seconds)
+    def _elect_and_listen(self, woken: bool) -> float:
+        """Listen while this process holds the instance's lock; else ask again later."""
+        with self._instance_lock() as elected:
+            if elected:
+                self._listen_until_stopped()
+        return self.election_retry_seconds
 
     @contextlib.contextmanager
     def _instance_lock(self) -> Iterator[bool]:
@@ -197,13 +189,17 @@ class CatalogueListener:
 
     def _listen_until_stopped(self) -> None:
         attempt = 0
-        while not self._stopping.is_set():
+        stopping = self._worker.stopping
+        while not stopping.is_set():
             if attempt:
                 self.before_reconnect(attempt)
-                delay = random.uniform(
-                    0, min(RECONNECT_MAX_SECONDS, RECONNECT_FIRST_SECONDS * 2 ** (attempt - 1))
+                delay = backoff(
+                    attempt - 1,
+                    first=RECONNECT_FIRST_SECONDS,
+                    cap=RECONNECT_MAX_SECONDS,
+                    jitter=FULL_JITTER,
                 )
-                if self._stopping.wait(delay):
+                if stopping.wait(delay):
                     return
             try:
                 self._listen()
@@ -224,7 +220,7 @@ class CatalogueListener:
             # (re)connect is itself a change to reconcile.
             self._heard()
             self.listening.set()
-            while not self._stopping.is_set():
+            while not self._worker.stopping.is_set():
                 burst = list(connection.notifies(timeout=NOTIFY_WAIT_SECONDS, stop_after=1))
                 if burst:
                     list(connection.notifies(timeout=0))  # the rest of the burst: one read

@@ -180,17 +180,16 @@ def test_drain_makes_a_last_attempt_then_abandons_loudly(caplog: pytest.LogCaptu
 
 def test_the_retry_thread_starts_with_the_first_debt_and_stops_at_drain() -> None:
     owed = OwedUpdates(first_retry=NEVER_BY_BACKOFF_SECONDS)
-    assert owed._thread is None, "nothing owed: no thread"
+    assert not owed.running, "nothing owed: no thread"
     landed = threading.Event()
 
     owed.owe(KEY, 1, lambda: landed.set() or True)
     owed.wake()
 
     assert landed.wait(WAIT_SECONDS), "wake() retried on the thread, not at the backoff"
-    thread = owed._thread
-    assert thread is not None
+    assert owed.running
     owed.drain(timeout=1.0)
-    assert not thread.is_alive()
+    assert not owed.running
 
 
 # --- on DynamoDB Local: the breaker's first good probe, and a paused retry -------------

@@ -1,0 +1,108 @@
+"""The region's background work, written once: a worker thread's lifecycle and its backoff.
+
+Three things run beside a process's requests: owed updates retried until they land
+(``owed.py``), the reconciler (``reconciler.py``), and an instance's change listener
+(``ecommerce.categories.changes``). Each is one :class:`BackgroundWorker`: a daemon
+thread that waits, runs one step, and waits again for as long as the step says,
+woken early by :meth:`~BackgroundWorker.wake`, stopped for good by
+:meth:`~BackgroundWorker.stop`. (Background refreshes are a bounded pool instead,
+``refresher.py``: their jobs have no loop.)
+
+Every wait that could make a fleet act in step is drawn with jitter, through
+:func:`backoff`: processes started together (a deploy), or failing together (an
+outage), then spread out instead of retrying in the same instant.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections.abc import Callable
+
+logger = logging.getLogger(__name__)
+
+#: Seconds stop() waits for a step in flight (each step's calls have their own timeouts).
+STOP_TIMEOUT_SECONDS = 5.0
+#: After a step raised (a bug: steps handle their own failures), wait this long.
+AFTER_A_BUG_SECONDS = 1.0
+
+
+def jittered(seconds: float, fraction: float) -> float:
+    """``seconds`` less up to ``fraction`` of it, drawn uniformly (1.0: "full jitter")."""
+    return seconds * (1 - fraction * random.random())
+
+
+def backoff(attempt: int, *, first: float, cap: float, jitter: float = 0.0) -> float:
+    """The wait before retry ``attempt`` (0 for the first): ``first`` doubled per attempt up
+    to ``cap``, jittered down by up to ``jitter`` of it (AWS's "exponential backoff and
+    jitter"; 1.0 is its full jitter)."""
+    return jittered(min(cap, first * 2**attempt), jitter)
+
+
+#: ``step(woken)`` runs one round; ``woken``: wake() was called since the last one.
+#: Returns the seconds to wait before the next round, None to wait for a wake.
+Step = Callable[[bool], float | None]
+
+
+class BackgroundWorker:
+    """A daemon thread that runs ``step`` in rounds until stopped (see the module).
+
+    :param name: the thread's name (it shows in py-spy and thread dumps).
+    :param step: one round; see :data:`Step`. Its exceptions are logged, never fatal.
+    :param first_wait: seconds (a callable, for jitter) before the first round.
+    """
+
+    def __init__(
+        self, name: str, step: Step, first_wait: Callable[[], float | None] = lambda: 0.0
+    ) -> None:
+        self.name = name
+        self.step = step
+        self.first_wait = first_wait
+        #: Set by stop(): a step that blocks (a listener) waits on it to end early.
+        self.stopping = threading.Event()
+        self._woken = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._guard = threading.Lock()
+
+    @property
+    def running(self) -> bool:
+        thread = self._thread
+        return thread is not None and thread.is_alive()
+
+    def start(self) -> None:
+        """Start the thread (idempotent; never again after stop)."""
+        if self._thread is not None:
+            return  # the lock-free check every request makes once started
+        with self._guard:
+            if self._thread is None and not self.stopping.is_set():
+                self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+                self._thread.start()
+
+    def wake(self) -> None:
+        """Run the next round now. Thread-safe; a wake before start() is kept."""
+        self._woken.set()
+
+    def stop(self, timeout: float = STOP_TIMEOUT_SECONDS) -> bool:
+        """Stop for good; True once the thread has ended (or never ran)."""
+        self.stopping.set()
+        self._woken.set()
+        with self._guard:
+            thread = self._thread
+        if thread is None or thread is threading.current_thread():
+            return True
+        thread.join(timeout)
+        return not thread.is_alive()
+
+    def _run(self) -> None:
+        wait = self.first_wait()
+        while True:
+            woken = self._woken.wait(wait)
+            self._woken.clear()
+            if self.stopping.is_set():
+                return
+            try:
+                wait = self.step(woken)
+            except Exception:  # the thread must outlive any one round's bug
+                logger.exception("%s: a background round raised", self.name)
+                wait = AFTER_A_BUG_SECONDS
