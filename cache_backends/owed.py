@@ -31,7 +31,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from enum import StrEnum
 
 from cache_backends.background import BackgroundWorker, backoff
@@ -84,6 +84,7 @@ class _Debt:
     in_flight: bool = False
 
 
+@dataclass(eq=False)
 class OwedUpdates:
     """Remember cache updates that did not land; retry them until they do.
 
@@ -94,27 +95,19 @@ class OwedUpdates:
         the first debt). False: only :meth:`retry_due` retries (tests drive it).
     """
 
-    def __init__(
-        self,
-        name: str = "cache",
-        *,
-        on_outcome: Callable[[str, OwedOutcome], None] = lambda key, outcome: None,
-        on_pending: Callable[[int], None] = lambda pending: None,
-        background: bool = True,
-        first_retry: float = FIRST_RETRY_SECONDS,
-        max_retry: float = MAX_RETRY_SECONDS,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.name = name
-        self.on_outcome = on_outcome
-        self.on_pending = on_pending
-        self.background = background
-        self.first_retry = first_retry
-        self.max_retry = max_retry
-        self.clock = clock
+    name: str = "cache"
+    _: KW_ONLY
+    on_outcome: Callable[[str, OwedOutcome], None] = lambda key, outcome: None
+    on_pending: Callable[[int], None] = lambda pending: None
+    background: bool = True
+    first_retry: float = FIRST_RETRY_SECONDS
+    max_retry: float = MAX_RETRY_SECONDS
+    clock: Callable[[], float] = time.monotonic
+
+    def __post_init__(self) -> None:
         self._debts: dict[str, _Debt] = {}
         self._lock = threading.Lock()
-        self._worker = BackgroundWorker(f"{name}-owed-updates", self._round)
+        self._worker = BackgroundWorker(f"{self.name}-owed-updates", self._round)
 
     # -- what callers do ---------------------------------------------------------
 

@@ -43,7 +43,7 @@ import math
 import threading
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from enum import StrEnum
 
 from cache_backends.background import STOP_TIMEOUT_SECONDS, BackgroundWorker, jittered
@@ -128,6 +128,7 @@ class Reconciliation:
         return self.database_version - self.cached_version
 
 
+@dataclass(eq=False)
 class Reconciler:
     """Keep ``loader``'s key coherent with the database; see the module docstring.
 
@@ -141,26 +142,20 @@ class Reconciler:
     :param on_run: called with each :class:`Reconciliation` (metrics).
     """
 
-    def __init__(
-        self,
-        loader: VersionedLoader,
-        *,
-        database_version: Callable[[], int],
-        repair: Callable[[int], bool],
-        interval: float,
-        on_run: Callable[[Reconciliation], None] = lambda reconciliation: None,
-    ) -> None:
-        self.loader = loader
-        self.database_version = database_version
-        self.repair = repair
-        self.interval = interval
-        self.on_run = on_run
-        self.lease_key = loader.key + RECONCILE_LEASE_SUFFIX
+    loader: VersionedLoader
+    _: KW_ONLY
+    database_version: Callable[[], int]
+    repair: Callable[[int], bool]
+    interval: float
+    on_run: Callable[[Reconciliation], None] = lambda reconciliation: None
+
+    def __post_init__(self) -> None:
+        self.lease_key = self.loader.key + RECONCILE_LEASE_SUFFIX
         # Whole seconds (a cache timeout), at least 1 (0 would mean "never expires").
-        self.lease_seconds = max(1, math.ceil(interval))
+        self.lease_seconds = max(1, math.ceil(self.interval))
         self._running = threading.Lock()  # one reconcile at a time in this process
         self._worker = BackgroundWorker(
-            f"reconciler-{loader.key}", self._round, first_wait=self._next_wait
+            f"reconciler-{self.loader.key}", self._round, first_wait=self._next_wait
         )
 
     # -- one reconcile ---------------------------------------------------------------

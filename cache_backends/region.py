@@ -39,6 +39,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import KW_ONLY, dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -91,6 +92,7 @@ class VersionSource(Protocol):
     def stop(self) -> None: ...
 
 
+@dataclass(eq=False)
 class NewestVersion:
     """The newest version of one key this process knows of; the loader and the near layer read it.
 
@@ -110,20 +112,14 @@ class NewestVersion:
       answers an older version lowers it: the database went back (a restore).
     """
 
-    def __init__(
-        self,
-        *,
-        owed: OwedUpdates,
-        key: str,
-        database_version: Callable[[], int],
-        hold_seconds: float,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._owed = owed
-        self._key = key
-        self._database_version = database_version
-        self._hold_seconds = hold_seconds
-        self._clock = clock
+    _: KW_ONLY
+    owed: OwedUpdates
+    key: str
+    database_version: Callable[[], int]
+    hold_seconds: float
+    clock: Callable[[], float] = time.monotonic
+
+    def __post_init__(self) -> None:
         self._source: VersionSource | None = None
         self._lock = threading.Lock()
         self._served = 0
@@ -141,7 +137,7 @@ class NewestVersion:
 
     def known(self) -> int:
         """The lowest fence an entry may carry to be served; 0 when nothing newer is known."""
-        return max(self._owed.version_owed(self._key), self.heard() or 0, self._recovery())
+        return max(self.owed.version_owed(self.key), self.heard() or 0, self._recovery())
 
     def served(self) -> int:
         """The oldest value version this process may still serve."""
@@ -152,7 +148,7 @@ class NewestVersion:
         if version > self._served:
             with self._lock:
                 if version > self._served:
-                    self._served, self._served_raised_at = version, self._clock()
+                    self._served, self._served_raised_at = version, self.clock()
 
     def loaded(self, version: int, started: float) -> None:
         """A load that began at ``started`` (this clock) answered ``version``."""
@@ -161,11 +157,11 @@ class NewestVersion:
                 logger.warning(
                     "%r: the database answers version %d, older than the %d served here "
                     "(restored from a backup?): serving from it",
-                    self._key,
+                    self.key,
                     version,
                     self._served,
                 )
-                self._served, self._served_raised_at = version, self._clock()
+                self._served, self._served_raised_at = version, self.clock()
         self.saw(version)
 
     def cache_recovered(self) -> None:
@@ -184,14 +180,14 @@ class NewestVersion:
         if self._recovered.is_set():
             self._recovered.clear()
             try:
-                version = self._database_version()
+                version = self.database_version()
             except Exception:  # the database answers (or fails) the read itself
-                logger.warning("%r: database version after the cache's recovery unknown", self._key)
+                logger.warning("%r: database version after the cache's recovery unknown", self.key)
                 self._recovered.set()
                 return 0
             self._after_recovery = version
-            self._after_recovery_until = self._clock() + self._hold_seconds
-        return self._after_recovery if self._clock() < self._after_recovery_until else 0
+            self._after_recovery_until = self.clock() + self.hold_seconds
+        return self._after_recovery if self.clock() < self._after_recovery_until else 0
 
 
 class Region:

@@ -38,6 +38,7 @@ import os
 import struct
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
@@ -120,6 +121,7 @@ class NotifyingConnection(Protocol):
     def close(self) -> None: ...
 
 
+@dataclass(eq=False)
 class CatalogueListener:
     """One instance's LISTEN on the catalogue channel; see the module docstring.
 
@@ -132,22 +134,16 @@ class CatalogueListener:
     :param election_retry_seconds: how often a process that is not the listener asks again.
     """
 
-    def __init__(
-        self,
-        connect: Callable[[], NotifyingConnection],
-        read_version: Callable[[], int],
-        on_change: Callable[[], None],
-        directory: Path,
-        channel: str,
-        election_retry_seconds: float = ELECTION_RETRY_SECONDS,
-    ) -> None:
-        self.connect = connect
-        self.read_version = read_version
-        self.on_change = on_change
-        self.channel = channel
-        self.election_retry_seconds = election_retry_seconds
-        self.board = VersionBoard(directory / BOARD_FILE_NAME)
-        self._lock_path = directory / LOCK_FILE_NAME
+    connect: Callable[[], NotifyingConnection]
+    read_version: Callable[[], int]
+    on_change: Callable[[], None]
+    directory: Path
+    channel: str
+    election_retry_seconds: float = ELECTION_RETRY_SECONDS
+
+    def __post_init__(self) -> None:
+        self.board = VersionBoard(self.directory / BOARD_FILE_NAME)
+        self._lock_path = self.directory / LOCK_FILE_NAME
         self._worker = BackgroundWorker("catalogue-listener", self._elect_and_listen)
         #: Set while this process holds the lock and a listening connection (tests).
         self.listening = threading.Event()

@@ -79,9 +79,9 @@ def test_a_failing_database_read_after_a_recovery_is_tried_again_on_the_next_rea
 
 def test_a_write_this_process_owes_is_known_until_it_lands() -> None:
     newest = newest_version()
-    newest._owed.owe(KEY, 5, lambda: True)
+    newest.owed.owe(KEY, 5, lambda: True)
     assert newest.known() == 5
-    newest._owed.settle(KEY, 5)
+    newest.owed.settle(KEY, 5)
     assert newest.known() == 0
 
 
