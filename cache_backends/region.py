@@ -45,12 +45,14 @@ from typing import Any, Protocol
 
 from cache_backends import signals
 from cache_backends.background import jittered
-from cache_backends.loader import Load, Loaded, LoaderEvent, StaleMark, VersionedLoader
+from cache_backends.loader import CacheStatus, Load, Loaded, LoaderEvent, StaleMark, VersionedLoader
 from cache_backends.owed import OwedOutcome, OwedUpdates
 from cache_backends.reconciler import COHERENT, REPAIRS, Reconciler, Reconciliation, coherence_of
 from cache_backends.refresher import BackgroundRefresher
 from cache_backends.strict import CacheUnavailable, on_recovery, request_path
 from cache_backends.versioned import VersionedEntry
+
+__all__ = ["CacheStatus", "Loaded", "NewestVersion", "Region", "Strategy", "VersionSource"]
 
 logger = logging.getLogger(__name__)
 

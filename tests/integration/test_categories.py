@@ -16,6 +16,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from flask_caching.backends.simplecache import SimpleCache
 
+from cache_backends.testing import start_early_in_a_second
 from cache_backends.versioned import VersionedEntry
 from ecommerce.categories.cache_policy import categories_region
 from ecommerce.categories.models import NAME_MAX_LENGTH
@@ -30,7 +31,6 @@ from tests.support.app import (
     post_category,
     recorded_sql,
 )
-from tests.support.caches import start_early_in_a_second
 
 # The repository's claims, on the database production uses too.
 pytestmark = ON_BOTH_DATABASES

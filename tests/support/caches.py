@@ -3,7 +3,6 @@ a backend that fails on demand."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -17,18 +16,6 @@ TEST_SIGNING_KEY = "test-signing-key"
 #: Not the production 0.1 s: on a busy 2-core test machine a GetItem can take longer,
 #: and a read answered by the database would break a story's HIT/STALE.
 RELAXED_GET_TIMEOUT_SECONDS = 1.0
-
-
-def start_early_in_a_second(latest_fraction: float = 0.8) -> None:
-    """Wait (at most 0.2 s) until early in a wall-clock second.
-
-    Expiry kept in whole seconds is rounded down (SimpleCache's; the categories
-    entry's on both backends), so an entry written at x.99 with a 1 s timeout
-    lives 10 ms; starting early leaves time to read it back.
-    """
-    fraction = time.time() % 1
-    if fraction > latest_fraction:
-        time.sleep(1 - fraction)
 
 
 class RaisingCache(BaseCache):
