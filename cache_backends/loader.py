@@ -39,7 +39,7 @@ import math
 import time
 from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass, field
 from enum import IntEnum, StrEnum
 from typing import Any, Protocol
 
@@ -141,6 +141,7 @@ class Loaded:
     status: CacheStatus
 
 
+@dataclass(eq=False)
 class VersionedLoader:
     """Serve ``key`` of ``cache`` with one load per expiry; see the module docstring.
 
@@ -164,31 +165,21 @@ class VersionedLoader:
         ``newest.served()``, is loaded again under the lease instead of served.
     """
 
-    def __init__(
-        self,
-        cache: Any,
-        key: str,
-        *,
-        ttl: Callable[[], float],
-        stale_seconds: float = 0.0,
-        lease_seconds: int = 5,
-        refresher: BackgroundRefresher | None = None,
-        on_event: Callable[[LoaderEvent], None] = lambda event: None,
-        on_error: Callable[[], None] = lambda: None,
-        clock: Callable[[], float] = time.time,
-        newest: Newest | None = None,
-    ) -> None:
-        self.cache = strict_interface(cache)
-        self.key = key
-        self.lease_key = lease_key_for(key)
-        self.ttl = ttl
-        self.stale_seconds = stale_seconds
-        self.lease_seconds = lease_seconds
-        self.refresher = refresher
-        self.on_event = on_event
-        self.on_error = on_error
-        self.clock = clock
-        self.newest: Newest = newest or NothingNewer()
+    cache: Any
+    key: str
+    _: KW_ONLY
+    ttl: Callable[[], float]
+    stale_seconds: float = 0.0
+    lease_seconds: int = 5
+    refresher: BackgroundRefresher | None = None
+    on_event: Callable[[LoaderEvent], None] = lambda event: None
+    on_error: Callable[[], None] = lambda: None
+    clock: Callable[[], float] = time.time
+    newest: Newest = field(default_factory=NothingNewer)
+
+    def __post_init__(self) -> None:
+        self.cache = strict_interface(self.cache)
+        self.lease_key = lease_key_for(self.key)
         self._flights: SingleFlight[Loaded] = SingleFlight()  # this process's load under way
 
     # -- reads -------------------------------------------------------------
