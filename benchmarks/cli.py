@@ -6,11 +6,10 @@ import argparse
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from benchmarks import report
-from benchmarks.options import DEFAULT_OUTPUT_DIR, positive_int
+from benchmarks.options import add_report_arguments, positive_int, write_reports
 from benchmarks.runner import DEFAULT_ITERATIONS, DEFAULT_ROUNDS, BenchmarkSettings, run_benchmark
 from devtools.credentials import use_local_aws_credentials
 from devtools.dynamodb_local import dynamodb_endpoint
@@ -38,13 +37,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="use this DynamoDB (Local) instead of starting one; the tables this run "
         "creates there (one per contender) are dropped at the end, no others",
     )
-    parser.add_argument(
-        "--output-dir",
-        type=Path,
-        default=DEFAULT_OUTPUT_DIR,
-        help="where benchmarks.{json,md,png} are written (%(default)s)",
-    )
-    parser.add_argument("--no-chart", action="store_true", help="skip the PNG (no matplotlib)")
+    add_report_arguments(parser, "benchmarks.{json,md,png}")
     return parser.parse_args(argv)
 
 
@@ -62,10 +55,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     finish_run(document, started)
 
     print(report.text_report(document))
-    args.output_dir.mkdir(parents=True, exist_ok=True)
-    written = [report.write_json(document, args.output_dir)]
-    if not args.no_chart:
-        written.append(report.write_chart(document, args.output_dir))
-    written.append(report.write_markdown(document, args.output_dir, not args.no_chart))
-    print("wrote " + ", ".join(str(path) for path in written))
+    write_reports(
+        document,
+        args.output_dir,
+        not args.no_chart,
+        report.write_json,
+        report.write_chart,
+        report.write_markdown,
+    )
     return 0

@@ -9,7 +9,10 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 JSON_NAME = "benchmarks.json"
 MARKDOWN_NAME = "benchmarks.md"
@@ -155,8 +158,18 @@ def write_chart(document: dict[str, Any], output_dir: Path) -> Path:
     axes.set_title(f"DynamoDB cache latency on DynamoDB Local {server} (lower is better)")
     axes.legend(loc="upper left")
     axes.grid(axis="y", which="major", alpha=0.3)
+    return save_chart(figure, output_dir / CHART_NAME)
+
+
+def save_chart(figure: Figure, path: Path) -> Path:
+    """Lay ``figure`` out, write it to ``path`` at the docs' DPI, close it; return ``path``.
+
+    Every benchmark's chart ends this way: one DPI for all the docs pages' images, and
+    pyplot keeps every figure alive until it is closed.
+    """
+    import matplotlib.pyplot as plt
+
     figure.tight_layout()
-    path = output_dir / CHART_NAME
     figure.savefig(path, dpi=CHART_DPI)
     plt.close(figure)
     return path

@@ -35,7 +35,7 @@ from benchmarks.http.scale import (
 from benchmarks.http.servers import find_redis_server
 from benchmarks.http.static_nginx import nginx_version
 from benchmarks.http.wrk import find_wrk
-from benchmarks.options import DEFAULT_OUTPUT_DIR, positive_int
+from benchmarks.options import add_report_arguments, positive_int, write_reports
 from benchmarks.runner import print_progress
 from devtools.credentials import use_local_aws_credentials
 from devtools.dynamodb_local import dynamodb_endpoint
@@ -124,13 +124,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help=f"contenders to run (all: {','.join(SCALE_CONTENDER_NAMES)})",
     )
     parser.add_argument("--endpoint-url", help="use this DynamoDB (Local) instead of starting one")
-    parser.add_argument(
-        "--output-dir",
-        type=Path,
-        default=DEFAULT_OUTPUT_DIR,
-        help="where bench-scale.{json,md,png} are written (%(default)s)",
-    )
-    parser.add_argument("--no-chart", action="store_true", help="skip the PNG (no matplotlib)")
+    add_report_arguments(parser, "bench-scale.{json,md,png}")
     args = parser.parse_args(argv)
     args.wrk = find_wrk()
     if args.wrk is None:
@@ -174,13 +168,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted; every server was stopped", file=sys.stderr)
         return INTERRUPTED_EXIT_STATUS
     finish_run(document, started)
-    args.output_dir.mkdir(parents=True, exist_ok=True)
     print(scale_report.text_report(document))
-    written = [scale_report.write_document_json(document, args.output_dir)]
-    if not args.no_chart:
-        written.append(scale_report.write_chart(document, args.output_dir))
-    written.append(scale_report.write_markdown(document, args.output_dir, not args.no_chart))
-    print("wrote " + ", ".join(str(path) for path in written))
+    write_reports(
+        document,
+        args.output_dir,
+        not args.no_chart,
+        scale_report.write_document_json,
+        scale_report.write_chart,
+        scale_report.write_markdown,
+    )
     return 0
 
 

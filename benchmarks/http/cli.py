@@ -42,7 +42,7 @@ from benchmarks.http.waves import (
     run_sustained,
 )
 from benchmarks.http.wrk import find_wrk
-from benchmarks.options import DEFAULT_OUTPUT_DIR, positive_int
+from benchmarks.options import add_report_arguments, positive_int, write_reports
 from benchmarks.runner import print_progress
 from devtools.credentials import use_local_aws_credentials
 from devtools.dynamodb_local import dynamodb_endpoint
@@ -172,13 +172,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="use this DynamoDB (Local) instead of starting one; the run's fresh tables "
         "(one per DynamoDB contender) are left there",
     )
-    parser.add_argument(
-        "--output-dir",
-        type=Path,
-        default=DEFAULT_OUTPUT_DIR,
-        help="where bench-http.{json,md,png} are written (%(default)s)",
-    )
-    parser.add_argument("--no-chart", action="store_true", help="skip the PNG (no matplotlib)")
+    add_report_arguments(parser, "bench-http.{json,md,png}")
     args = parser.parse_args(argv)
     if args.only is None:
         args.only = select_contenders([DYNAMODB_NEAR]) if args.sustained else list(CONTENDERS)
@@ -255,8 +249,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted; every server was stopped", file=sys.stderr)
         return INTERRUPTED_EXIT_STATUS
     finish_run(document, started)
-    args.output_dir.mkdir(parents=True, exist_ok=True)
     if args.sustained:
+        args.output_dir.mkdir(parents=True, exist_ok=True)
         print(report.sustained_text_report(document))
         written = [
             report.write_document_json(document, args.output_dir, report.SUSTAINED_JSON_NAME),
@@ -266,9 +260,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     print(report.text_report(document))
-    written = [report.write_document_json(document, args.output_dir)]
-    if not args.no_chart:
-        written.append(report.write_chart(document, args.output_dir))
-    written.append(report.write_markdown(document, args.output_dir, not args.no_chart))
-    print("wrote " + ", ".join(str(path) for path in written))
+    write_reports(
+        document,
+        args.output_dir,
+        not args.no_chart,
+        report.write_document_json,
+        report.write_chart,
+        report.write_markdown,
+    )
     return 0

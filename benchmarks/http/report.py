@@ -19,9 +19,9 @@ from benchmarks.http.contenders import (
 )
 from benchmarks.http.runner import P50_MS, P99_MS, RATIO_BASELINES, REQUESTS_PER_SECOND
 from benchmarks.report import (
-    CHART_DPI,
     format_load_average,
     render_table,
+    save_chart,
     targets_table,
     write_json,
 )
@@ -203,11 +203,7 @@ def write_chart(document: dict[str, Any], output_dir: Path) -> Path:
         f"GET {parameters['path']} under gunicorn ({parameters['workers']} gevent workers), "
         f"wrk {parameters['connections']} connections"
     )
-    figure.tight_layout()
-    path = output_dir / CHART_NAME
-    figure.savefig(path, dpi=CHART_DPI)
-    plt.close(figure)
-    return path
+    return save_chart(figure, output_dir / CHART_NAME)
 
 
 def dynamodb_server_text(server: dict[str, Any]) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 
 from benchmarks.http.report import CONTENDER_COLOURS, NOT_MEASURED, dynamodb_server_text
 from benchmarks.http.scale import CACHED_VIEW, CLIENTS, GZIP, NGINX_STATIC, PLAIN
-from benchmarks.report import CHART_DPI, format_load_average, render_table, write_json
+from benchmarks.report import format_load_average, render_table, save_chart, write_json
 
 JSON_NAME = "bench-scale.json"
 MARKDOWN_NAME = "bench-scale.md"
@@ -168,11 +168,7 @@ def write_chart(document: dict[str, Any], output_dir: Path) -> Path:
         f"GET {parameters['path']} as the catalogue grows: {parameters['workers']} workers each, "
         f"wrk {parameters['connections']} connections, {parameters['duration_seconds']} s a cell"
     )
-    figure.tight_layout()
-    path = output_dir / CHART_NAME
-    figure.savefig(path, dpi=CHART_DPI)
-    plt.close(figure)
-    return path
+    return save_chart(figure, output_dir / CHART_NAME)
 
 
 def markdown_page(document: dict[str, Any], chart_written: bool) -> str:

@@ -16,6 +16,7 @@ from benchmarks.http.cli import main
 from benchmarks.http.contenders import CONTENDER_NAMES
 from benchmarks.http.wrk import WrkError, parse_wrk_output
 from devtools.dynamodb_local import DynamoDBLocal
+from tests.support.benchmark_runs import run_benchmark_once
 
 #: What ``wrk --latency`` printed against the app (wrk 4.1.0), trimmed to the parsed lines.
 WRK_OUTPUT = """\
@@ -71,17 +72,7 @@ def benchmark_output(
     dynamodb_local: DynamoDBLocal, tmp_path_factory: pytest.TempPathFactory
 ) -> Path:
     """One run shared by the tests below: the run is the slow part."""
-    output_dir = tmp_path_factory.mktemp("bench-http")
-    exit_code = main(
-        [
-            *SMOKE_ARGS,
-            *("--endpoint-url", dynamodb_local.endpoint_url),
-            *("--output-dir", str(output_dir)),
-            "--no-chart",
-        ]
-    )
-    assert exit_code == 0
-    return output_dir
+    return run_benchmark_once(main, SMOKE_ARGS, dynamodb_local, tmp_path_factory, "bench-http")
 
 
 @pytest.mark.slow

@@ -19,6 +19,7 @@ from benchmarks.http.scale import GZIP, PLAIN, judge
 from benchmarks.http.wrk import parse_bytes_read
 from benchmarks.scale import main
 from devtools.dynamodb_local import DynamoDBLocal
+from tests.support.benchmark_runs import run_benchmark_once
 
 #: Small enough to build in a moment, large enough that gzip makes the body smaller.
 TINY_CATALOGUE = 50
@@ -138,17 +139,7 @@ def test_targets_the_run_did_not_measure_are_left_out() -> None:
 @pytest.fixture(scope="module")
 def scale_output(dynamodb_local: DynamoDBLocal, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One run shared by the tests below: the run is the slow part."""
-    output_dir = tmp_path_factory.mktemp("bench-scale")
-    exit_code = main(
-        [
-            *SMOKE_ARGS,
-            *("--endpoint-url", dynamodb_local.endpoint_url),
-            *("--output-dir", str(output_dir)),
-            "--no-chart",
-        ]
-    )
-    assert exit_code == 0
-    return output_dir
+    return run_benchmark_once(main, SMOKE_ARGS, dynamodb_local, tmp_path_factory, "bench-scale")
 
 
 @pytest.mark.slow

@@ -15,6 +15,7 @@ from benchmarks.cli import main
 from benchmarks.contenders import CONTENDER_FACTORIES
 from benchmarks.operations import OPERATIONS, TARGETS
 from devtools.dynamodb_local import DynamoDBLocal
+from tests.support.benchmark_runs import run_benchmark_once
 
 #: Enough to exercise warm-up, two measured rounds and the per-round ratios.
 SMOKE_ARGS = ["--rounds", "2", "--iterations", "3"]
@@ -26,19 +27,7 @@ def benchmark_output(
     dynamodb_local: DynamoDBLocal, tmp_path_factory: pytest.TempPathFactory
 ) -> Path:
     """One run shared by the tests below: the run is the slow part."""
-    output_dir = tmp_path_factory.mktemp("benchmarks")
-    exit_code = main(
-        [
-            *SMOKE_ARGS,
-            "--endpoint-url",
-            dynamodb_local.endpoint_url,
-            "--output-dir",
-            str(output_dir),
-            "--no-chart",
-        ]
-    )
-    assert exit_code == 0
-    return output_dir
+    return run_benchmark_once(main, SMOKE_ARGS, dynamodb_local, tmp_path_factory, "benchmarks")
 
 
 def test_json_has_every_operation_contender_and_target(benchmark_output: Path) -> None:
