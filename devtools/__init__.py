@@ -9,7 +9,8 @@ Modules, in the order a reader needs them:
 - ``credentials``: the one set of development credentials (AWS dummies, signing key,
   admin token) every local run uses.
 - ``ports``: free ports and waiting for a server to listen.
-- ``processes``: background processes that leave no orphan, stop signals.
+- ``processes``: background processes that leave no orphan, stop signals, servers
+  stopped when their ``with`` block ends.
 - ``dynamodb_local``: Amazon's DynamoDB Local, started and stopped.
 - ``postgresql``: a throwaway PostgreSQL server.
 - ``fleet``: gunicorn instances of the app, nginx in front (``make cluster``).

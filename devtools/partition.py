@@ -49,7 +49,9 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from types import TracebackType
+from typing import Self
+
+from devtools.processes import StoppedAfterTheBlock
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +100,7 @@ class _Connection:
         return [sock for sock in (self.client, self.upstream) if sock is not None]
 
 
-class PartitionProxy:
+class PartitionProxy(StoppedAfterTheBlock):
     """Forward 127.0.0.1:``port`` to 127.0.0.1:``upstream_port``, or drop everything.
 
     :param upstream_port: where the real server (DynamoDB Local) listens on 127.0.0.1.
@@ -157,7 +159,7 @@ class PartitionProxy:
         finally:
             self.heal()
 
-    def start(self) -> PartitionProxy:
+    def start(self) -> Self:
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind((LOOPBACK, self._requested_port))
@@ -180,17 +182,6 @@ class PartitionProxy:
         if self._listener is not None:
             self._listener.close()
             self._listener = None
-
-    def __enter__(self) -> PartitionProxy:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # --- the machinery ---------------------------------------------------------------
 

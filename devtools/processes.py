@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from http.client import HTTPConnection
 from pathlib import Path
-from types import FrameType
-from typing import Any
+from types import FrameType, TracebackType
+from typing import Any, Self
 
 #: Then SIGKILL: gunicorn finishes in-flight requests on SIGTERM, and these set-ups have
 #: none that take more than milliseconds; a process still there is stuck.
@@ -153,3 +153,29 @@ def accepting_worker(connection: HTTPConnection, port: int, workers: set[int]) -
                     if os.readlink(fd) == f"socket:[{inode}]":
                         return pid
     return None
+
+
+class StoppedAfterTheBlock:
+    """``with server:`` starts it and stops it when the block ends, however it ends.
+
+    The base of the servers tests and scripts run for a block (DynamoDB Local, the
+    partition proxy); each defines ``start()`` (which returns it, ready) and ``stop()``,
+    and a block that raises still stops what it started.
+    """
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
