@@ -44,6 +44,7 @@ from devtools.pinned_workers import PinnedWorkers
 from devtools.processes import worker_pids
 from tests.support.app import SEED_CATEGORIES, TOYS
 from tests.support.logs import json_log_lines, metric_value
+from tests.support.servers import on_the_created_table, post_category_over_http
 
 pytestmark = pytest.mark.slow
 
@@ -98,13 +99,7 @@ def get_categories(http: requests.Session, url: str, **headers: str) -> Answer:
 
 def post_category(http: requests.Session, url: str, name: str) -> tuple[dict[str, Any], str]:
     """Create ``name``; return the category and the instance that took the POST."""
-    response = http.post(
-        f"{url}/categories",
-        json={"name": name},
-        headers=DEV_ADMIN_AUTHORIZATION,
-        timeout=HTTP_TIMEOUT_SECONDS,
-    )
-    assert response.status_code == 201, response.text
+    response = post_category_over_http(url, name, HTTP_TIMEOUT_SECONDS, http)
     return response.json(), response.headers[UPSTREAM_HEADER]
 
 
@@ -148,8 +143,7 @@ def fleet_settings(
     """What every instance shares: database, table, signing key. Both exist already,
     created once here, as deploy/cloudformation.yaml creates the table before any instance."""
     make_app(**dynamodb_cache_config)
-    shared = {k: v for k, v in dynamodb_cache_config.items() if k != "CACHE_DYNAMODB_CREATE_TABLE"}
-    return {**shared, "SQLALCHEMY_DATABASE_URI": database_uri}
+    return on_the_created_table(dynamodb_cache_config, database_uri)
 
 
 @pytest.mark.parametrize("strategy", ["invalidate", "write-through"])

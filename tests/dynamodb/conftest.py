@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,6 +13,7 @@ from devtools.dynamodb_local import DynamoDBLocal
 from devtools.ports import free_port
 from tests.support.caches import RELAXED_GET_TIMEOUT_SECONDS, TEST_SIGNING_KEY
 from tests.support.dynamodb import CallLog, MakeCache
+from tests.support.servers import hanging_server
 
 #: Short enough that a test of an unreachable DynamoDB takes a fraction of a second.
 UNREACHABLE_TIMEOUT_SECONDS = 0.2
@@ -79,10 +79,5 @@ def unused_port() -> int:
 @pytest.fixture
 def hanging_port() -> Iterator[int]:
     """A server that accepts connections and never answers."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(16)
-    try:
-        yield server.getsockname()[1]
-    finally:
-        server.close()
+    with hanging_server() as port:
+        yield port

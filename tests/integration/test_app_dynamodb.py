@@ -24,7 +24,6 @@ import requests
 from flask import Flask
 
 from devtools import REPOSITORY_ROOT
-from devtools.credentials import DEV_ADMIN_AUTHORIZATION
 from devtools.dynamodb_local import DynamoDBLocal
 from devtools.fleet import flask_environment, gunicorn_instance, prepare, wait_until_healthy
 from devtools.ports import free_port
@@ -37,6 +36,7 @@ from tests.support.app import (
     get_categories,
     post_category,
 )
+from tests.support.servers import on_the_created_table, post_category_over_http
 
 #: Connection refused is immediate; with one retry and the breaker, an outage
 #: must not make three requests wait anywhere near this long.
@@ -121,14 +121,7 @@ def http_get_categories(url: str) -> tuple[list[dict[str, Any]], str]:
 
 
 def http_post_category(url: str, name: str) -> dict[str, Any]:
-    response = requests.post(
-        f"{url}/categories",
-        json={"name": name},
-        headers=DEV_ADMIN_AUTHORIZATION,
-        timeout=HTTP_TIMEOUT_SECONDS,
-    )
-    assert response.status_code == 201, response.text
-    return response.json()
+    return post_category_over_http(url, name, HTTP_TIMEOUT_SECONDS).json()
 
 
 @pytest.mark.slow
@@ -144,10 +137,7 @@ def test_a_write_through_one_process_is_what_the_other_process_reads_next(
     POST through B makes A's next GET a MISS that loads it from the database.
     """
     setup_app = make_app(**dynamodb_cache_config)  # creates the table, seeds the database
-    shared = {
-        **{k: v for k, v in dynamodb_cache_config.items() if k != "CACHE_DYNAMODB_CREATE_TABLE"},
-        "SQLALCHEMY_DATABASE_URI": database_uri,
-    }
+    shared = on_the_created_table(dynamodb_cache_config, database_uri)
 
     with ExitStack() as servers:
         writes_through, invalidates = (
@@ -186,8 +176,7 @@ def test_a_graceful_stop_finishes_the_refresh_a_write_queued(
     """refresh-async: SIGTERM right after the POST, mid-reload; the worker drains its pool first."""
     setup_app = make_app(**dynamodb_cache_config)
     settings = {
-        **{k: v for k, v in dynamodb_cache_config.items() if k != "CACHE_DYNAMODB_CREATE_TABLE"},
-        "SQLALCHEMY_DATABASE_URI": database_uri,
+        **on_the_created_table(dynamodb_cache_config, database_uri),
         "CATEGORIES_CACHE_STRATEGY": "refresh-async",
         "DB_LATENCY_MS": 1500,
     }

@@ -8,7 +8,6 @@ refused write must change nothing: not the database, the cache or the version.
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -43,6 +42,7 @@ from tests.support.app import (
 from tests.support.dynamodb import count_attempts
 from tests.support.problems import assert_problem
 from tests.support.races import PAUSE_TIMEOUT_SECONDS, PausedLoad
+from tests.support.servers import hanging_server
 
 # The repository's claims, on the database production uses too.
 pytestmark = ON_BOTH_DATABASES
@@ -606,13 +606,8 @@ POST_DEADLINE_SECONDS = 1.0
 @pytest.fixture
 def hanging_endpoint() -> Iterator[str]:
     """A server that accepts connections and never answers: DynamoDB behind a partition."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(16)
-    try:
-        yield f"http://127.0.0.1:{server.getsockname()[1]}"
-    finally:
-        server.close()
+    with hanging_server() as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 def test_a_post_during_a_partition_answers_within_the_write_budget_and_owes_the_update(

@@ -21,6 +21,7 @@ from flask.testing import FlaskCliRunner
 from devtools import REPOSITORY_ROOT
 from devtools.fleet import flask_environment
 from devtools.ports import free_port
+from tests.support.servers import on_the_created_table
 
 #: Flask's CLI starts in about a second; a DynamoDB call to DynamoDB Local takes milliseconds.
 FLASK_COMMAND_TIMEOUT_SECONDS = 30
@@ -132,10 +133,9 @@ def test_results_go_to_stdout_once_and_log_lines_to_stderr(
     dynamodb_cache_config: dict[str, Any], table_name: str, tmp_path: Path
 ) -> None:
     """Before: an ERROR saying the table is missing, then each result twice (log and line)."""
-    settings = {
-        **{k: v for k, v in dynamodb_cache_config.items() if k != "CACHE_DYNAMODB_CREATE_TABLE"},
-        "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'unused.sqlite'}",
-    }
+    settings = on_the_created_table(
+        dynamodb_cache_config, f"sqlite:///{tmp_path / 'unused.sqlite'}"
+    )
 
     missing = run_flask(settings, "cache", "status")
     created = run_flask(settings, "cache", "create-table")

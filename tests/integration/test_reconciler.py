@@ -141,16 +141,8 @@ def test_a_write_between_the_reconcilers_two_reads_is_never_taken_for_a_restored
     """
     app = make_story_app()
     warm(app)
-    between, resume = threading.Event(), threading.Event()
     the_reconciler = categories_region(app).reconciler
-    read_database_version = the_reconciler.database_version
-
-    def paused_database_version() -> int:
-        between.set()
-        assert resume.wait(PAUSE_TIMEOUT_SECONDS)
-        return read_database_version()
-
-    the_reconciler.database_version = paused_database_version
+    between, resume = pause_database_reads(the_reconciler)
     running = in_background(the_reconciler.reconcile_once)
     assert between.wait(PAUSE_TIMEOUT_SECONDS)  # it has read the cache: the seed list
     response = app.test_client().post("/categories", json={"name": TOYS["name"]})
@@ -181,6 +173,25 @@ def test_a_database_restored_to_an_older_version_is_forgotten_and_reloaded(
     assert get_categories(app.test_client()) == (SEED_CATEGORIES, "HIT")
 
 
+def pause_database_reads(reconciler: Reconciler) -> tuple[threading.Event, threading.Event]:
+    """Make ``reconciler``'s database reads wait for the test: (paused, resume).
+
+    ``paused`` is set when a reconcile reaches its database read, having read the
+    cache; the read goes on once the test sets ``resume``. The moment a race with a
+    write, or with another reconciler, needs.
+    """
+    paused, resume = threading.Event(), threading.Event()
+    read_database_version = reconciler.database_version
+
+    def paused_database_version() -> int:
+        paused.set()
+        assert resume.wait(PAUSE_TIMEOUT_SECONDS)
+        return read_database_version()
+
+    reconciler.database_version = paused_database_version
+    return paused, resume
+
+
 def two_processes(make_app: Callable[..., Flask], config: dict[str, Any]) -> tuple[Flask, Flask]:
     """Two apps on one database and one DynamoDB table: two workers of a fleet."""
     first = make_app(**config)
@@ -198,16 +209,8 @@ def test_the_lease_lets_only_one_of_two_reconcilers_act(
     first, second = two_processes(make_app, dynamodb_cache_config)
     warm(first)
     write_behind_the_caches_back(first)
-    holding, release = threading.Event(), threading.Event()
     first_reconciler: Reconciler = categories_region(first).reconciler
-    read_database_version = first_reconciler.database_version
-
-    def held_database_version() -> int:
-        holding.set()
-        assert release.wait(PAUSE_TIMEOUT_SECONDS)
-        return read_database_version()
-
-    first_reconciler.database_version = held_database_version
+    holding, release = pause_database_reads(first_reconciler)
     second_reads: list[int] = []
     second_reconciler = categories_region(second).reconciler
     read_second = second_reconciler.database_version

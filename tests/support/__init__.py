@@ -12,4 +12,6 @@ imports helpers from here, never from another test module or from conftest.
 - ``problems``: RFC 9457 problem+json answers.
 - ``races``: a database load paused at the moment that makes a race visible.
 - ``readme``: the README's code blocks.
+- ``servers``: the app as a gunicorn process (its settings, a write over HTTP), and a
+  server that never answers.
 """
