@@ -146,32 +146,18 @@ def store_entry(
     Backend errors propagate: the caller decides how a failing cache degrades.
     """
     expected_rank = None if replacing is None else replacing.rank
-    return set_versioned_on(cache, key, entry, entry.rank, timeout, expected_rank)
-
-
-def set_versioned_on(
-    cache: Any,
-    key: str,
-    value: Any,
-    rank: int,
-    timeout: int | None,
-    expected_rank: int | None = None,
-) -> bool:
-    """``cache.set_versioned(...)`` where the backend has it, else a compare-and-set.
-
-    The fallback compares the ``rank`` of the VersionedEntry the key holds, under
-    this process's lock for ``cache`` (see the module docstring for its reach).
-    """
     if isinstance(cache, SupportsVersionedSet):
-        return cache.set_versioned(key, value, rank, timeout, expected_rank)
+        return cache.set_versioned(key, entry, entry.rank, timeout, expected_rank)
+    # Any other backend: a compare-and-set under this process's lock for ``cache`` (see
+    # the module docstring for its reach).
     with _lock_for(cache):
         current = cache.get(key)
         current_rank = current.rank if isinstance(current, VersionedEntry) else None
         if expected_rank is not None and current_rank != expected_rank:
             return False
-        if current_rank is not None and current_rank > rank:
+        if current_rank is not None and current_rank > entry.rank:
             return False
-        return bool(cache.set(key, value, timeout=timeout))
+        return bool(cache.set(key, entry, timeout=timeout))
 
 
 def near_lifetime(value: Any, now: float) -> float | None:

@@ -25,7 +25,7 @@ from cache_backends.dynamodb import DynamoDBCache
 from cache_backends.near import NearCache
 from cache_backends.testing import CacheContract, MakeCache
 from devtools.dynamodb_local import DynamoDBLocal
-from tests.support.caches import RELAXED_GET_TIMEOUT_SECONDS, TEST_SIGNING_KEY
+from tests.support.caches import local_dynamodb_cache
 
 #: The near-cache keeps copies longer than the contract's short timeout, so the expiry
 #: test shows that a copy never outlives its entry.
@@ -52,15 +52,11 @@ def dynamodb_cache_factory(
     """DynamoDBCaches on one fresh table, built as the backend's own tests build them."""
 
     def make(default_timeout: int = 300, key_prefix: str | None = None) -> DynamoDBCache:
-        return DynamoDBCache(
-            table_name=table_name,
+        return local_dynamodb_cache(
+            dynamodb_local.endpoint_url,
+            table_name,
             default_timeout=default_timeout,
             key_prefix=key_prefix,
-            endpoint_url=dynamodb_local.endpoint_url,
-            region_name="us-east-1",
-            create_table=True,
-            signing_key=TEST_SIGNING_KEY,
-            get_timeout=RELAXED_GET_TIMEOUT_SECONDS,
         )
 
     return make

@@ -25,7 +25,11 @@ from cache_backends.strict import strict_interface
 from cache_backends.versioned import VersionedEntry, near_lifetime
 from devtools.dynamodb_local import DynamoDBLocal
 from devtools.ports import free_port
-from tests.support.caches import RELAXED_GET_TIMEOUT_SECONDS, TEST_SIGNING_KEY, RaisingCache
+from tests.support.caches import (
+    TEST_SIGNING_KEY,
+    RaisingCache,
+    local_dynamodb_cache,
+)
 from tests.support.loading import (
     WAIT_SECONDS,
     Events,
@@ -51,14 +55,8 @@ NEAR_TTL_SECONDS = 60.0
 @pytest.fixture(scope="module")
 def dynamodb_cache(dynamodb_local: DynamoDBLocal) -> DynamoDBCache:
     """One table for this module: tests keep apart by using keys of their own."""
-    return DynamoDBCache(
-        f"test-loader-{uuid.uuid4().hex[:12]}",
-        endpoint_url=dynamodb_local.endpoint_url,
-        region_name="us-east-1",
-        create_table=True,
-        signing_key=TEST_SIGNING_KEY,
-        key_prefix="loader:",
-        get_timeout=RELAXED_GET_TIMEOUT_SECONDS,
+    return local_dynamodb_cache(
+        dynamodb_local.endpoint_url, f"test-loader-{uuid.uuid4().hex[:12]}", key_prefix="loader:"
     )
 
 

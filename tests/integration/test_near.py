@@ -28,8 +28,8 @@ from ecommerce.extensions import cache
 from ecommerce.metrics import NEAR_CACHE_LOOKUPS
 from tests.support.app import SEED_CATEGORIES, TOYS, get_categories, post_category
 from tests.support.caches import (
-    RELAXED_GET_TIMEOUT_SECONDS,
     TEST_SIGNING_KEY,
+    local_dynamodb_cache,
     record_dynamodb_calls,
 )
 
@@ -64,14 +64,7 @@ def make_near(dynamodb_local: DynamoDBLocal, clock: MonotonicClock) -> MakeNear:
     table = f"test-near-{uuid.uuid4().hex[:12]}"
 
     def make(**options: object) -> NearCache:
-        remote = DynamoDBCache(
-            table,
-            endpoint_url=dynamodb_local.endpoint_url,
-            region_name="us-east-1",
-            create_table=True,
-            signing_key=TEST_SIGNING_KEY,
-            get_timeout=RELAXED_GET_TIMEOUT_SECONDS,
-        )
+        remote = local_dynamodb_cache(dynamodb_local.endpoint_url, table)
         options.setdefault("clock", clock)
         options.setdefault("keep", near_lifetime)
         return NearCache(remote, NEAR_TTL_SECONDS, **options)  # type: ignore[arg-type]

@@ -19,7 +19,10 @@ from cache_backends.owed import MAX_RETRY_SECONDS, RETRY_JITTER_FRACTION, OwedOu
 from cache_backends.region import NewestVersion
 from cache_backends.strict import CacheUnavailable, on_recovery, request_path
 from devtools.dynamodb_local import DynamoDBLocal
-from tests.support.caches import RELAXED_GET_TIMEOUT_SECONDS, TEST_SIGNING_KEY, FlakyCache
+from tests.support.caches import (
+    FlakyCache,
+    local_dynamodb_cache,
+)
 from tests.support.loading import WAIT_SECONDS, FakeClock
 
 KEY = "prices"
@@ -197,13 +200,9 @@ def test_the_retry_thread_starts_with_the_first_debt_and_stops_at_drain() -> Non
 
 @pytest.fixture
 def dynamodb_cache(dynamodb_local: DynamoDBLocal, table_name: str) -> DynamoDBCache:
-    return DynamoDBCache(
-        table_name=table_name,
-        endpoint_url=dynamodb_local.endpoint_url,
-        region_name="us-east-1",
-        signing_key=TEST_SIGNING_KEY,
-        create_table=True,
-        get_timeout=RELAXED_GET_TIMEOUT_SECONDS,
+    return local_dynamodb_cache(
+        dynamodb_local.endpoint_url,
+        table_name,
         breaker_failures=1,  # one failure opens the circuit
         breaker_cooldown=NEVER_BY_BACKOFF_SECONDS,  # until the test shortens it
     )

@@ -26,7 +26,11 @@ from cache_backends.dynamodb import DynamoDBCache
 from cache_backends.keys import storage_key
 from cache_backends.versioned import VersionedEntry, store_entry, timeout_for
 from devtools.dynamodb_local import DynamoDBLocal
-from tests.support.caches import RELAXED_GET_TIMEOUT_SECONDS, TEST_SIGNING_KEY, RaisingCache
+from tests.support.caches import (
+    TEST_SIGNING_KEY,
+    RaisingCache,
+    local_dynamodb_cache,
+)
 
 #: A paused thread that is never resumed must fail the test, not hang it.
 WAIT_SECONDS = 10.0
@@ -61,13 +65,7 @@ def new_key() -> str:
 def dynamodb_table(dynamodb_local: DynamoDBLocal) -> str:
     """One table for this module: tests keep apart by using keys of their own."""
     name = f"test-versioned-{uuid.uuid4().hex[:12]}"
-    DynamoDBCache(
-        name,
-        endpoint_url=dynamodb_local.endpoint_url,
-        region_name="us-east-1",
-        create_table=True,
-        signing_key=TEST_SIGNING_KEY,
-    )
+    local_dynamodb_cache(dynamodb_local.endpoint_url, name)
     return name
 
 
@@ -78,13 +76,8 @@ def dynamodb_cache(dynamodb_local: DynamoDBLocal, dynamodb_table: str) -> Dynamo
 
 def make_dynamodb_cache(dynamodb_local: DynamoDBLocal, table: str) -> DynamoDBCache:
     """A backend on ``table``: a second call stands for a second instance of the app."""
-    return DynamoDBCache(
-        table,
-        endpoint_url=dynamodb_local.endpoint_url,
-        region_name="us-east-1",
-        signing_key=TEST_SIGNING_KEY,
-        key_prefix="versioned:",
-        get_timeout=RELAXED_GET_TIMEOUT_SECONDS,
+    return local_dynamodb_cache(
+        dynamodb_local.endpoint_url, table, create_table=False, key_prefix="versioned:"
     )
 
 

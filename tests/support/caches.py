@@ -9,6 +9,7 @@ from typing import Any
 from flask_caching.backends.base import BaseCache
 from flask_caching.backends.simplecache import SimpleCache
 
+from cache_backends.dynamodb import DynamoDBCache
 from cache_backends.strict import CacheUnavailable
 
 #: Tests sign entries with this; the app refuses to start with DynamoDB and no key.
@@ -16,6 +17,19 @@ TEST_SIGNING_KEY = "test-signing-key"
 #: Not the production 0.1 s: on a busy 2-core test machine a GetItem can take longer,
 #: and a read answered by the database would break a story's HIT/STALE.
 RELAXED_GET_TIMEOUT_SECONDS = 1.0
+
+
+def local_dynamodb_cache(endpoint_url: str, table_name: str, **options: Any) -> DynamoDBCache:
+    """A DynamoDBCache on DynamoDB Local as the tests build one: the test signing key, the
+    relaxed get budget, the table created if absent; ``options`` add to or replace those."""
+    settings: dict[str, Any] = {
+        "endpoint_url": endpoint_url,
+        "region_name": "us-east-1",
+        "create_table": True,
+        "signing_key": TEST_SIGNING_KEY,
+        "get_timeout": RELAXED_GET_TIMEOUT_SECONDS,
+    }
+    return DynamoDBCache(table_name, **{**settings, **options})
 
 
 class RaisingCache(BaseCache):
