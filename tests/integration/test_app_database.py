@@ -9,17 +9,9 @@ from flask import Flask
 
 from ecommerce.categories.cache_policy import CATEGORIES_CACHE_KEY
 from ecommerce.extensions import cache
-from tests.support.app import (
-    ON_BOTH_DATABASES,
-    SEED_CATEGORIES,
-    TOYS,
-    cached_categories,
-    categories_in_db,
-    get_categories,
-    post_category,
-)
+from tests.support import app as story
 
-pytestmark = ON_BOTH_DATABASES
+pytestmark = story.ON_BOTH_DATABASES
 
 SEED = [
     {"id": 1, "name": "Electronics"},
@@ -38,7 +30,7 @@ def test_init_db_creates_the_schema_and_seeds_the_categories(
     assert result.exit_code == 0, result.output
     assert "Schema: upgraded from an empty database to 0004_catalogue_triggers" in result.output
     assert "Seeded categories: Electronics, Clothing, Books" in result.output
-    assert categories_in_db(app) == SEED
+    assert story.categories_in_db(app) == SEED
 
 
 def test_init_db_again_changes_nothing(make_app: Callable[..., Flask]) -> None:
@@ -50,7 +42,7 @@ def test_init_db_again_changes_nothing(make_app: Callable[..., Flask]) -> None:
     assert result.exit_code == 0, result.output
     assert "nothing to upgrade" in result.output
     assert "nothing added" in result.output
-    assert categories_in_db(app) == [*SEED, {"id": 4, "name": "Toys"}]
+    assert story.categories_in_db(app) == [*SEED, {"id": 4, "name": "Toys"}]
 
 
 def test_seeding_invalidates_a_list_cached_from_another_database(
@@ -63,7 +55,7 @@ def test_seeding_invalidates_a_list_cached_from_another_database(
 
     app.test_cli_runner().invoke(args=["init-db"])
 
-    assert cached_categories(app) is None
+    assert story.cached_categories(app) is None
 
 
 def test_init_db_of_a_new_database_drops_the_list_another_database_left_cached(
@@ -71,14 +63,17 @@ def test_init_db_of_a_new_database_drops_the_list_another_database_left_cached(
 ) -> None:
     """Versions start again in a new database: a list cached at a higher one must not block it."""
     first = make_story_app()
-    post_category(first.test_client(), "Toys")
-    assert get_categories(first.test_client())[0] == [*SEED_CATEGORIES, TOYS]  # cached, version 4
+    story.post_category(first.test_client(), "Toys")
+    assert story.get_categories(first.test_client())[0] == [
+        *story.SEED_CATEGORIES,
+        story.TOYS,
+    ]  # cached, version 4
 
     second = make_story_app(SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'new.sqlite'}")
 
     client = second.test_client()
-    assert get_categories(client) == (SEED_CATEGORIES, "MISS")
-    assert get_categories(client) == (SEED_CATEGORIES, "HIT")
+    assert story.get_categories(client) == (story.SEED_CATEGORIES, "MISS")
+    assert story.get_categories(client) == (story.SEED_CATEGORIES, "HIT")
 
 
 def test_init_db_reset_starts_again_from_the_seed_data(make_app: Callable[..., Flask]) -> None:
@@ -91,8 +86,8 @@ def test_init_db_reset_starts_again_from_the_seed_data(make_app: Callable[..., F
 
     assert result.exit_code == 0, result.output
     assert "Dropped the tables" in result.output
-    assert categories_in_db(app) == SEED_CATEGORIES
-    assert client.get("/categories").get_json() == SEED_CATEGORIES  # the cache forgot Toys
+    assert story.categories_in_db(app) == story.SEED_CATEGORIES
+    assert client.get("/categories").get_json() == story.SEED_CATEGORIES  # the cache forgot Toys
 
 
 def test_init_db_reset_asks_first_and_changes_nothing_without_an_answer(
@@ -105,4 +100,4 @@ def test_init_db_reset_asks_first_and_changes_nothing_without_an_answer(
 
     assert result.exit_code == 1
     assert "--yes" in result.output
-    assert [category["name"] for category in categories_in_db(app)][-1] == "Toys"
+    assert [category["name"] for category in story.categories_in_db(app)][-1] == "Toys"

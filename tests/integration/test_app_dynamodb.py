@@ -28,14 +28,7 @@ from devtools.dynamodb_local import DynamoDBLocal
 from devtools.fleet import flask_environment, gunicorn_instance, prepare, wait_until_healthy
 from devtools.ports import free_port
 from ecommerce.categories.cache_policy import CATEGORIES_CACHE_KEY
-from tests.support.app import (
-    SEED_CATEGORIES,
-    TOYS,
-    cached_categories,
-    categories_in_db,
-    get_categories,
-    post_category,
-)
+from tests.support import app as story
 from tests.support.servers import on_the_created_table, post_category_over_http
 
 #: Connection refused is immediate; with one retry and the breaker, an outage
@@ -54,7 +47,7 @@ def test_the_stored_item_expires_ttl_seconds_from_now(
     app = make_app(**dynamodb_cache_config, CATEGORIES_CACHE_TTL=ttl)
 
     before = time.time()
-    assert get_categories(app.test_client()) == (SEED_CATEGORIES, "MISS")
+    assert story.get_categories(app.test_client()) == (story.SEED_CATEGORIES, "MISS")
     after = time.time()
 
     dynamodb = boto3.client("dynamodb", endpoint_url=dynamodb_local.endpoint_url)
@@ -84,9 +77,9 @@ def test_with_dynamodb_unreachable_the_api_answers_from_the_database(
     client = app.test_client()
     started = time.monotonic()
 
-    assert get_categories(client) == (SEED_CATEGORIES, "MISS")
-    assert post_category(client, "Toys") == TOYS
-    assert get_categories(client) == ([*SEED_CATEGORIES, TOYS], "MISS")
+    assert story.get_categories(client) == (story.SEED_CATEGORIES, "MISS")
+    assert story.post_category(client, "Toys") == story.TOYS
+    assert story.get_categories(client) == ([*story.SEED_CATEGORIES, story.TOYS], "MISS")
     assert time.monotonic() - started < OUTAGE_BUDGET_SECONDS
 
 
@@ -152,18 +145,18 @@ def test_a_write_through_one_process_is_what_the_other_process_reads_next(
             wait_until_healthy(instance.url, instance.process, instance.log_path)
         writes_through, invalidates = writes_through.url, invalidates.url
 
-        assert http_get_categories(invalidates) == (SEED_CATEGORIES, "MISS")
-        assert http_get_categories(writes_through) == (SEED_CATEGORIES, "HIT")
+        assert http_get_categories(invalidates) == (story.SEED_CATEGORIES, "MISS")
+        assert http_get_categories(writes_through) == (story.SEED_CATEGORIES, "HIT")
 
-        assert http_post_category(writes_through, "Toys") == TOYS
-        assert http_get_categories(invalidates) == ([*SEED_CATEGORIES, TOYS], "HIT")
+        assert http_post_category(writes_through, "Toys") == story.TOYS
+        assert http_get_categories(invalidates) == ([*story.SEED_CATEGORIES, story.TOYS], "HIT")
 
         games = http_post_category(invalidates, "Games")
-        with_games = [*SEED_CATEGORIES, TOYS, games]
+        with_games = [*story.SEED_CATEGORIES, story.TOYS, games]
         assert http_get_categories(writes_through) == (with_games, "MISS")
         assert http_get_categories(invalidates) == (with_games, "HIT")
 
-    assert categories_in_db(setup_app) == with_games
+    assert story.categories_in_db(setup_app) == with_games
 
 
 @pytest.mark.slow
@@ -182,11 +175,11 @@ def test_a_graceful_stop_finishes_the_refresh_a_write_queued(
     }
     with gunicorn_instance("refresh-async", settings, tmp_path, workers=1) as instance:
         wait_until_healthy(instance.url, instance.process, instance.log_path)
-        assert http_post_category(instance.url, "Toys") == TOYS
+        assert http_post_category(instance.url, "Toys") == story.TOYS
         # Leaving the block sends SIGTERM while the reload still sleeps its 1.5 s.
 
     assert instance.process.returncode == 0, instance.log_path.read_text()
-    assert cached_categories(setup_app) == [*SEED_CATEGORIES, TOYS]
+    assert story.cached_categories(setup_app) == [*story.SEED_CATEGORIES, story.TOYS]
 
 
 @pytest.mark.slow
@@ -199,7 +192,7 @@ def test_workers_starting_together_on_a_missing_table_all_boot(
     with gunicorn_instance("boot", settings, tmp_path, workers=3) as instance:
         wait_until_healthy(instance.url, instance.process, instance.log_path)
         for _ in range(3):  # each worker answers, once the table is there
-            assert http_get_categories(instance.url)[0] == SEED_CATEGORIES
+            assert http_get_categories(instance.url)[0] == story.SEED_CATEGORIES
         log = instance.log_path.read_text()
 
     assert log.count("Booting worker") == 3, log
