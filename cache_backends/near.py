@@ -229,6 +229,10 @@ class NearStore:
         """The remote's recoveries (``strict.on_recovery``): the near layer has none of its own."""
         on_recovery(self.remote, callback)
 
+    def watch(self, key: str, heard: HeardHook) -> None:
+        """See :meth:`NearCache.watch` (a region holds the strict interface)."""
+        self.floors[key] = heard
+
     def near_size(self) -> tuple[int, int]:
         """Entries and bytes held now (diagnostics)."""
         with self._lock:
@@ -438,7 +442,7 @@ class NearCache(DegradingEdge):
     def watch(self, key: str, heard: HeardHook) -> None:
         """End ``key``'s near copy once ``heard()`` (cheap: no network call) names a
         newer rank than the copy's: a region watches the versions its process hears."""
-        self.strict.floors[key] = heard
+        self.strict.watch(key, heard)
 
     def near_size(self) -> tuple[int, int]:
         """Entries and bytes held now (diagnostics)."""

@@ -8,8 +8,11 @@ from __future__ import annotations
 import threading
 import time
 
+from flask_caching.backends.simplecache import SimpleCache
+
 from cache_backends import signals
 from cache_backends.loader import CacheStatus, LoaderEvent
+from cache_backends.near import NearCache
 from cache_backends.owed import OwedUpdates
 from cache_backends.region import NewestVersion, Region, Strategy
 from cache_backends.versioned import VersionedEntry
@@ -229,3 +232,39 @@ def test_a_reconcile_woken_by_a_write_never_races_the_writes_own_refresh() -> No
 
 def is_fresh_at(entry: VersionedEntry | None, version: int) -> bool:
     return entry is not None and entry.is_fresh(time.time()) and entry.version == version
+
+
+class HeardVersion:
+    """A version source as the PostgreSQL listener is one: what the instance heard."""
+
+    def __init__(self) -> None:
+        self.version: int | None = None
+
+    def latest(self) -> int | None:
+        return self.version
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+
+def test_a_heard_version_ends_the_near_copy_so_the_shared_cache_answers_not_the_database() -> None:
+    """Another process stored version 2 and the instance heard it: this process's near
+    copy of version 1 ends at once, and the shared cache (not a database load) answers."""
+    shared, catalogue, heard = SimpleCache(), Catalogue(), HeardVersion()
+    region = refresh_async_region(NearCache(shared, ttl=600), catalogue)
+    region.follow(heard)
+    assert region.get().status is CacheStatus.MISS  # loaded, kept near for ten minutes
+    loads = catalogue.loads
+
+    other_process = Region(shared, KEY, load=catalogue.load, database_version=lambda: 2, ttl=300)
+    other_process.after_write(catalogue.write())  # a tombstone at 2 in the shared cache
+    assert other_process.get().version == 2
+    heard.version = 2
+
+    loaded = region.get()
+    region.stop()
+    assert (loaded.value, loaded.status) == ("list at 2", CacheStatus.HIT)
+    assert catalogue.loads == loads + 1, "only the other process loaded"
