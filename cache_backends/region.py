@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -44,7 +45,6 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from cache_backends import signals
-from cache_backends.background import jittered
 from cache_backends.loader import CacheStatus, Load, Loaded, LoaderEvent, StaleMark, VersionedLoader
 from cache_backends.owed import OwedOutcome, OwedUpdates
 from cache_backends.reconciler import COHERENT, REPAIRS, Reconciler, Reconciliation, coherence_of
@@ -56,8 +56,9 @@ __all__ = ["CacheStatus", "Loaded", "NewestVersion", "Region", "Strategy", "Vers
 
 logger = logging.getLogger(__name__)
 
-#: Each entry lives between 90 % and 100 % of the TTL, so that entries written
-#: together (every instance after a deploy) do not all expire in the same second.
+#: Each entry lives between 90 % and 100 % of the TTL, in whole seconds (a TTL under
+#: 10 s is not jittered), so that entries written together (every instance after a
+#: deploy) do not all expire in the same second.
 TTL_JITTER_FRACTION = 0.1
 #: One key, one refresh at a time; a few queued cover a burst of writes.
 REFRESH_WORKERS = 1
@@ -80,6 +81,12 @@ class Strategy(StrEnum):
     #: Mark the value stale and reload it in the background: the write does not wait,
     #: and reads meanwhile answer at once with the previous value as STALE.
     REFRESH_ASYNC = "refresh-async"
+
+
+def jittered_ttl(ttl: float) -> float:
+    """``ttl`` less up to TTL_JITTER_FRACTION of it in whole seconds; the setting stays the
+    maximum age."""
+    return ttl - random.randint(0, int(ttl * TTL_JITTER_FRACTION))
 
 
 class VersionSource(Protocol):
@@ -242,7 +249,7 @@ class Region:
         self.loader = VersionedLoader(
             cache,
             key,
-            ttl=lambda: jittered(ttl, TTL_JITTER_FRACTION),  # the setting stays the maximum age
+            ttl=lambda: jittered_ttl(ttl),
             stale_seconds=stale_seconds,
             lease_seconds=lease_seconds,
             refresher=BackgroundRefresher(REFRESH_WORKERS, MAX_PENDING_REFRESHES),
