@@ -114,7 +114,7 @@ class NewestVersion:
       while after the cache recovers from an outage by the database's version then
       (others' writes failed too, and their debts are in their memory).
     - :meth:`served`: no *value* older than it is served, as ``HIT`` or ``STALE``.
-      Raised by every value this process loaded or served, and by the database's
+      Raised by every value this process served, and by the database's
       version after a recovery: a stale mark that lands late, after an outage, on a
       value the outage left behind must not bring back a list older than the ones
       this process showed meanwhile. A load that began after it was raised and
@@ -160,7 +160,12 @@ class NewestVersion:
                     self._served, self._served_raised_at = version, self.clock()
 
     def loaded(self, version: int, started: float) -> None:
-        """A load that began at ``started`` (this clock) answered ``version``."""
+        """A load that began at ``started`` (this clock) answered ``version``.
+
+        It lowers the floor when the database went back; it does not raise it: a
+        background refresh's value is not shown until it is stored, and readers meanwhile
+        may still be shown the previous one as ``STALE``.
+        """
         with self._lock:
             if version < self._served and started > self._served_raised_at:
                 logger.warning(
@@ -171,7 +176,6 @@ class NewestVersion:
                     self._served,
                 )
                 self._served, self._served_raised_at = version, self.clock()
-        self.saw(version)
 
     def cache_recovered(self) -> None:
         """The cache answers again after failing (the breaker's first good probe)."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 from flask_caching.backends.simplecache import SimpleCache
 
@@ -89,6 +90,8 @@ def test_what_was_served_is_never_served_older_unless_the_database_went_back() -
     started_before = clock.now
     clock.advance(1.0)
     newest.loaded(8, started=started_before)  # a load older than the floor: a slow snapshot
+    assert newest.served() == 9
+    newest.loaded(12, started=clock.now)  # loaded, not shown yet (a background refresh)
     assert newest.served() == 9
 
     clock.advance(1.0)
@@ -268,3 +271,48 @@ def test_a_heard_version_ends_the_near_copy_so_the_shared_cache_answers_not_the_
     region.stop()
     assert (loaded.value, loaded.status) == ("list at 2", CacheStatus.HIT)
     assert catalogue.loads == loads + 1, "only the other process loaded"
+
+
+class StoreHeld(FlakyCache):
+    """A cache whose next store of a fresh value waits until released (a slow PutItem)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hold = False
+        self.store_held = threading.Event()
+        self.release_store = threading.Event()
+
+    def set(self, key: str, value: Any, timeout: int | None = None) -> bool:
+        if self.hold and isinstance(value, VersionedEntry) and value.is_fresh(time.time()):
+            self.hold = False
+            self.store_held.set()
+            assert self.release_store.wait(WAIT_SECONDS), "the held store was never released"
+        return super().set(key, value, timeout)
+
+
+def test_a_refresh_loaded_but_not_stored_leaves_readers_the_stale_answer() -> None:
+    """refresh-async: the refresh has loaded version 2 and its store is slow. A reader
+    meanwhile is answered STALE at once, as before the write's refresh began; it does not
+    queue for the lease behind the refresh (a second lease, a wait: the flaky
+    test_refresh_async_answers_the_write... in test_cache_races.py)."""
+    cache, catalogue = StoreHeld(), Catalogue()
+    region = refresh_async_region(cache, catalogue)
+    assert region.get().status is CacheStatus.MISS
+    cache.hold = True
+    region.after_write(catalogue.write())
+    assert cache.store_held.wait(WAIT_SECONDS)
+    events: list[str] = []
+
+    def record(sender: object, *, name: str, event: str) -> None:
+        events.append(event)
+
+    signals.loader_event.connect(record)
+    try:
+        loaded = region.get()
+    finally:
+        signals.loader_event.disconnect(record)
+        cache.release_store.set()
+        assert region.stop()
+
+    assert (loaded.value, loaded.status) == ("list at 1", CacheStatus.STALE)
+    assert LoaderEvent.LEASE_WAITED not in events and LoaderEvent.LEASE_ACQUIRED not in events
