@@ -169,11 +169,10 @@ def test_a_stale_mark_landing_after_an_outage_never_brings_back_an_older_list() 
         if event == LoaderEvent.LEASE_WAITED:
             catalogue.release_load.set()
 
-    signals.loader_event.connect(release_when_waiting)
     try:
-        loaded = region.get()
+        with signals.loader_event.connected_to(release_when_waiting):
+            loaded = region.get()
     finally:
-        signals.loader_event.disconnect(release_when_waiting)
         catalogue.release_load.set()
         region.stop()
 
@@ -306,11 +305,10 @@ def test_a_refresh_loaded_but_not_stored_leaves_readers_the_stale_answer() -> No
     def record(sender: object, *, name: str, event: str) -> None:
         events.append(event)
 
-    signals.loader_event.connect(record)
     try:
-        loaded = region.get()
+        with signals.loader_event.connected_to(record):
+            loaded = region.get()
     finally:
-        signals.loader_event.disconnect(record)
         cache.release_store.set()
         assert region.stop()
 
