@@ -272,7 +272,6 @@ class Region:
         #: The newest version whose strategy this process applied, and when (monotonic).
         self._written = (0, -math.inf)
         self._written_lock = threading.Lock()
-        self._lease_seconds = lease_seconds
         on_recovery(self.loader.cache, self.owed.wake)  # retry what is owed at once
         on_recovery(self.loader.cache, self.newest.cache_recovered)
 
@@ -387,7 +386,7 @@ class Region:
             return True
         with self._written_lock:
             written, at = self._written
-        return written >= version and time.monotonic() - at < self._lease_seconds
+        return written >= version and time.monotonic() - at < self.loader.lease_seconds
 
     def _load(self) -> tuple[Any, int]:
         started = time.monotonic()
