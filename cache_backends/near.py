@@ -54,6 +54,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from cache_backends import signals
 from cache_backends.edge import DegradingEdge
 from cache_backends.frozen import NotFreezable, freeze
 from cache_backends.single_flight import SingleFlight
@@ -114,7 +115,6 @@ class NearStore:
         rank: RankHook,
         max_entries: int,
         max_bytes: int,
-        on_lookup: Callable[[bool], None],
         clock: Callable[[], float],
         wall_clock: Callable[[], float],
     ) -> None:
@@ -127,7 +127,6 @@ class NearStore:
         self.floors: dict[str, HeardHook] = {}
         self.max_entries = max_entries
         self.max_bytes = max_bytes
-        self.on_lookup = on_lookup
         self._clock = clock
         self._wall_clock = wall_clock
         self._lock = threading.Lock()
@@ -264,7 +263,7 @@ class NearStore:
                 copy = None
             if copy is not None:
                 self._copies.move_to_end(key)
-        self.on_lookup(copy is not None)
+        signals.near_lookup.send(self, hit=copy is not None)
         return copy
 
     def _below_floor(self, key: str, copy: _NearCopy) -> bool:
@@ -400,7 +399,6 @@ class NearCache(DegradingEdge):
         default a versioned entry's fence (``versioned.near_rank``).
     :param max_entries: near copies kept at most; the least recently used go first.
     :param max_bytes: bytes kept at most (see the module); a larger value is not kept.
-    :param on_lookup: called with True for a near hit, False when the remote was asked.
     """
 
     def __init__(
@@ -412,7 +410,6 @@ class NearCache(DegradingEdge):
         rank: RankHook = near_rank,
         max_entries: int = DEFAULT_MAX_ENTRIES,
         max_bytes: int = DEFAULT_MAX_BYTES,
-        on_lookup: Callable[[bool], None] = lambda near_hit: None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
@@ -430,7 +427,6 @@ class NearCache(DegradingEdge):
             rank=rank,
             max_entries=max_entries,
             max_bytes=max_bytes,
-            on_lookup=on_lookup,
             clock=clock,
             wall_clock=wall_clock,
         )

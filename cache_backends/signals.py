@@ -1,11 +1,13 @@
-"""What a region reports, as named blinker signals: metrics and logs subscribe, nothing is threaded.
+"""What the library reports, as named blinker signals: metrics and logs subscribe, no hooks.
 
 In the manner of Flask's and PynamoDB's ``signals.py``: the library sends, an app
 connects receivers once (``signal.connect(receiver)``), and a library user who
-wants no metrics connects nothing. Every signal is sent with the
-:class:`~cache_backends.region.Region` as its sender and the region's ``name``
-as a keyword, so one receiver can label several keys; the other keywords are
-plain values (``str`` enums, numbers), so a receiver imports nothing else.
+wants no metrics connects nothing. A region's signals are sent with the
+:class:`~cache_backends.region.Region` as their sender and the region's ``name``
+as a keyword, so one receiver can label several keys; a backend's with the part
+of the backend that saw it as sender (``sender=`` in ``connect`` picks one
+backend). The other keywords are plain values (``str`` enums, numbers, the
+exception), so a receiver imports nothing else.
 
 A receiver must be cheap and must not raise: it runs on the thread that made the
 call (a request, a background refresh, the reconciler). blinker holds receivers
@@ -31,3 +33,16 @@ owed_pending = _signals.signal("owed-pending")
 #: ``lag`` (versions the cache was behind, None if unknown), ``repaired`` (it changed the
 #: cache) and ``coherent`` (the cache is known to match the database now).
 reconciled = _signals.signal("reconciled")
+
+# -- the backends ---------------------------------------------------------------------
+
+#: A near-cache lookup: ``hit`` is True when the near copy answered, False when the
+#: remote was asked.
+near_lookup = _signals.signal("near-lookup")
+#: One DynamoDB call: ``operation`` (``GetItem``...), ``seconds`` and ``error`` (None on
+#: success; a :class:`~cache_backends.strict.CacheUnavailable` when the open circuit
+#: refused it without a call).
+dynamodb_call = _signals.signal("dynamodb-call")
+#: An item read but not served: ``reason`` (``bad_signature``, ``missing_part``...,
+#: the reasons of ``dynamodb/entries.py`` and ``dynamodb/parts.py``).
+entry_rejected = _signals.signal("entry-rejected")

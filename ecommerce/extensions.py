@@ -15,7 +15,6 @@ from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy.orm import DeclarativeBase
 
 from cache_backends.near import NearCache
-from ecommerce.metrics import NEAR_CACHE_LOOKUPS
 
 
 class Base(DeclarativeBase):
@@ -27,10 +26,6 @@ db = SQLAlchemy(model_class=Base)
 #: Alembic's scripts ship inside the package (the deploy installs a wheel, not a checkout).
 MIGRATIONS_DIRECTORY = Path(__file__).parent / "migrations"
 migrate = Migrate(directory=str(MIGRATIONS_DIRECTORY))
-
-
-def _count_near_lookup(near_hit: bool) -> None:
-    NEAR_CACHE_LOOKUPS.labels("hit" if near_hit else "miss").inc()
 
 
 def init_cache(app: Flask) -> None:
@@ -48,8 +43,4 @@ def init_cache(app: Flask) -> None:
     if isinstance(backends[cache], SimpleCache):
         app.logger.info("CACHE_NEAR_TTL ignored: SimpleCache already lives in this process")
         return
-    backends[cache] = NearCache(
-        backends[cache],
-        near_ttl,
-        on_lookup=_count_near_lookup,
-    )
+    backends[cache] = NearCache(backends[cache], near_ttl)

@@ -29,9 +29,8 @@ import re
 import sys
 import time
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import TextIO
 
 import click
 from flask import Flask, Response, g, has_request_context, request
@@ -240,7 +239,9 @@ def _finish_request(response: Response) -> Response:
     return response
 
 
-# --- the cache backend's observer ---------------------------------------------------
+# --- what the cache reports (cache_backends.signals) ---------------------------------
+# One receiver per signal, module-level functions, so a second create_app (tests)
+# connects nothing twice. Region signals are labelled by the region's name.
 
 
 def record_cache_error() -> None:
@@ -249,8 +250,10 @@ def record_cache_error() -> None:
         g.setdefault(_CACHE_ERROR, True)
 
 
-def observe_dynamodb_call(operation: str, seconds: float, error: BaseException | None) -> None:
-    """DynamoDBCache's observer: latency and errors per operation, and the ERROR flag.
+def _observe_dynamodb_call(
+    transport: object, *, operation: str, seconds: float, error: BaseException | None
+) -> None:
+    """Latency and errors per DynamoDB operation, and the request's ERROR flag.
 
     A call the open circuit skipped never reached DynamoDB: it counts as an error
     but not as a latency, which would drag the histogram towards zero in an outage.
@@ -262,28 +265,12 @@ def observe_dynamodb_call(operation: str, seconds: float, error: BaseException |
         record_cache_error()
 
 
-def count_rejected_entry(reason: str) -> None:
-    """DynamoDBCache's on_rejected: an item read but not served, by reason."""
+def _count_rejected_entry(entries: object, *, reason: str) -> None:
     metrics.CACHE_REJECTED_ENTRIES.labels(reason).inc()
 
 
-def _ours_then_theirs(
-    ours: Callable[..., None], theirs: Callable[..., None] | None
-) -> Callable[..., None]:
-    """A backend hook that feeds our metrics, then the one the deployment set in code."""
-    if theirs is None or theirs is ours:
-        return ours
-
-    def both(*args: Any) -> None:
-        ours(*args)
-        theirs(*args)
-
-    return both
-
-
-# --- what the cache regions report (cache_backends.signals) -------------------------
-# One receiver per signal, labelled by the region's name; module-level functions, so a
-# second create_app (tests) connects nothing twice.
+def _count_near_lookup(near: object, *, hit: bool) -> None:
+    metrics.NEAR_CACHE_LOOKUPS.labels("hit" if hit else "miss").inc()
 
 
 def _count_loader_event(region: object, *, name: str, event: str) -> None:
@@ -314,7 +301,10 @@ def _count_reconcile(
         metrics.CACHE_COHERENT_TIMESTAMP.labels(name).set_to_current_time()
 
 
-def _subscribe_to_regions() -> None:
+def _subscribe_to_the_cache() -> None:
+    signals.dynamodb_call.connect(_observe_dynamodb_call)
+    signals.entry_rejected.connect(_count_rejected_entry)
+    signals.near_lookup.connect(_count_near_lookup)
     signals.loader_event.connect(_count_loader_event)
     signals.cache_error.connect(_record_region_error)
     signals.owed_outcome.connect(_count_owed)
@@ -328,21 +318,11 @@ def metrics_view() -> Response:
 
 
 def init_app(app: Flask) -> None:
-    """Install logging, the request hooks, ``GET /metrics``, the cache's metric hooks and
-    the receivers of the cache regions' signals.
-
-    Call before ``cache.init_app``: the DynamoDB backend reads its observer and
-    on_rejected hook from the config when Flask-Caching builds it. A hook the
-    deployment set in code is kept and called after ours.
-    """
+    """Install logging, the request hooks, ``GET /metrics`` and the receivers of the
+    cache's signals."""
     configure_logging(app.config["LOG_LEVEL"], app.config["LOG_FORMAT"])
     app.logger.removeHandler(default_handler)  # the root handler already writes them
-    for setting, ours in (
-        ("CACHE_DYNAMODB_OBSERVER", observe_dynamodb_call),
-        ("CACHE_DYNAMODB_ON_REJECTED", count_rejected_entry),
-    ):
-        app.config[setting] = _ours_then_theirs(ours, app.config.get(setting))
-    _subscribe_to_regions()
+    _subscribe_to_the_cache()
     app.before_request(_start_request)
     app.after_request(_finish_request)
     app.add_url_rule("/metrics", "metrics", metrics_view, methods=["GET"])

@@ -9,7 +9,7 @@ Select it with ``CACHE_TYPE = "cache_backends.dynamodb.DynamoDBCache"``;
 - ``entries.py``: the item format (signed, compressed, expiring);
 - ``parts.py``: values larger than one item, as parts named by one manifest;
 - ``batch.py``, ``counters.py``: batched reads and writes; atomic ``inc``;
-- ``transport.py``: client models, circuit breaker, observer, the guarded call;
+- ``transport.py``: client models, circuit breaker, the ``dynamodb_call`` signal, the guarded call;
 - ``admin.py``: create and check the table, report its health.
 
 The table layout is in ``cache_backends/models.py``, the signature and

@@ -34,8 +34,6 @@ from cache_backends.dynamodb.settings import (
     DEFAULT_TIMEOUT,
     DEFAULT_WRITE_TIMEOUT,
     DynamoDBSettings,
-    Observer,
-    RejectionHook,
 )
 from cache_backends.dynamodb.store import DynamoDBStore
 from cache_backends.dynamodb.transport import Transport
@@ -85,8 +83,6 @@ class DynamoDBCache(DegradingEdge):
     ``CACHE_DYNAMODB_MAX_POOL``           HTTP connections per process (``32``)
     ``CACHE_DYNAMODB_BREAKER_FAILURES``   failures that open the circuit (``5``)
     ``CACHE_DYNAMODB_BREAKER_COOLDOWN``   seconds the circuit stays open (``10.0``)
-    ``CACHE_DYNAMODB_OBSERVER``           callable for metrics (set in code)
-    ``CACHE_DYNAMODB_ON_REJECTED``        callable(reason) for metrics (set in code)
     ``CACHE_DEFAULT_TIMEOUT``             default TTL in seconds (``300``)
     ``CACHE_KEY_PREFIX``                  prefix of every key
     ====================================  ==========================================
@@ -141,11 +137,11 @@ class DynamoDBCache(DegradingEdge):
     :param breaker_cooldown: seconds the circuit stays open.
     :param compress_threshold: serialized values at least this many bytes are
         zlib-compressed when that makes them smaller.
-    :param observer: ``observer(operation, seconds, error)`` is called after
-        each DynamoDB call (``error`` is ``None`` on success), for metrics.
-    :param on_rejected: ``on_rejected(reason)`` is called for each item read but
-        not served (its signature does not verify, a part is missing...: the
-        reasons of ``entries.py`` and ``parts.py``), for metrics.
+
+    For metrics, it sends :mod:`cache_backends.signals`: ``dynamodb_call`` after
+    each DynamoDB call, ``entry_rejected`` for each item read but not served (its
+    signature does not verify, a part is missing...: the reasons of ``entries.py``
+    and ``parts.py``).
 
     IAM permissions on the table's ARN: ``dynamodb:GetItem``, ``PutItem``,
     ``UpdateItem``, ``DeleteItem``, ``BatchGetItem``, ``BatchWriteItem``,
@@ -185,7 +181,7 @@ class DynamoDBCache(DegradingEdge):
       writes, and a write whose manifest did not land is never served. A part
       missing, expired or failing its signature, or parts that do not make the
       digest, make the value a miss (logged, counted in
-      ``strict.entries.rejections`` and told to ``on_rejected``), never a
+      ``strict.entries.rejections`` and sent as ``entry_rejected``), never a
       truncated value;
     - overwriting or deleting a value in parts leaves its parts to expire with
       it (DynamoDB's TTL deletes them; until then they are billed as storage);
@@ -238,8 +234,6 @@ class DynamoDBCache(DegradingEdge):
         breaker_failures: int = DEFAULT_BREAKER_FAILURES,
         breaker_cooldown: float = DEFAULT_BREAKER_COOLDOWN,
         compress_threshold: int = DEFAULT_COMPRESS_THRESHOLD,
-        observer: Observer | None = None,
-        on_rejected: RejectionHook | None = None,
         ignore_delete_many_errors: bool = True,
     ) -> None:
         super().__init__(default_timeout, ignore_delete_many_errors=ignore_delete_many_errors)
@@ -257,7 +251,6 @@ class DynamoDBCache(DegradingEdge):
             # Parts slice an already compressed blob: never compressed again.
             part_codec=EntryCodec(signing_key, old_signing_keys, NEVER_COMPRESS),
             max_value_bytes=max_value_bytes,
-            on_rejected=on_rejected,
         )
         transport = Transport(
             ConnectionSettings(
@@ -274,7 +267,6 @@ class DynamoDBCache(DegradingEdge):
             breaker=CircuitBreaker(
                 f"DynamoDB table {table_name}", breaker_failures, breaker_cooldown
             ),
-            observer=observer,
         )
         #: The same operations, raising :class:`CacheUnavailable` instead of degrading.
         self.strict = DynamoDBStore(transport, entries, consistent_read=consistent_read)

@@ -24,6 +24,7 @@ from typing import Any
 
 from cachelib.serializers import BaseSerializer
 
+from cache_backends import signals
 from cache_backends.codec import EntryCodec, InvalidEntry
 from cache_backends.dynamodb.parts import (
     BAD_DIGEST,
@@ -37,7 +38,7 @@ from cache_backends.dynamodb.parts import (
     manifest_signing_key,
     split,
 )
-from cache_backends.dynamodb.settings import DEFAULT_MAX_VALUE_BYTES, RejectionHook
+from cache_backends.dynamodb.settings import DEFAULT_MAX_VALUE_BYTES
 from cache_backends.keys import storage_key, validate_key_prefix
 from cache_backends.models import KEY_ATTRIBUTE, CacheEntry, ItemAttributes, StoredItem
 
@@ -73,17 +74,16 @@ def is_expired(entry: ItemAttributes) -> bool:
 
 
 class Rejections:
-    """Items read but not served, by reason: each one logged, counted, told to ``on_rejected``.
+    """Items read but not served, by reason: each logged, counted, sent as ``entry_rejected``.
 
     A steady ``bad_signature`` means instances disagree on the signing key (a rotation
     done in the wrong order) or someone writes to the table; the app makes it a metric.
-    An exception ``on_rejected`` raises is logged, never the reader's.
+    An exception a receiver raises is logged, never the reader's.
     """
 
-    def __init__(self, on_rejected: RejectionHook | None = None) -> None:
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self._counts: Counter[str] = Counter()
-        self._on_rejected = on_rejected
 
     def record(self, skey: str, reason: str, detail: str = "") -> None:
         with self._lock:
@@ -94,11 +94,10 @@ class Rejections:
             reason,
             f": {detail}" if detail else "",
         )
-        if self._on_rejected is not None:
-            try:
-                self._on_rejected(reason)
-            except Exception:  # metrics must never break the cache
-                logger.exception("on_rejected hook failed")
+        try:
+            signals.entry_rejected.send(self, reason=reason)
+        except Exception:  # metrics must never break the cache
+            logger.exception("an entry_rejected receiver failed")
 
     @property
     def counts(self) -> dict[str, int]:
@@ -148,7 +147,6 @@ class EntryFormat:
         *,
         part_codec: EntryCodec | None = None,
         max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
-        on_rejected: RejectionHook | None = None,
     ) -> None:
         self.key_prefix = validate_key_prefix(key_prefix)
         self.codec = codec
@@ -163,7 +161,7 @@ class EntryFormat:
         self.serializer = serializer
         self._timeout_seconds = timeout_seconds
         #: Items read but not served (untrusted, unloadable, parts missing), by reason.
-        self.rejections = Rejections(on_rejected)
+        self.rejections = Rejections()
 
     def storage_key(self, key: str) -> str:
         return storage_key(self.key_prefix, key)

@@ -45,14 +45,6 @@ DEFAULT_BREAKER_COOLDOWN = 10.0
 #: about one read unit per 4 KB of it.
 DEFAULT_MAX_VALUE_BYTES = 8 * 1024 * 1024
 
-#: ``observer(operation, seconds, error)`` hears about every DynamoDB call
-#: (``error`` is None on success): CACHE_DYNAMODB_OBSERVER, for metrics.
-Observer = Callable[[str, float, BaseException | None], None]
-#: ``on_rejected(reason)`` hears about every item read but not served (a signature that
-#: does not verify, a part missing...; the reasons of ``entries.py`` and ``parts.py``):
-#: CACHE_DYNAMODB_ON_REJECTED, for metrics.
-RejectionHook = Callable[[str], None]
-
 #: A check answers None for a good value, else what is wrong ("must be ...").
 Check = Callable[[Any], str | None]
 
@@ -115,10 +107,6 @@ def _old_signing_keys(value: Any) -> str | None:
     if isinstance(value, list | tuple) and all(non_empty_string(key) is None for key in value):
         return None
     return "must be a key or a JSON list of non-empty keys"
-
-
-def _callable_or_none(value: Any) -> str | None:
-    return None if value is None or callable(value) else "must be a callable (set in code)"
 
 
 def _as_float(value: Any) -> float:
@@ -289,20 +277,6 @@ SETTINGS: tuple[Setting, ...] = (
         doc=f"seconds the circuit stays open (``{DEFAULT_BREAKER_COOLDOWN}``)",
     ),
     Setting(
-        "CACHE_DYNAMODB_OBSERVER",
-        "observer",
-        _callable_or_none,
-        None,
-        doc="callable for metrics (set in code)",
-    ),
-    Setting(
-        "CACHE_DYNAMODB_ON_REJECTED",
-        "on_rejected",
-        _callable_or_none,
-        None,
-        doc="callable(reason) for metrics (set in code)",
-    ),
-    Setting(
         "CACHE_DEFAULT_TIMEOUT",
         "default_timeout",
         non_negative_int,
@@ -345,8 +319,6 @@ class DynamoDBSettings:
     max_pool_connections: int
     breaker_failures: int
     breaker_cooldown: float
-    observer: Observer | None
-    on_rejected: RejectionHook | None
     default_timeout: int
     key_prefix: str | None
 

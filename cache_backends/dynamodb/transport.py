@@ -1,7 +1,7 @@
-"""How calls reach DynamoDB: the client models, the circuit breaker, the observer, the guard.
+"""How calls reach DynamoDB: the client models, the circuit breaker, the signal, the guard.
 
 Every DynamoDB call of the backend goes through :meth:`Transport.call`: timed
-for the observer, refused at once while the circuit is open, and any DynamoDB
+and told to ``signals.dynamodb_call``, refused at once while the circuit is open, and any DynamoDB
 or network error logged once and raised as :class:`CacheUnavailable`. A failed
 condition is DynamoDB's answer, not an outage: :meth:`Transport.conditional`
 returns it as False.
@@ -35,8 +35,9 @@ from pynamodb.exceptions import PynamoDBException, TableDoesNotExist
 from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 
+from cache_backends import signals
 from cache_backends.breaker import CircuitBreaker
-from cache_backends.dynamodb.settings import DEFAULT_WRITE_TIMEOUT, Observer
+from cache_backends.dynamodb.settings import DEFAULT_WRITE_TIMEOUT
 from cache_backends.models import (
     KEY_ATTRIBUTE,
     CacheEntry,
@@ -88,7 +89,6 @@ class Transport:
     :param write_timeout: connect and read timeout of writes on a request's path
         (``cache_backends.strict.request_path``), tried once.
     :param breaker: shared by every call, so an outage seen by writes spares reads.
-    :param observer: ``observer(operation, seconds, error)`` after each call.
     """
 
     def __init__(
@@ -98,11 +98,9 @@ class Transport:
         get_timeout: float,
         write_timeout: float = DEFAULT_WRITE_TIMEOUT,
         breaker: CircuitBreaker,
-        observer: Observer | None = None,
     ) -> None:
         self.table_name = connection.table_name
         self.breaker = breaker
-        self.observer = observer
         #: Called (with the breaker's lock not held) when a call finds the table gone.
         self.on_table_missing: Callable[[], None] = _no_table_handler
         # Writes, batches, scans and admin calls: the full timeouts, retried.
@@ -258,9 +256,7 @@ class Transport:
         return table_connection(model).delete_item(skey, condition=condition)
 
     def _observe(self, operation: str, seconds: float, error: BaseException | None) -> None:
-        if self.observer is None:
-            return
         try:
-            self.observer(operation, seconds, error)
+            signals.dynamodb_call.send(self, operation=operation, seconds=seconds, error=error)
         except Exception:  # metrics must never break the cache
-            logger.exception("cache observer failed")
+            logger.exception("a dynamodb_call receiver failed")

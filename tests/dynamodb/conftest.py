@@ -8,6 +8,7 @@ from typing import Any
 import boto3
 import pytest
 
+from cache_backends import signals
 from cache_backends.dynamodb.backend import DynamoDBCache
 from devtools.dynamodb_local import DynamoDBLocal
 from devtools.ports import free_port
@@ -20,8 +21,11 @@ UNREACHABLE_TIMEOUT_SECONDS = 0.2
 
 
 @pytest.fixture
-def calls() -> CallLog:
-    return CallLog()
+def calls() -> Iterator[CallLog]:
+    """Every DynamoDB call the test's backends make, heard on ``signals.dynamodb_call``."""
+    log = CallLog()
+    with signals.dynamodb_call.connected_to(log):
+        yield log
 
 
 @pytest.fixture
@@ -40,7 +44,6 @@ def make_cache(dynamodb_local: DynamoDBLocal, table_name: str, calls: CallLog) -
         options.setdefault("region_name", "us-east-1")
         options.setdefault("signing_key", TEST_SIGNING_KEY)
         options.setdefault("create_table", True)
-        options.setdefault("observer", calls)
         options.setdefault("get_timeout", RELAXED_GET_TIMEOUT_SECONDS)
         return DynamoDBCache(**options)
 

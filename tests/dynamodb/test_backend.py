@@ -86,7 +86,6 @@ def test_flask_caching_memoize_works_on_batches(
             "CACHE_DYNAMODB_ENDPOINT_URL": dynamodb_local.endpoint_url,
             "CACHE_DYNAMODB_CREATE_TABLE": True,
             "CACHE_DYNAMODB_SIGNING_KEY": TEST_SIGNING_KEY,
-            "CACHE_DYNAMODB_OBSERVER": calls,
         }
     )
     loads: list[int] = []

@@ -1,4 +1,4 @@
-"""The DynamoDB backend's tests' helpers: a call-recording observer, a Flask app on the backend.
+"""The DynamoDB backend's tests' helpers: a call-recording receiver, a Flask app on the backend.
 
 The fixtures built from them (``make_cache``, ``cache``, ``calls``, ``raw_table``...)
 are in tests/dynamodb/conftest.py.
@@ -21,13 +21,15 @@ MakeCache = Callable[..., DynamoDBCache]
 
 
 class CallLog:
-    """An observer that records every DynamoDB call the backend makes."""
+    """A ``signals.dynamodb_call`` receiver that records every DynamoDB call backends make."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, BaseException | None]] = []
         self._lock = threading.Lock()
 
-    def __call__(self, operation: str, seconds: float, error: BaseException | None) -> None:
+    def __call__(
+        self, transport: object, *, operation: str, seconds: float, error: BaseException | None
+    ) -> None:
         with self._lock:
             self.calls.append((operation, error))
 
