@@ -47,7 +47,7 @@ from cache_backends.background import backoff
 from cache_backends.lease import Lease, lease_key_for
 from cache_backends.refresher import BackgroundRefresher
 from cache_backends.single_flight import SingleFlight
-from cache_backends.strict import CacheUnavailable, strict_interface
+from cache_backends.strict import CacheUnavailable, request_path, strict_interface
 from cache_backends.versioned import VersionedEntry, store_entry, timeout_for
 
 logger = logging.getLogger(__name__)
@@ -191,7 +191,17 @@ class VersionedLoader:
         write to a failing backend would only add its timeout to the answer),
         but a process still loads once for all its waiting threads, so an
         outage does not send every request to the database at once.
+
+        Every cache call made here, on the caller's thread (the read, the lease,
+        the store after a load, the release), has the request path's budget
+        (:func:`~cache_backends.strict.request_path`): a cache that hangs
+        mid-way costs the caller one short timeout per call, never a retried
+        patient one. A background refresh keeps the patient budget.
         """
+        with request_path():
+            return self._get(load)
+
+    def _get(self, load: Load) -> Loaded:
         try:
             entry = self._read(strict=True)
         except _BackendFailed:

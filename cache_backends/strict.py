@@ -17,7 +17,8 @@ library: the app's metrics and the near-cache use this without loading botocore.
 Two optional seams, generic so that the layers above never name a backend:
 
 - :func:`request_path` marks the calls a block makes as made on a request's
-  path (a write's cache update after its commit): a backend with a short
+  path (a write's cache update after its commit; a read's lease, store and
+  release): a backend with a short
   budget for such calls uses it (DynamoDBCache: ``CACHE_DYNAMODB_WRITE_TIMEOUT``,
   no retry), any other ignores it. A context rather than a second object, so
   that it passes through every layer (the near-cache, the loader) unchanged;
@@ -77,7 +78,10 @@ def request_path() -> Iterator[None]:
 
     A write's cache update is tried at once, while its client waits; one that does
     not land within the budget is owed and retried in the background
-    (``cache_backends.owed``), so the budget only bounds the answer's latency.
+    (``cache_backends.owed``), so the budget only bounds the answer's latency. A
+    read's lease, store and release run inside too (``VersionedLoader.get``): the
+    database answers a read whose cache hangs. Threads started inside do not
+    inherit it (a background refresh keeps the patient budget).
     """
     token = _ON_REQUEST_PATH.set(True)
     try:

@@ -19,8 +19,9 @@ import boto3
 import pytest
 from flask import Flask
 
+from cache_backends import signals
 from cache_backends.dynamodb import DEFAULT_GET_TIMEOUT
-from cache_backends.dynamodb.settings import DEFAULT_BREAKER_FAILURES
+from cache_backends.dynamodb.settings import DEFAULT_BREAKER_FAILURES, DEFAULT_WRITE_TIMEOUT
 from devtools.dynamodb_local import DynamoDBLocal
 from ecommerce.categories import repository
 from ecommerce.extensions import cache
@@ -126,6 +127,45 @@ def test_a_hung_dynamodb_costs_a_get_no_more_than_a_database_answer_plus_a_short
     durations = sorted(duration for _, _, duration in answers)
     p99 = durations[int(len(durations) * 0.99) - 1]
     assert p99 <= database_only + HUNG_EXTRA_BUDGET_SECONDS, (p99, database_only)
+    assert seconds_until_a_hit(app, RESUME_DEADLINE_SECONDS) < RESUME_DEADLINE_SECONDS
+
+
+@pytest.mark.parametrize(
+    "hangs_after", ["GetItem", "PutItem"], ids=["before-the-lease", "holding-the-lease"]
+)
+def test_a_miss_in_flight_when_dynamodb_hangs_costs_it_one_short_timeout_per_call(
+    app: Flask, dynamodb_local: DynamoDBLocal, hangs_after: str
+) -> None:
+    """A MISS takes the lease, stores and releases on the reader's own thread: each call
+    has the request path's budget (tried once within the write timeout), never the
+    patient one (1 s, retried). DynamoDB is stopped the moment the reader's first
+    ``hangs_after`` returns: its read, or its lease's conditional put."""
+    assert dynamodb_local.process is not None
+    pid = dynamodb_local.process.pid
+    database_only = database_only_seconds(app)
+    hung = threading.Event()
+
+    def hang_after(transport: object, *, operation: str, seconds: float, error: Any) -> None:
+        if operation == hangs_after and error is None and not hung.is_set():
+            hung.set()
+            os.kill(pid, signal.SIGSTOP)
+
+    try:
+        with signals.dynamodb_call.connected_to(hang_after):
+            started = time.perf_counter()
+            answer = get_categories(app.test_client())
+            elapsed = time.perf_counter() - started
+    finally:
+        if hung.is_set():
+            os.kill(pid, signal.SIGCONT)
+
+    assert hung.is_set(), f"the reader never called {hangs_after}"
+    assert answer == (SEED_CATEGORIES, "MISS")
+    # At most a get, then a write (the lease or the release), each within its budget:
+    # the patient client alone would wait its 1 s read timeout, retried.
+    budget = DEFAULT_GET_TIMEOUT + DEFAULT_WRITE_TIMEOUT + database_only + HUNG_EXTRA_BUDGET_SECONDS
+    assert elapsed <= budget, (elapsed, budget)
+    # After the fault: the lease a resumed DynamoDB may still apply ends, and hits return.
     assert seconds_until_a_hit(app, RESUME_DEADLINE_SECONDS) < RESUME_DEADLINE_SECONDS
 
 
