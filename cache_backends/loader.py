@@ -14,6 +14,11 @@ backend and needs no Flask:
   one process only one thread polls; the others share its answer;
 - every store goes through :func:`cache_backends.versioned.store_entry`, so
   an older snapshot never replaces a newer one;
+- the value is stored apart from its entry, under a key of its own written once
+  (:class:`~cache_backends.versioned.Body`): the entry is a small pointer that
+  readers, marks and the reconciler read and write, and a process reads a body
+  only when the pointer names one it has not read yet. What a read costs
+  leaves the catalogue's size; only a change pays for it;
 - an entry fenced below ``newest.known()`` (a version this process knows of
   that the cache has not reached: its own write not landed, a change heard), or
   holding a value older than ``newest.served()`` (one it has already shown), is
@@ -34,9 +39,11 @@ dependency), and ``on_error`` hears about it.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import KW_ONLY, dataclass, field
@@ -48,7 +55,7 @@ from cache_backends.lease import Lease, lease_key_for
 from cache_backends.refresher import BackgroundRefresher
 from cache_backends.single_flight import SingleFlight
 from cache_backends.strict import CacheUnavailable, request_path, strict_interface
-from cache_backends.versioned import VersionedEntry, store_entry, timeout_for
+from cache_backends.versioned import Body, VersionedEntry, store_entry, timeout_for
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +66,10 @@ POLL_MAX_SECONDS = 0.1
 #: mark_stale is a compare-and-set: each failed attempt means the entry changed
 #: between its read and its write (a store landed), so it reads again.
 MARK_STALE_ATTEMPTS = 3
+#: A value's body is stored under ``<key>:body:<write id>``.
+BODY_SUFFIX = ":body:"
+#: What ``_value`` answers for a body that expired or was evicted before its pointer.
+_GONE = object()
 
 #: ``load()`` returns the value and the database version it was read at.
 Load = Callable[[], tuple[Any, int]]
@@ -181,6 +192,9 @@ class VersionedLoader:
         self.cache = strict_interface(self.cache)
         self.lease_key = lease_key_for(self.key)
         self._flights: SingleFlight[Loaded] = SingleFlight()  # this process's load under way
+        #: The body this process read or wrote last, and its value: bodies never change,
+        #: so while the pointer names it no read goes past the pointer.
+        self._held_body: tuple[str, Any] | None = None
 
     # -- reads -------------------------------------------------------------
 
@@ -206,20 +220,26 @@ class VersionedLoader:
             entry = self._read(strict=True)
         except _BackendFailed:
             return self._join_or_lead(load, min_version=0, through_cache=False)
-        if entry is not None:
-            known = self.newest.known()
-            if entry.fence < known:  # missing a write this process knows of
-                return self._join_or_lead(load, min_version=known)
-            served = self.newest.served()
-            if entry.has_value and entry.version < served:  # older than what it has shown
-                return self._join_or_lead(load, min_version=served)
+        if entry is None:
+            return self._join_or_lead(load, min_version=0)
+        known = self.newest.known()
+        if entry.fence < known:  # missing a write this process knows of
+            return self._join_or_lead(load, min_version=known)
+        served = self.newest.served()
+        if entry.has_value and entry.version < served:  # older than what it has shown
+            return self._join_or_lead(load, min_version=served)
         now = self.clock()
-        if entry is not None and entry.is_fresh(now):
-            return Loaded(entry.value, entry.version, CacheStatus.HIT)
-        if entry is not None and entry.is_servable_stale(now):
-            self.refresh_in_background(load, unless_fresh=True)
-            return Loaded(entry.value, entry.version, CacheStatus.STALE)
-        return self._join_or_lead(load, min_version=0 if entry is None else entry.fence)
+        fresh = entry.is_fresh(now)
+        if fresh or entry.is_servable_stale(now):
+            try:
+                loaded = self._served(entry, CacheStatus.HIT if fresh else CacheStatus.STALE)
+            except _BackendFailed:
+                return self._join_or_lead(load, min_version=0, through_cache=False)
+            if loaded is not None:
+                if not fresh:
+                    self.refresh_in_background(load, unless_fresh=True)
+                return loaded
+        return self._join_or_lead(load, min_version=entry.fence)
 
     def _join_or_lead(self, load: Load, min_version: int, *, through_cache: bool = True) -> Loaded:
         """One caller per process goes for the lease; the process's others share its answer.
@@ -284,9 +304,9 @@ class VersionedLoader:
                     # Double-checked: a holder may have stored and released between
                     # our read and our add; loading again would be a wasted load.
                     entry = self._read(strict=True)
-                    if usable(entry):
-                        assert entry is not None
-                        return Loaded(entry.value, entry.version, CacheStatus.HIT)
+                    hit = self._served(entry, CacheStatus.HIT) if usable(entry) else None
+                    if hit is not None:
+                        return hit
                     value, version = self._load_and_store(load)
                     return Loaded(value, version, CacheStatus.MISS)
                 except _BackendFailed:  # failing since our add: load, store nothing
@@ -305,12 +325,12 @@ class VersionedLoader:
             polls += 1
             try:
                 entry, holder = self._poll()
+                hit = self._served(entry, CacheStatus.HIT) if usable(entry) else None
             except _BackendFailed:
                 value, version = load()
                 return Loaded(value, version, CacheStatus.MISS)
-            if usable(entry):
-                assert entry is not None
-                return Loaded(entry.value, entry.version, CacheStatus.HIT)
+            if hit is not None:
+                return hit
             # add() refused while nobody holds the lease, twice running: a backend with
             # no strict interface is failing (cachelib's DynamoDbCache answers False in
             # an outage). Waiting would only add the lease's length to a request the
@@ -328,13 +348,27 @@ class VersionedLoader:
     # that did not land can be owed.
 
     def store(self, value: Any, version: int, *, strict: bool = False) -> bool:
-        """Store a value read at ``version`` (a load, or a write-through); True if stored."""
+        """Store a value read at ``version`` (a load, or a write-through); True if stored.
+
+        The body first, under a new key, then the pointer to it: a reader that finds
+        the pointer finds its body. A body whose pointer is refused (a newer one is
+        there) is left to its TTL.
+        """
         now = self.clock()
         ttl = self.ttl()
         fresh_until = now + ttl if ttl > 0 else math.inf
         stale_until = fresh_until + self.stale_seconds
-        entry = VersionedEntry(value, version, version, fresh_until, stale_until)
-        return self._store(entry, now, strict=strict)
+        body = None if value is None else Body(f"{self.key}{BODY_SUFFIX}{uuid.uuid4().hex}")
+        if body is not None and not self._store_body(body, value, strict=strict):
+            return False  # refused (too large) or failed: the pointer must not name it
+        entry = VersionedEntry(
+            value if body is None else body, version, version, fresh_until, stale_until
+        )
+        if not self._store(entry, now, strict=strict):
+            return False
+        if body is not None:
+            self._held_body = (body.key, value)
+        return True
 
     def invalidate(self, version: int, *, strict: bool = False) -> bool:
         """Leave a tombstone at ``version``: a reader's older snapshot cannot land after it."""
@@ -353,7 +387,7 @@ class VersionedLoader:
     def stale_mark(self, version: int, *, strict: bool = False) -> StaleMark:
         """:meth:`mark_stale`, telling a mark (a refresh is due) from a value already current."""
         for _ in range(MARK_STALE_ATTEMPTS):
-            entry = self.current_entry() if strict else self._read()
+            entry = self.pointer() if strict else self._read()
             now = self.clock()
             if entry is None or not entry.has_value:
                 tombstone = self.invalidate(version, strict=strict)
@@ -370,7 +404,16 @@ class VersionedLoader:
         return StaleMark.REFUSED
 
     def current_entry(self) -> VersionedEntry | None:
-        """What the cache holds under the key now (None: nothing, or not an entry).
+        """What the cache holds under the key now, its value in place (None: nothing,
+        not an entry, or its body is gone).
+
+        Raises CacheUnavailable when the cache could not be asked.
+        """
+        return self.resolved(self.pointer())
+
+    def pointer(self) -> VersionedEntry | None:
+        """The entry as stored: versions, fence and freshness; its value may be a
+        :class:`Body` (:meth:`resolved` reads it). One small read, whatever the value.
 
         Raises CacheUnavailable when the cache could not be asked: the reconciler
         must not take an outage for an empty cache.
@@ -379,6 +422,19 @@ class VersionedLoader:
             return self._read(strict=True)
         except _BackendFailed as failed:
             raise CacheUnavailable(f"get of {self.key!r} failed") from failed
+
+    def resolved(self, entry: VersionedEntry | None) -> VersionedEntry | None:
+        """``entry`` with its value in place of its body; None if it, or its body, is gone.
+
+        Raises CacheUnavailable when the body could not be read.
+        """
+        if entry is None or not isinstance(entry.value, Body):
+            return entry
+        try:
+            value = self._value(entry)
+        except _BackendFailed as failed:
+            raise CacheUnavailable(f"get of {entry.value.key!r} failed") from failed
+        return None if value is _GONE else dataclasses.replace(entry, value=value)
 
     def forget(self, *, strict: bool = False) -> bool:
         """Delete the entry whatever its version: for a database whose versions start again."""
@@ -432,6 +488,54 @@ class VersionedLoader:
         value, version = load()
         self.store(value, version)
         return value, version
+
+    def _served(self, entry: VersionedEntry | None, status: CacheStatus) -> Loaded | None:
+        """``entry`` answered as ``status``; None if its body is gone (load it again).
+
+        Raises _BackendFailed when the body could not be read.
+        """
+        if entry is None:
+            return None
+        value = self._value(entry)
+        return None if value is _GONE else Loaded(value, entry.version, status)
+
+    def _value(self, entry: VersionedEntry) -> Any:
+        """``entry``'s value: in the entry, or in its body, read once per body.
+
+        ``_GONE`` when the body expired or was evicted before its pointer. Raises
+        _BackendFailed when it could not be read.
+        """
+        body = entry.value
+        if not isinstance(body, Body):
+            return body
+        held = self._held_body
+        if held is not None and held[0] == body.key:
+            return held[1]
+        try:
+            value = self.cache.get(body.key)
+        except Exception as error:
+            self._backend_failed("get", error)
+            raise _BackendFailed from error
+        if value is None:
+            return _GONE
+        self._held_body = (body.key, value)
+        return value
+
+    def _store_body(self, body: Body, value: Any, *, strict: bool) -> bool:
+        """Write ``value`` under ``body``'s key, to outlive every pointer to it; True if stored.
+
+        A stale mark keeps a pointer up to :meth:`_longest_life` past the moment it
+        lands, itself within the value's own life: twice that, and a lease more.
+        """
+        longest = self._longest_life()
+        timeout = 0 if longest == 0 else 2 * longest + self.lease_seconds
+        try:
+            return bool(self.cache.set(body.key, value, timeout=timeout))
+        except Exception as error:
+            self._backend_failed("store", error)
+            if not strict:
+                return False
+            raise _unavailable("store", body.key, error)  # noqa: B904 (cause set)
 
     def _longest_life(self) -> int:
         """Seconds a tombstone must outlive any value written before it: TTL + stale window."""

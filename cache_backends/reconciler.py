@@ -177,7 +177,7 @@ class Reconciler:
                 self.lease_key, uuid.uuid4().hex, timeout=self.lease_seconds
             ):
                 return Reconciliation(ReconcileOutcome.LEASE_HELD)
-            entry = self.loader.current_entry()
+            entry = self.loader.pointer()
         except Exception as error:  # CacheUnavailable, or a backend without a strict interface
             # The transport logged the failure itself; every interval of an outage need not.
             level = logging.INFO if isinstance(error, CacheUnavailable) else logging.WARNING

@@ -284,7 +284,10 @@ class Region:
         return loaded
 
     def current_entry(self) -> VersionedEntry | None:
-        """What the cache holds now; raises CacheUnavailable if it could not be asked."""
+        """What the cache holds now, its value read from its body; None if either is gone.
+
+        Raises CacheUnavailable if the cache could not be asked.
+        """
         return self.loader.current_entry()
 
     # -- writes ----------------------------------------------------------------------
@@ -347,7 +350,7 @@ class Region:
             "owed": self.owed.pending().get(self.key),
         }
         try:
-            entry = self.current_entry()
+            entry = self.loader.pointer()
         except CacheUnavailable:
             return {**report, "cached_version": None, "state": "unknown: the cache is unavailable"}
         cached_version = None if entry is None else max(entry.fence, entry.version)

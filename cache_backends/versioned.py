@@ -90,6 +90,22 @@ class VersionedEntry:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Body:
+    """Where a versioned entry's value lives when it is stored apart: a key of its own.
+
+    The entry (``VersionedEntry(Body(key), ...)``) is then a small pointer whatever
+    the value's size: readers, stale marks, tombstones and the reconciler read and
+    write one small item, and a process reads the body again only when the pointer
+    names another one (``VersionedLoader``). Each store writes a new key, never
+    reused and never overwritten (a database restored from a backup may reach a
+    version again with other rows), so a body once read may be kept as long as a
+    pointer names it.
+    """
+
+    key: str
+
+
 @runtime_checkable
 class SupportsVersionedSet(Protocol):
     """A backend that can store a value unless the key holds a higher rank, atomically."""

@@ -50,11 +50,9 @@ class SizeLimitedCache(SimpleCache):
     """Refuses lists longer than the seed list, as DynamoDB refuses items over 400 KB."""
 
     def set(self, key: str, value: Any, timeout: int | None = None) -> bool:
-        if (
-            isinstance(value, VersionedEntry)
-            and isinstance(value.value, Representation)
-            and len(value.value.identity_body) > len(SEED_BODY)
-        ):
+        if isinstance(value, VersionedEntry):  # a value stored in its entry
+            value = value.value
+        if isinstance(value, Representation) and len(value.identity_body) > len(SEED_BODY):
             return False
         return super().set(key, value, timeout)
 

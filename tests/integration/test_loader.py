@@ -8,21 +8,23 @@ sleeps wait out an expiry under test (a lease, a tombstone: about a second each)
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from typing import Any
 
+import boto3
 import pytest
 from flask_caching.backends.simplecache import SimpleCache
 
 from cache_backends.dynamodb import DynamoDBCache
-from cache_backends.loader import CacheStatus, Loaded, LoaderEvent, VersionedLoader
+from cache_backends.loader import CacheStatus, Loaded, LoaderEvent, StaleMark, VersionedLoader
 from cache_backends.near import NearCache
 from cache_backends.refresher import BackgroundRefresher
 from cache_backends.strict import strict_interface
-from cache_backends.versioned import VersionedEntry, near_lifetime
+from cache_backends.versioned import Body, VersionedEntry, near_lifetime, store_entry
 from devtools.dynamodb_local import DynamoDBLocal
 from devtools.ports import free_port
 from tests.support.caches import (
@@ -102,7 +104,7 @@ def test_first_get_is_a_miss_then_a_hit(cache: Any, make_loader: MakeLoader) -> 
     load = Load("value", 1)
     assert loader.get(load) == Loaded("value", 1, MISS)
     assert load.calls == 1
-    stored = cache.get(loader.key)
+    stored = loader.current_entry()
     assert isinstance(stored, VersionedEntry)
     assert (stored.value, stored.version, stored.fence) == ("value", 1, 1)
     assert loader.get(load) == Loaded("value", 1, HIT)
@@ -179,7 +181,7 @@ def test_a_waiter_whose_wait_runs_out_loads_itself(
     assert loader.get(load) == Loaded("value", 1, MISS)
     assert load.calls == 1
     assert events.seen == [LoaderEvent.LEASE_WAITED, LoaderEvent.LEASE_TIMED_OUT]
-    assert cache.get(loader.key).value == "value", "its value was stored"
+    assert loader.current_entry().value == "value", "its value was stored"
     assert cache.get(loader.lease_key) == "someone slow", "someone else's lease is left alone"
     assert loader.get(load) == Loaded("value", 1, HIT)
 
@@ -469,7 +471,7 @@ def test_mark_stale_never_replaces_a_newer_value_stored_meanwhile(
     not come back (as STALE) over v2: at one version a loaded value outranks a stale mark."""
     loader = mark_stale_while_v2_is_stored(cache, make_loader, version=2)
 
-    current = cache.get(loader.key)
+    current = loader.current_entry()
     assert (current.value, current.version) == ("v2", 2), "the older value came back"
     unused = never_called()
     assert loader.get(unused) == Loaded("v2", 2, HIT)
@@ -483,7 +485,7 @@ def test_mark_stale_for_a_newer_write_keeps_the_value_stored_meanwhile(
     marked stale at 3: not v2 fresh (3 was written), and not v1 (older than v2)."""
     loader = mark_stale_while_v2_is_stored(cache, make_loader, version=3)
 
-    current = cache.get(loader.key)
+    current = loader.current_entry()
     assert (current.value, current.version, current.fence) == ("v2", 2, 3)
     assert not current.is_fresh(time.time())
 
@@ -516,7 +518,7 @@ def test_refresh_in_background_releases_the_lease_when_the_pool_refuses(
     inline = make_loader(cache)  # no refresher: refreshes inline
     assert inline.refresh_in_background(load) is True, "the lease could be taken again"
     assert load.calls == 1
-    assert cache.get(loader.key).value == "value"
+    assert loader.current_entry().value == "value"
 
 
 # -- found in review: fences that outlive their window, waits that are bounded -------
@@ -634,3 +636,104 @@ def test_a_stale_read_whose_refresh_another_caller_finished_first_loads_nothing(
 
     assert reload.calls == 0, "the refresh loaded again what was just stored"
     assert loader.get(never_called()) == Loaded("new", 2, HIT)
+
+
+# -- the pointer and its body ------------------------------------------------------
+
+
+class CountingReads:
+    """A strict interface that records every key read through it."""
+
+    def __init__(self, cache: Any) -> None:
+        self._backend = strict_interface(cache)
+        self.reads: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._backend, name)
+
+    def get(self, key: str) -> Any:
+        self.reads.append(key)
+        return self._backend.get(key)
+
+
+def test_hits_read_the_small_pointer_and_each_body_once(
+    cache: Any, make_loader: MakeLoader
+) -> None:
+    """The value lives apart from its entry: another process's hits read the pointer,
+    and the body only the first time the pointer names it, until a change."""
+    writer = make_loader(cache)
+    assert writer.get(Load("v1", 1)) == Loaded("v1", 1, MISS)
+    counted = CountingReads(cache)
+    reader = make_loader(counted)
+
+    for version in (1, 2):
+        if version == 2:
+            assert writer.store("v2", 2)
+        counted.reads.clear()
+        for _ in range(3):
+            assert reader.get(never_called()) == Loaded(f"v{version}", version, HIT)
+        bodies = [key for key in counted.reads if key != reader.key]
+        assert counted.reads.count(reader.key) == 3, "a pointer read per hit"
+        assert len(bodies) == 1, "the body once per change"
+
+
+def test_a_pointer_whose_body_is_gone_is_a_miss_loaded_once(
+    cache: Any, make_loader: MakeLoader
+) -> None:
+    """A body evicted, or expired before its pointer, is never served as nothing."""
+    writer = make_loader(cache)
+    assert writer.get(Load("v1", 1)) == Loaded("v1", 1, MISS)
+    body = writer.pointer()
+    assert body is not None and isinstance(body.value, Body)
+    assert strict_interface(cache).delete(body.value.key)
+    reader, load = make_loader(cache), Load("v1 again", 1)
+
+    assert reader.get(load) == Loaded("v1 again", 1, MISS)
+    assert load.calls == 1
+    assert reader.get(never_called()) == Loaded("v1 again", 1, HIT)
+
+
+def test_a_stale_mark_rewrites_the_pointer_and_keeps_the_body(
+    cache: Any, make_loader: MakeLoader
+) -> None:
+    loader = make_loader(cache)
+    assert loader.get(Load("v1", 1)) == Loaded("v1", 1, MISS)
+    stored = loader.pointer()
+    assert loader.stale_mark(2) is StaleMark.MARKED
+    marked = loader.pointer()
+    assert marked is not None and stored is not None
+    assert (marked.value, marked.version, marked.fence) == (stored.value, 1, 2)
+    assert make_loader(cache).get(Load("v2", 2)) == Loaded("v1", 1, STALE)
+
+
+def test_an_entry_holding_its_value_is_still_served(cache: Any, make_loader: MakeLoader) -> None:
+    """What a release before pointers stored: the value inside the entry."""
+    loader = make_loader(cache)
+    now = time.time()
+    entry = VersionedEntry("inline", 1, 1, now + 60, now + 60)
+    assert store_entry(strict_interface(cache), loader.key, entry, 60)
+    assert loader.get(never_called()) == Loaded("inline", 1, HIT)
+
+
+def test_on_dynamodb_a_hit_costs_one_read_unit_whatever_the_value_s_size(
+    dynamodb_cache: DynamoDBCache, dynamodb_local: DynamoDBLocal, make_loader: MakeLoader
+) -> None:
+    """DynamoDB's own count (ReturnConsumedCapacity) of a strongly consistent read."""
+    loader = make_loader(dynamodb_cache)
+    assert loader.store(os.urandom(100_000), 1)  # incompressible: 25 read units in one item
+    pointer = loader.pointer()
+    assert pointer is not None and isinstance(pointer.value, Body)
+    client = boto3.client("dynamodb", endpoint_url=dynamodb_local.endpoint_url)
+
+    def read_units(key: str) -> float:
+        answer = client.get_item(
+            TableName=dynamodb_cache.strict.transport.table_name,
+            Key={"cache_key": {"S": dynamodb_cache.key_prefix + key}},
+            ConsistentRead=True,
+            ReturnConsumedCapacity="TOTAL",
+        )
+        assert "Item" in answer, key
+        return float(answer["ConsumedCapacity"]["CapacityUnits"])
+
+    assert read_units(loader.key) == 1.0
+    assert read_units(pointer.value.key) >= 25.0

@@ -97,7 +97,9 @@ def cached_entry() -> VersionedEntry | None:
     from ecommerce.categories.cache_policy import CATEGORIES_CACHE_KEY, categories_region
 
     entry = categories_region().loader.cache.get(CATEGORIES_CACHE_KEY)
-    return entry if isinstance(entry, VersionedEntry) else None
+    if not isinstance(entry, VersionedEntry):
+        return None
+    return categories_region().loader.resolved(entry)
 
 
 def categories_in_db(app: Flask) -> list[dict[str, Any]]:
