@@ -1,4 +1,5 @@
-"""The region's background work, written once: a worker thread's lifecycle and its backoff.
+"""The region's background work, written once: a worker thread's lifecycle, its backoff,
+and the election of one process per instance.
 
 Three things run beside a process's requests: owed updates retried until they land
 (``owed.py``), the reconciler (``reconciler.py``), and an instance's change listener
@@ -6,7 +7,9 @@ Three things run beside a process's requests: owed updates retried until they la
 thread that waits, runs one step, and waits again for as long as the step says,
 woken early by :meth:`~BackgroundWorker.wake`, stopped for good by
 :meth:`~BackgroundWorker.stop`. (Background refreshes are a bounded pool instead,
-``refresher.py``: their jobs have no loop.)
+``refresher.py``: their jobs have no loop.) What one process of an instance does for
+all of its processes (the listener, the reconciler's rounds) goes to the holder of an
+:class:`InstanceLock`, so that its cost grows with instances, not with processes.
 
 Every wait that could make a fleet act in step is drawn with jitter, through
 :func:`backoff`: processes started together (a deploy), or failing together (an
@@ -15,10 +18,13 @@ outage), then spread out instead of retrying in the same instant.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import random
 import threading
 from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
 
 logger = logging.getLogger(__name__)
 
@@ -106,3 +112,54 @@ class BackgroundWorker:
             except Exception:  # the thread must outlive any one round's bug
                 logger.exception("%s: a background round raised", self.name)
                 wait = AFTER_A_BUG_SECONDS
+
+
+class InstanceLock:
+    """Which one process of an instance does a job for all of them.
+
+    An instance is the processes that share a directory (gunicorn's workers on one
+    host); the holder is the one with an exclusive ``flock`` on ``path``. Never
+    blocks: :meth:`acquire` answers at once, and a process that is not elected asks
+    again at its next round. The kernel drops the lock with its holder (a crash, a
+    SIGKILL included), so a dead holder's place is taken at the next ask. A
+    directory that cannot hold the file elects every process (logged once): the
+    job is then done by each, as if each were an instance of its own.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._file: BinaryIO | None = None
+        self._unusable = False
+
+    @property
+    def held(self) -> bool:
+        return self._file is not None or self._unusable
+
+    def acquire(self) -> bool:
+        """Whether this process holds the lock now (taking it if it is free)."""
+        if self.held:
+            return True
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            lock_file = self.path.open("ab")
+        except OSError:
+            logger.warning(
+                "no instance lock at %s: every process of the instance does its job",
+                self.path,
+                exc_info=True,
+            )
+            self._unusable = True
+            return True
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock_file.close()
+            return False
+        self._file = lock_file
+        return True
+
+    def release(self) -> None:
+        """Give the lock up (closing the file releases it); idempotent."""
+        lock_file, self._file = self._file, None
+        if lock_file is not None:
+            lock_file.close()

@@ -5,16 +5,19 @@ debt lives in one process's memory: a worker killed right after its commit, a
 change made with plain SQL (the database's trigger raised the version, nobody
 touched the cache) or a database restored from an older backup leave nothing
 owed anywhere. The reconciler makes convergence a guarantee, whatever failed in
-between: every ``interval`` seconds one process of the fleet
+between: every ``interval`` seconds one process of each instance (the holder of an
+:class:`~cache_backends.background.InstanceLock`, where one is given)
 
-1. takes the reconcile lease, ``cache.add(<key>:reconcile, token, interval)``
-   (the same atomic "add if absent" loads use; never released, so that across
-   the fleet one reconcile runs per interval: the others find it held and stop
-   there, at the cost of that one conditional write each);
-2. reads the cache's entry, *then* the database's version (one one-row query).
-   In that order, a write that commits in between makes the database look newer
-   (a harmless repair at its version), never the cache look ahead of it;
-3. acts on what it found:
+1. reads the cache's entry (its pointer: one small item whatever the value's
+   size), *then* the database's version (one one-row query). In that order, a
+   write that commits in between makes the database look newer (a harmless
+   repair at its version), never the cache look ahead of it;
+2. stops there when the two agree, writing nothing: an idle fleet pays one
+   small read and one query per instance and interval, no write;
+3. otherwise takes the repair lease, ``cache.add(<key>:reconcile, token,
+   interval)`` (the same atomic "add if absent" loads use; never released, so
+   that one instance repairs a given lag: the others find it held), and acts on
+   what it found:
 
    - the cache holds the database's version: in sync, nothing to do;
    - a tombstone or stale mark at (or past) it: fenced, a reload is due, nothing
@@ -46,7 +49,12 @@ from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass
 from enum import StrEnum
 
-from cache_backends.background import STOP_TIMEOUT_SECONDS, BackgroundWorker, jittered
+from cache_backends.background import (
+    STOP_TIMEOUT_SECONDS,
+    BackgroundWorker,
+    InstanceLock,
+    jittered,
+)
 from cache_backends.loader import VersionedLoader
 from cache_backends.strict import CacheUnavailable
 from cache_backends.versioned import VersionedEntry
@@ -72,7 +80,7 @@ class ReconcileOutcome(StrEnum):
     BEHIND = "behind"
     #: The cache was ahead of the database (restored to an older version): forgotten.
     AHEAD = "ahead"
-    #: Another process holds the reconcile lease: it reconciles this interval.
+    #: The cache needed a repair, and another process holds the repair lease: it repairs.
     LEASE_HELD = "lease_held"
     #: The cache or the database could not be asked, or the repair did not land.
     FAILED = "failed"
@@ -137,9 +145,12 @@ class Reconciler:
     :param repair: ``repair(version)`` brings a cache that is behind to
         ``version`` (the caller's strategy); True if it landed, False if refused
         (something newer is there); raises CacheUnavailable if it did not land.
-    :param interval: seconds between reconciles, and the reconcile lease's
+    :param interval: seconds between reconciles, and the repair lease's
         length; 0 or less: no thread (:meth:`reconcile_once` still works).
     :param on_run: called with each :class:`Reconciliation` (metrics).
+    :param election: the instance's lock: the thread's rounds run only in the
+        process that holds it (a woken round runs anyway: the wake is this
+        process's news). None: every process's thread runs its rounds.
     """
 
     loader: VersionedLoader
@@ -148,6 +159,7 @@ class Reconciler:
     repair: Callable[[int], bool]
     interval: float
     on_run: Callable[[Reconciliation], None] = lambda reconciliation: None
+    election: InstanceLock | None = None
 
     def __post_init__(self) -> None:
         self.lease_key = self.loader.key + RECONCILE_LEASE_SUFFIX
@@ -161,7 +173,7 @@ class Reconciler:
     # -- one reconcile ---------------------------------------------------------------
 
     def reconcile_once(self, *, fleet_lease: bool = True) -> Reconciliation:
-        """Compare and repair once; ``fleet_lease``: only if this process wins this interval."""
+        """Compare, and repair what disagrees; ``fleet_lease``: only under the repair lease."""
         with self._running:
             reconciliation = self._reconcile(fleet_lease)
         try:
@@ -173,15 +185,9 @@ class Reconciler:
     def _reconcile(self, fleet_lease: bool) -> Reconciliation:
         key = self.loader.key
         try:
-            if fleet_lease and not self.loader.cache.add(
-                self.lease_key, uuid.uuid4().hex, timeout=self.lease_seconds
-            ):
-                return Reconciliation(ReconcileOutcome.LEASE_HELD)
             entry = self.loader.pointer()
         except Exception as error:  # CacheUnavailable, or a backend without a strict interface
-            # The transport logged the failure itself; every interval of an outage need not.
-            level = logging.INFO if isinstance(error, CacheUnavailable) else logging.WARNING
-            logger.log(level, "reconcile of %r: the cache could not be asked: %s", key, error)
+            self._cache_failed(error)
             return Reconciliation(ReconcileOutcome.FAILED)
         cached = None if entry is None else max(entry.fence, entry.version)
         try:
@@ -191,6 +197,16 @@ class Reconciler:
             return Reconciliation(ReconcileOutcome.FAILED, cached_version=cached)
         found = Reconciliation(ReconcileOutcome.FAILED, database, cached)
         outcome = coherence_of(entry, database)
+        if outcome not in REPAIRS:
+            return Reconciliation(outcome, database, cached)
+        try:
+            if fleet_lease and not self.loader.cache.add(
+                self.lease_key, uuid.uuid4().hex, timeout=self.lease_seconds
+            ):
+                return Reconciliation(ReconcileOutcome.LEASE_HELD, database, cached)
+        except Exception as error:
+            self._cache_failed(error)
+            return found
         try:
             if outcome is ReconcileOutcome.ABSENT:
                 self.loader.invalidate(database, strict=True)
@@ -217,6 +233,13 @@ class Reconciler:
             return found
         return Reconciliation(outcome, database, cached)
 
+    def _cache_failed(self, error: Exception) -> None:
+        # The transport logged the failure itself; every interval of an outage need not.
+        level = logging.INFO if isinstance(error, CacheUnavailable) else logging.WARNING
+        logger.log(
+            level, "reconcile of %r: the cache could not be asked: %s", self.loader.key, error
+        )
+
     # -- the thread ----------------------------------------------------------------------
 
     def wake(self) -> None:
@@ -241,12 +264,16 @@ class Reconciler:
         return self._worker.running
 
     def stop(self, timeout: float = STOP_TIMEOUT_SECONDS) -> bool:
-        """Stop the thread (for good); True once it has ended (or never ran)."""
-        return self._worker.stop(timeout)
+        """Stop the thread (for good) and give up the election; True once it has ended."""
+        stopped = self._worker.stop(timeout)
+        if stopped and self.election is not None:
+            self.election.release()
+        return stopped
 
     def _next_wait(self) -> float:
         return jittered(self.interval, INTERVAL_JITTER_FRACTION)
 
     def _round(self, woken: bool) -> float:
-        self.reconcile_once(fleet_lease=not woken)
+        if woken or self.election is None or self.election.acquire():
+            self.reconcile_once(fleet_lease=not woken)
         return self._next_wait()

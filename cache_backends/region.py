@@ -42,9 +42,11 @@ import time
 from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, Protocol
 
 from cache_backends import signals
+from cache_backends.background import InstanceLock
 from cache_backends.loader import CacheStatus, Load, Loaded, LoaderEvent, StaleMark, VersionedLoader
 from cache_backends.owed import OwedOutcome, OwedUpdates
 from cache_backends.reconciler import COHERENT, REPAIRS, Reconciler, Reconciliation, coherence_of
@@ -69,6 +71,8 @@ DRAIN_TIMEOUT_SECONDS = 10.0
 #: are loaded again for this many reconcile intervals: long enough for the reconciler
 #: (or the writers' owed updates) to have repaired the shared cache.
 RECOVERY_HOLD_INTERVALS = 3
+#: The reconciler's election file in ``instance_dir``: ``<region name>.reconciler.lock``.
+RECONCILER_LOCK_SUFFIX = ".reconciler.lock"
 
 
 class Strategy(StrEnum):
@@ -219,6 +223,10 @@ class Region:
         while one caller refreshes it.
     :param lease_seconds: how long the right to load lasts (longer than a load).
     :param reconcile_seconds: the reconciler's interval; 0: no reconciler thread.
+    :param instance_dir: a directory the processes of one instance share (gunicorn's
+        workers): one of them, elected by a lock file in it, runs the reconciler's
+        rounds for all, so that their cost grows with instances, not processes.
+        None: every process runs them.
     :param name: names the region in signals, log lines and threads.
     """
 
@@ -234,6 +242,7 @@ class Region:
         stale_seconds: float = 0.0,
         lease_seconds: int = 5,
         reconcile_seconds: float = 2.0,
+        instance_dir: Path | str | None = None,
         name: str | None = None,
     ) -> None:
         self.key = key
@@ -267,6 +276,9 @@ class Region:
             repair=self._repair,
             interval=reconcile_seconds,
             on_run=self._reconciled,
+            election=None
+            if instance_dir is None
+            else InstanceLock(Path(instance_dir) / f"{self.name}{RECONCILER_LOCK_SUFFIX}"),
         )
         self.source: VersionSource | None = None
         #: The newest version whose strategy this process applied, and when (monotonic).

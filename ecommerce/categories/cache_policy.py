@@ -68,6 +68,7 @@ def init_app(app: Flask) -> None:
         stale_seconds=app.config["CATEGORIES_CACHE_STALE_WHILE_REVALIDATE"],
         lease_seconds=app.config["CATEGORIES_CACHE_LEASE_SECONDS"],
         reconcile_seconds=app.config["CATEGORIES_CACHE_RECONCILE_SECONDS"],
+        instance_dir=app.config["CATALOGUE_EVENTS_DIR"] or app.instance_path,
     )
     reconciling = app.config["CATEGORIES_CACHE_RECONCILE_SECONDS"] > 0
     # On PostgreSQL the database's own change events reach the region at once.

@@ -31,20 +31,19 @@ SQLite has no notifications: there the reconciler's interval is the bound.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import mmap
 import os
 import struct
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any, Protocol
 
 from flask import Flask
 
-from cache_backends.background import BackgroundWorker, backoff
+from cache_backends.background import BackgroundWorker, InstanceLock, backoff
 from ecommerce.categories import repository
 from ecommerce.categories.models import CATALOGUE_CHANNEL
 from ecommerce.extensions import db
@@ -143,7 +142,7 @@ class CatalogueListener:
 
     def __post_init__(self) -> None:
         self.board = VersionBoard(self.directory / BOARD_FILE_NAME)
-        self._lock_path = self.directory / LOCK_FILE_NAME
+        self._lock = InstanceLock(self.directory / LOCK_FILE_NAME)
         self._worker = BackgroundWorker("catalogue-listener", self._elect_and_listen)
         #: Set while this process holds the lock and a listening connection (tests).
         self.listening = threading.Event()
@@ -164,24 +163,12 @@ class CatalogueListener:
 
     def _elect_and_listen(self, woken: bool) -> float:
         """Listen while this process holds the instance's lock; else ask again later."""
-        with self._instance_lock() as elected:
-            if elected:
-                self._listen_until_stopped()
-        return self.election_retry_seconds
-
-    @contextlib.contextmanager
-    def _instance_lock(self) -> Iterator[bool]:
-        """Whether this process is the instance's listener; held for the block."""
-        lock_file: BinaryIO = self._lock_path.open("ab")
-        try:
+        if self._lock.acquire():
             try:
-                fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                yield False
-                return
-            yield True
-        finally:
-            lock_file.close()  # closing releases the lock
+                self._listen_until_stopped()
+            finally:
+                self._lock.release()
+        return self.election_retry_seconds
 
     def _listen_until_stopped(self) -> None:
         attempt = 0

@@ -4,7 +4,7 @@ Changes are made the way the API cannot see them: the repository's write alone, 
 a back-office tool or plain SQL would (the database's trigger raises the version; no
 cache update follows). Races are forced: a load paused right after its snapshot, a
 reconcile paused between its cache read and its database read, a reconcile holding
-its lease; costs are counted on botocore's wire and SQLAlchemy's engine events.
+the repair lease; costs are counted on botocore's wire and SQLAlchemy's engine events.
 """
 
 from __future__ import annotations
@@ -39,10 +39,8 @@ WITH_TOYS = [*SEED_CATEGORIES, TOYS]
 #: A thread woken by the test acts in milliseconds; the deadline only stops a hang.
 DEADLINE_SECONDS = 5.0
 POLL_SECONDS = 0.02
-#: The shortest reconcile lease (whole seconds): the cost test's interval.
+#: The shortest reconcile interval (the repair lease counts whole seconds): the cost test's.
 ONE_SECOND = 1
-#: The lease's expiry is checked to the millisecond: a little past it, it is free.
-LEASE_EXPIRY_MARGIN_SECONDS = 0.05
 
 
 def write_behind_the_caches_back(app: Flask, name: str = TOYS["name"]) -> int:
@@ -198,66 +196,79 @@ def two_processes(make_app: Callable[..., Flask], config: dict[str, Any]) -> tup
     return first, make_app(init_db=False, **config)
 
 
-def test_the_lease_lets_only_one_of_two_reconcilers_act(
+def pause_repairs(reconciler: Reconciler) -> tuple[threading.Event, threading.Event, list[int]]:
+    """Make ``reconciler``'s repairs wait for the test: (paused, resume, versions repaired).
+
+    ``paused`` is set when a reconcile has won the repair lease and starts repairing.
+    """
+    paused, resume, repaired = threading.Event(), threading.Event(), []
+    repair = reconciler.repair
+
+    def paused_repair(version: int) -> bool:
+        repaired.append(version)
+        paused.set()
+        assert resume.wait(PAUSE_TIMEOUT_SECONDS)
+        return repair(version)
+
+    reconciler.repair = paused_repair
+    return paused, resume, repaired
+
+
+def test_of_two_processes_finding_the_same_lag_one_repairs(
     make_app: Callable[..., Flask],
     dynamodb_cache_config: dict[str, Any],
     in_background: Callable[..., Future[Any]],
 ) -> None:
-    """The first holds the lease (paused in its database read); the second stops at the
-    lease: no database read, no repair. Then the first repairs.
+    """The first wins the repair lease and is paused in its repair; the second reads the
+    same lag and stops at the lease: one repair, one load. Then the first repairs.
     """
     first, second = two_processes(make_app, dynamodb_cache_config)
     warm(first)
     write_behind_the_caches_back(first)
-    first_reconciler: Reconciler = categories_region(first).reconciler
-    holding, release = pause_database_reads(first_reconciler)
-    second_reads: list[int] = []
-    second_reconciler = categories_region(second).reconciler
-    read_second = second_reconciler.database_version
-    second_reconciler.database_version = lambda: second_reads.append(1) or read_second()
+    holding, release, first_repairs = pause_repairs(categories_region(first).reconciler)
+    _, _, second_repairs = pause_repairs(categories_region(second).reconciler)
 
-    running = in_background(first_reconciler.reconcile_once)
+    running = in_background(categories_region(first).reconciler.reconcile_once)
     assert holding.wait(PAUSE_TIMEOUT_SECONDS)
-    assert second_reconciler.reconcile_once().outcome == ReconcileOutcome.LEASE_HELD
+    assert reconcile(second) == ReconcileOutcome.LEASE_HELD
     release.set()
 
     assert running.result(PAUSE_TIMEOUT_SECONDS).outcome == ReconcileOutcome.BEHIND
-    assert second_reads == []
+    assert (len(first_repairs), second_repairs) == (1, [])
     assert get_categories(second.test_client()) == (WITH_TOYS, "MISS")
 
 
-def test_the_steady_state_costs_one_query_and_one_read_per_interval_fleet_wide(
+def test_an_instance_in_sync_costs_one_query_and_one_small_read_per_interval_and_no_write(
     make_app: Callable[..., Flask], dynamodb_cache_config: dict[str, Any]
 ) -> None:
-    """Two processes, each reconciling once per interval, the cache in sync: per interval
-    the fleet sends one SQL statement and one GetItem, plus one conditional PutItem per
-    process (the lease: one wins, the others are refused).
+    """Two processes of one instance run their reconciler threads: one is elected and
+    sends, per interval, one SQL statement and one GetItem (the pointer); the other sends
+    nothing; nobody writes. When the elected one stops, the other takes its place.
     """
     config = {**dynamodb_cache_config, "CATEGORIES_CACHE_RECONCILE_SECONDS": ONE_SECOND}
     fleet = two_processes(make_app, config)
     warm(fleet[0])
+    reconcilers = [categories_region(app).reconciler for app in fleet]
     calls = [record_dynamodb_calls(app.extensions["cache"][cache]) for app in fleet]
-    intervals = 3
-    statements: list[str] = []
-    outcomes: list[ReconcileOutcome] = []
+    rounds = 3
     with recorded_sql(fleet[0]) as first_sql, recorded_sql(fleet[1]) as second_sql:
-        for interval in range(intervals):
-            if interval:
-                time.sleep(ONE_SECOND + LEASE_EXPIRY_MARGIN_SECONDS)  # the next interval
-            outcomes += [reconcile(app) for app in fleet]
-        statements = first_sql + second_sql
-    sent = calls[0] + calls[1]
+        statements = (first_sql, second_sql)
+        for reconciler in reconcilers:
+            assert reconciler.start()
+        wait_until(lambda: max(len(sent) for sent in calls) >= rounds, "no reconcile rounds")
+        elected = 0 if calls[0] else 1
+        other = 1 - elected
+        assert (calls[other], statements[other]) == ([], []), "only one process reconciles"
+        assert set(calls[elected]) == {"GetItem"}, "no write while in sync"
+        assert abs(len(statements[elected]) - len(calls[elected])) <= 1  # one of each a round
 
-    assert outcomes.count(ReconcileOutcome.IN_SYNC) == intervals
-    assert outcomes.count(ReconcileOutcome.LEASE_HELD) == intervals
-    assert len(statements) == intervals
-    assert sent.count("GetItem") == intervals
-    assert sent.count("PutItem") == len(fleet) * intervals
-    assert len(sent) == (len(fleet) + 1) * intervals
+        assert reconcilers[elected].stop()
+        wait_until(lambda: len(calls[other]) > 0, "the other process never took its place")
+        assert reconcilers[other].stop()
+    assert set(calls[other]) == {"GetItem"}
     print(
-        f"\nper interval, {len(fleet)} processes in sync: {len(statements) / intervals:.0f} SQL, "
-        f"{sent.count('GetItem') / intervals:.0f} GetItem, "
-        f"{sent.count('PutItem') / intervals:.0f} PutItem (the lease)"
+        f"\nper round, one instance of two processes in sync: 1 SQL, 1 GetItem (the pointer), "
+        f"no write; {len(calls[elected])} rounds, then the other took over"
     )
 
 
