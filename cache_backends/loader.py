@@ -97,6 +97,8 @@ class LoaderEvent(StrEnum):
     STORE_FENCED = "store_fenced"
     #: A background refresh could not be queued (pool full or shut down).
     REFRESH_DROPPED = "refresh_dropped"
+    #: The cache failed and the copy this process holds was served (``stale_if_error``).
+    HELD_COPY_SERVED = "held_copy_served"
 
 
 class StaleMark(IntEnum):
@@ -121,6 +123,9 @@ class Newest(Protocol):
     def served(self) -> int:
         """No value older than this version is served."""
 
+    def still_current(self, version: int) -> bool:
+        """Whether a copy at ``version`` may be served while the cache cannot be asked."""
+
 
 class NothingNewer:
     """The default: nothing newer than the cache is known."""
@@ -130,6 +135,18 @@ class NothingNewer:
 
     def served(self) -> int:
         return 0
+
+    def still_current(self, version: int) -> bool:
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class _Held:
+    """The value this process served or loaded last: what it serves while the cache fails."""
+
+    body_key: str | None  # the body it was read from or written to; None: loaded, or inline
+    value: Any
+    version: int
 
 
 class _BackendFailed(Exception):
@@ -174,6 +191,12 @@ class VersionedLoader:
     :param newest: what this process knows (``region.NewestVersion``): an entry
         fenced below ``newest.known()``, or holding a value older than
         ``newest.served()``, is loaded again under the lease instead of served.
+    :param stale_if_error: seconds (RFC 5861's ``stale-if-error``) the value this
+        process holds (the last it served, read or loaded) is served as ``STALE``
+        while the cache fails, counted from the last moment the cache or the
+        database confirmed it, and only while ``newest.still_current`` allows: a
+        failing cache then costs the database one load per change, not one per
+        request. 0: every read the cache fails is loaded.
     """
 
     cache: Any
@@ -187,14 +210,18 @@ class VersionedLoader:
     on_error: Callable[[], None] = lambda: None
     clock: Callable[[], float] = time.time
     newest: Newest = field(default_factory=NothingNewer)
+    stale_if_error: float = 0.0
 
     def __post_init__(self) -> None:
         self.cache = strict_interface(self.cache)
         self.lease_key = lease_key_for(self.key)
         self._flights: SingleFlight[Loaded] = SingleFlight()  # this process's load under way
-        #: The body this process read or wrote last, and its value: bodies never change,
-        #: so while the pointer names it no read goes past the pointer.
-        self._held_body: tuple[str, Any] | None = None
+        #: The value this process served, read or loaded last (bodies never change: while
+        #: the pointer names its body no read goes past the pointer), and when (monotonic)
+        #: the cache or a load last confirmed it.
+        self._held: _Held | None = None
+        self._held_confirmed_at = -math.inf
+        self._serving_held = False  # logged once per outage
 
     # -- reads -------------------------------------------------------------
 
@@ -219,7 +246,8 @@ class VersionedLoader:
         try:
             entry = self._read(strict=True)
         except _BackendFailed:
-            return self._join_or_lead(load, min_version=0, through_cache=False)
+            return self._without_the_cache(load)
+        self._serving_held = False
         if entry is None:
             return self._join_or_lead(load, min_version=0)
         known = self.newest.known()
@@ -234,7 +262,7 @@ class VersionedLoader:
             try:
                 loaded = self._served(entry, CacheStatus.HIT if fresh else CacheStatus.STALE)
             except _BackendFailed:
-                return self._join_or_lead(load, min_version=0, through_cache=False)
+                return self._without_the_cache(load)
             if loaded is not None:
                 if not fresh:
                     self.refresh_in_background(load, unless_fresh=True)
@@ -273,7 +301,7 @@ class VersionedLoader:
                 value, version = load()
                 return Loaded(value, version, CacheStatus.MISS)
             if led:
-                return loaded
+                return self._holding(loaded)
             if loaded.version >= min_version:
                 return Loaded(loaded.value, loaded.version, CacheStatus.HIT)
 
@@ -366,8 +394,7 @@ class VersionedLoader:
         )
         if not self._store(entry, now, strict=strict):
             return False
-        if body is not None:
-            self._held_body = (body.key, value)
+        self._hold(_Held(None if body is None else body.key, value, version))
         return True
 
     def invalidate(self, version: int, *, strict: bool = False) -> bool:
@@ -507,10 +534,12 @@ class VersionedLoader:
         """
         body = entry.value
         if not isinstance(body, Body):
+            self._hold(_Held(None, body, entry.version))
             return body
-        held = self._held_body
-        if held is not None and held[0] == body.key:
-            return held[1]
+        held = self._held
+        if held is not None and held.body_key == body.key:
+            self._held_confirmed_at = time.monotonic()
+            return held.value
         try:
             value = self.cache.get(body.key)
         except Exception as error:
@@ -518,8 +547,48 @@ class VersionedLoader:
             raise _BackendFailed from error
         if value is None:
             return _GONE
-        self._held_body = (body.key, value)
+        self._hold(_Held(body.key, value, entry.version))
         return value
+
+    def _hold(self, held: _Held) -> None:
+        """Keep ``held`` as what this process serves if the cache fails, confirmed now."""
+        current = self._held
+        if current is None or current.value is not held.value or held.body_key is not None:
+            self._held = held
+        self._held_confirmed_at = time.monotonic()
+
+    def _holding(self, loaded: Loaded) -> Loaded:
+        """``loaded`` (a load, or a hit after a wait), held for a failing cache."""
+        self._hold(_Held(None, loaded.value, loaded.version))
+        return loaded
+
+    def _without_the_cache(self, load: Load) -> Loaded:
+        """The cache failed: the copy this process holds while it may, else one load.
+
+        The held copy is served as ``STALE`` within ``stale_if_error`` of its last
+        confirmation and while ``newest.still_current`` (nothing newer is known: no
+        write of this process owed, no change heard, the database's version not
+        past it). Otherwise the process loads once for all its waiting threads, and
+        holds what it loaded.
+        """
+        held = self._held
+        if (
+            held is not None
+            and time.monotonic() - self._held_confirmed_at <= self.stale_if_error
+            and self.newest.still_current(held.version)
+        ):
+            if not self._serving_held:
+                self._serving_held = True
+                logger.warning(
+                    "cache unavailable for %r: serving the copy held here (version %d) "
+                    "for up to %s s while it lasts",
+                    self.key,
+                    held.version,
+                    self.stale_if_error,
+                )
+            self.on_event(LoaderEvent.HELD_COPY_SERVED)
+            return Loaded(held.value, held.version, CacheStatus.STALE)
+        return self._join_or_lead(load, min_version=0, through_cache=False)
 
     def _store_body(self, body: Body, value: Any, *, strict: bool) -> bool:
         """Write ``value`` under ``body``'s key, to outlive every pointer to it; True if stored.

@@ -73,6 +73,12 @@ DRAIN_TIMEOUT_SECONDS = 10.0
 RECOVERY_HOLD_INTERVALS = 3
 #: The reconciler's election file in ``instance_dir``: ``<region name>.reconciler.lock``.
 RECONCILER_LOCK_SUFFIX = ".reconciler.lock"
+#: How long the copy a process holds may be served while the cache fails: the TTL's own
+#: default, since the database's version is checked meanwhile (``NewestVersion``).
+DEFAULT_STALE_IF_ERROR_SECONDS = 300.0
+#: How often a process checks the database's version while serving its copy, when the
+#: region has no reconcile interval to go by.
+DEFAULT_CHECK_SECONDS = 2.0
 
 
 class Strategy(StrEnum):
@@ -130,6 +136,7 @@ class NewestVersion:
     key: str
     database_version: Callable[[], int]
     hold_seconds: float
+    check_seconds: float = 2.0
     clock: Callable[[], float] = time.monotonic
 
     def __post_init__(self) -> None:
@@ -140,6 +147,8 @@ class NewestVersion:
         self._recovered = threading.Event()
         self._after_recovery = 0
         self._after_recovery_until = -math.inf
+        self._database_checked = 0
+        self._database_checked_until = -math.inf
 
     def follow(self, source: VersionSource) -> None:
         self._source = source
@@ -185,6 +194,27 @@ class NewestVersion:
         """The cache answers again after failing (the breaker's first good probe)."""
         self._recovered.set()
 
+    def still_current(self, version: int) -> bool:
+        """Whether a copy at ``version`` may be served while the cache cannot be asked.
+
+        Not when anything newer is known (:meth:`known`, :meth:`served`), nor when the
+        database has moved past it: its version is read at most once per
+        ``check_seconds`` (one one-row query per process, not a load), so a change
+        made elsewhere during an outage is served within that. A database that cannot
+        answer either leaves the copy served: a load would fail too.
+        """
+        if version < max(self.known(), self.served()):
+            return False
+        now = self.clock()
+        if now >= self._database_checked_until:
+            try:
+                self._database_checked = self.database_version()
+            except Exception:
+                logger.warning("%r: the database's version is unknown: copy kept", self.key)
+                return True
+            self._database_checked_until = now + self.check_seconds
+        return version >= self._database_checked
+
     def _recovery(self) -> int:
         """The database's version read once after each recovery, held for a while.
 
@@ -221,6 +251,11 @@ class Region:
     :param ttl: seconds a loaded value is fresh (jittered 10 % down); 0: for ever.
     :param stale_seconds: seconds past the TTL the old value is served as ``STALE``
         while one caller refreshes it.
+    :param stale_if_error: seconds the copy a process holds is served as ``STALE`` while
+        the cache fails (RFC 5861), as long as the database's version, read at most once
+        per reconcile interval, has not moved past it: an outage or a throttled table
+        costs the database one load per change per process, not one per request. 0: a
+        read the cache fails is loaded.
     :param lease_seconds: how long the right to load lasts (longer than a load).
     :param reconcile_seconds: the reconciler's interval; 0: no reconciler thread.
     :param instance_dir: a directory the processes of one instance share (gunicorn's
@@ -240,6 +275,7 @@ class Region:
         strategy: Strategy | str = Strategy.INVALIDATE,
         ttl: float,
         stale_seconds: float = 0.0,
+        stale_if_error: float = DEFAULT_STALE_IF_ERROR_SECONDS,
         lease_seconds: int = 5,
         reconcile_seconds: float = 2.0,
         instance_dir: Path | str | None = None,
@@ -258,6 +294,7 @@ class Region:
             key=key,
             database_version=database_version,
             hold_seconds=RECOVERY_HOLD_INTERVALS * max(reconcile_seconds, 1),
+            check_seconds=reconcile_seconds if reconcile_seconds > 0 else DEFAULT_CHECK_SECONDS,
         )
         self.loader = VersionedLoader(
             cache,
@@ -269,6 +306,7 @@ class Region:
             on_event=self._loader_event,
             on_error=self._cache_error,
             newest=self.newest,
+            stale_if_error=stale_if_error,
         )
         self.reconciler = Reconciler(
             self.loader,

@@ -56,18 +56,24 @@ DEFAULTS: dict[str, Any] = {
     # (X-Cache: STALE) while one background refresh reloads it. 0: off, the article's
     # story (after the TTL the next GET is a slow MISS).
     "CATEGORIES_CACHE_STALE_WHILE_REVALIDATE": 0,
+    # Seconds each process keeps serving the list it holds (X-Cache: STALE) while the
+    # cache fails, as long as the database's version (checked every reconcile interval)
+    # has not moved past it: an outage or a throttled table costs the database one load
+    # per change per process, not one per request. 0: every such read loads.
+    "CATEGORIES_CACHE_STALE_IF_ERROR": 300,
     # Seconds the right to reload the list lasts (fleet-wide), and so the longest any
     # request waits for another's load before loading itself. Longer than a load takes.
     "CATEGORIES_CACHE_LEASE_SECONDS": 5,
-    # Seconds between reconciles: one process of the fleet (by a lease through the cache)
-    # compares the database's catalogue version with the cache's and repairs a cache
-    # left behind (a lost update, a change made with plain SQL) or ahead (a restored
-    # database). The bound on how long any failure can leave an older list served.
-    # 0: off.
+    # Seconds between reconciles: one process of each instance compares the database's
+    # catalogue version with the cache's and repairs (under a lease through the cache) a
+    # cache left behind (a lost update, a change made with plain SQL) or ahead (a
+    # restored database). The bound on how long any failure can leave an older list
+    # served. 0: off.
     "CATEGORIES_CACHE_RECONCILE_SECONDS": 2,
-    # On PostgreSQL: the folder an instance's workers share to elect the one that listens
-    # for the catalogue trigger's notifications (a lock file) and to pass on what it
-    # hears (a mapped file). Empty: the app's instance folder.
+    # The folder an instance's workers share to elect the one that runs the reconciler's
+    # rounds and, on PostgreSQL, the one that listens for the catalogue trigger's
+    # notifications (lock files), and to pass on what it hears (a mapped file). Empty:
+    # the app's instance folder.
     "CATALOGUE_EVENTS_DIR": "",
     "DB_LATENCY_MS": 0,
     # Flask-SQLAlchemy resolves a relative SQLite path inside the instance
@@ -169,6 +175,7 @@ REQUIRED_SETTINGS: dict[str, Callable[[Any], str | None]] = {
     "CATEGORIES_CACHE_TTL": dynamodb_settings.non_negative_int,
     "CATEGORIES_CACHE_STRATEGY": _one_of(*(strategy.value for strategy in CacheStrategy)),
     "CATEGORIES_CACHE_STALE_WHILE_REVALIDATE": dynamodb_settings.non_negative_int,
+    "CATEGORIES_CACHE_STALE_IF_ERROR": dynamodb_settings.non_negative_number,
     "CATEGORIES_CACHE_LEASE_SECONDS": dynamodb_settings.positive_int,
     "CATEGORIES_CACHE_RECONCILE_SECONDS": dynamodb_settings.non_negative_number,
     "CATALOGUE_EVENTS_DIR": dynamodb_settings.string,

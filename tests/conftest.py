@@ -28,6 +28,7 @@ from tests.support.app import (
 )
 from tests.support.caches import (
     RELAXED_GET_TIMEOUT_SECONDS,
+    RELAXED_WRITE_TIMEOUT_SECONDS,
     TEST_SIGNING_KEY,
 )
 from tests.support.races import PausedLoad
@@ -161,6 +162,7 @@ def dynamodb_cache_config(dynamodb_local: DynamoDBLocal, table_name: str) -> dic
         "CACHE_DYNAMODB_SIGNING_KEY": TEST_SIGNING_KEY,
         # tests/integration/test_faults.py sets the production budget back.
         "CACHE_DYNAMODB_GET_TIMEOUT": RELAXED_GET_TIMEOUT_SECONDS,
+        "CACHE_DYNAMODB_WRITE_TIMEOUT": RELAXED_WRITE_TIMEOUT_SECONDS,
     }
 
 

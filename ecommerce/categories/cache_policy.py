@@ -66,6 +66,7 @@ def init_app(app: Flask) -> None:
         strategy=app.config["CATEGORIES_CACHE_STRATEGY"],
         ttl=app.config["CATEGORIES_CACHE_TTL"],
         stale_seconds=app.config["CATEGORIES_CACHE_STALE_WHILE_REVALIDATE"],
+        stale_if_error=app.config["CATEGORIES_CACHE_STALE_IF_ERROR"],
         lease_seconds=app.config["CATEGORIES_CACHE_LEASE_SECONDS"],
         reconcile_seconds=app.config["CATEGORIES_CACHE_RECONCILE_SECONDS"],
         instance_dir=app.config["CATALOGUE_EVENTS_DIR"] or app.instance_path,

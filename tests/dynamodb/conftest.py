@@ -12,7 +12,11 @@ from cache_backends import signals
 from cache_backends.dynamodb.backend import DynamoDBCache
 from devtools.dynamodb_local import DynamoDBLocal
 from devtools.ports import free_port
-from tests.support.caches import RELAXED_GET_TIMEOUT_SECONDS, TEST_SIGNING_KEY
+from tests.support.caches import (
+    RELAXED_GET_TIMEOUT_SECONDS,
+    RELAXED_WRITE_TIMEOUT_SECONDS,
+    TEST_SIGNING_KEY,
+)
 from tests.support.dynamodb import CallLog, MakeCache
 from tests.support.servers import hanging_server
 
@@ -45,6 +49,7 @@ def make_cache(dynamodb_local: DynamoDBLocal, table_name: str, calls: CallLog) -
         options.setdefault("signing_key", TEST_SIGNING_KEY)
         options.setdefault("create_table", True)
         options.setdefault("get_timeout", RELAXED_GET_TIMEOUT_SECONDS)
+        options.setdefault("write_timeout", RELAXED_WRITE_TIMEOUT_SECONDS)
         return DynamoDBCache(**options)
 
     return make

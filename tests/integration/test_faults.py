@@ -25,6 +25,7 @@ from cache_backends.dynamodb.settings import DEFAULT_BREAKER_FAILURES, DEFAULT_W
 from devtools.dynamodb_local import DynamoDBLocal
 from ecommerce.categories import repository
 from ecommerce.extensions import cache
+from ecommerce.metrics import DB_LOADS
 from tests.support.app import SEED_CATEGORIES, get_categories
 from tests.support.dynamodb import count_attempts
 
@@ -46,7 +47,11 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def app(make_app: Callable[..., Flask], dynamodb_cache_config: dict[str, Any]) -> Flask:
     return make_app(
-        **{**dynamodb_cache_config, "CACHE_DYNAMODB_GET_TIMEOUT": DEFAULT_GET_TIMEOUT},
+        **{
+            **dynamodb_cache_config,
+            "CACHE_DYNAMODB_GET_TIMEOUT": DEFAULT_GET_TIMEOUT,
+            "CACHE_DYNAMODB_WRITE_TIMEOUT": DEFAULT_WRITE_TIMEOUT,
+        },
         DB_LATENCY_MS=DB_LATENCY_MS,
         CACHE_DYNAMODB_BREAKER_COOLDOWN=BREAKER_COOLDOWN_SECONDS,
     )
@@ -111,12 +116,16 @@ def test_a_hung_dynamodb_costs_a_get_no_more_than_a_database_answer_plus_a_short
     assert get_categories(client) == (SEED_CATEGORIES, "HIT")
     database_only = database_only_seconds(app)
     attempts = count_attempts(app.extensions["cache"][cache], "GetItem")
+    loads_before = DB_LOADS._value.get()
 
     with stopped(dynamodb_local):
         answers = read_concurrently(app, HUNG_SECONDS)
 
     assert answers, "no request finished while DynamoDB hung"
     assert all(body == SEED_CATEGORIES for body, _, _ in answers), "every answer is correct"
+    # The copy the process holds answers (stale-if-error): the hang costs the database nothing.
+    assert DB_LOADS._value.get() == loads_before
+    assert {result for _, result, _ in answers} <= {"HIT", "STALE"}
     # On the wire: one try per get (no retries), and the open circuit keeps the rest off
     # DynamoDB: the calls that opened it, the ones in flight then, one probe batch per cooldown.
     probes = math.ceil(HUNG_SECONDS / BREAKER_COOLDOWN_SECONDS)

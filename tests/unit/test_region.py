@@ -314,3 +314,83 @@ def test_a_refresh_loaded_but_not_stored_leaves_readers_the_stale_answer() -> No
 
     assert (loaded.value, loaded.status) == ("list at 1", CacheStatus.STALE)
     assert LoaderEvent.LEASE_WAITED not in events and LoaderEvent.LEASE_ACQUIRED not in events
+
+
+# -- a failing cache never falls on the database --------------------------------------
+
+
+def held_copy_region(
+    cache: FlakyCache, catalogue: Catalogue, clock: FakeClock, **options: Any
+) -> Region:
+    """A region whose NewestVersion checks the database on ``clock`` (every 2 s)."""
+    region = Region(
+        cache,
+        KEY,
+        load=catalogue.load,
+        database_version=lambda: catalogue.version,
+        ttl=300,
+        reconcile_seconds=2,
+        **options,
+    )
+    region.owed.background = False
+    region.newest.clock = clock
+    return region
+
+
+def answers(region: Region, reads: int) -> list[tuple[Any, CacheStatus]]:
+    return [(loaded.value, loaded.status) for loaded in (region.get() for _ in range(reads))]
+
+
+def test_a_failing_cache_serves_the_held_copy_and_loads_once_per_change() -> None:
+    """A throttled or hung cache must not fall on the database: every read it fails is
+    answered with the copy this process holds, as STALE, while the database's version
+    (checked once per interval) has not moved past it; a change is loaded once."""
+    cache, catalogue, clock = FlakyCache(), Catalogue(), FakeClock()
+    region = held_copy_region(cache, catalogue, clock)
+    assert region.get().status is CacheStatus.MISS
+    loads = catalogue.loads
+    cache.failing = True
+
+    assert answers(region, 5) == [("list at 1", CacheStatus.STALE)] * 5
+    assert catalogue.loads == loads, "the outage cost the database nothing"
+
+    catalogue.write()  # elsewhere: another instance, plain SQL
+    assert answers(region, 1) == [("list at 1", CacheStatus.STALE)], "checked once per interval"
+    clock.advance(2.0)
+    assert answers(region, 3) == [
+        ("list at 2", CacheStatus.MISS),
+        ("list at 2", CacheStatus.STALE),
+        ("list at 2", CacheStatus.STALE),
+    ]
+    assert catalogue.loads == loads + 1, "one load for the change"
+    region.stop()
+
+
+def test_a_write_during_the_outage_is_loaded_once_and_served_by_its_process() -> None:
+    cache, catalogue, clock = FlakyCache(), Catalogue(), FakeClock()
+    region = held_copy_region(cache, catalogue, clock)
+    assert region.get().status is CacheStatus.MISS
+    loads = catalogue.loads
+    cache.failing = True
+
+    region.after_write(catalogue.write())  # owed: the cache does not answer
+
+    assert answers(region, 3) == [
+        ("list at 2", CacheStatus.MISS),
+        ("list at 2", CacheStatus.STALE),
+        ("list at 2", CacheStatus.STALE),
+    ]
+    assert catalogue.loads == loads + 1
+    region.stop()
+
+
+def test_without_stale_if_error_every_read_the_cache_fails_is_loaded() -> None:
+    cache, catalogue, clock = FlakyCache(), Catalogue(), FakeClock()
+    region = held_copy_region(cache, catalogue, clock, stale_if_error=0)
+    assert region.get().status is CacheStatus.MISS
+    loads = catalogue.loads
+    cache.failing = True
+
+    assert answers(region, 3) == [("list at 1", CacheStatus.MISS)] * 3
+    assert catalogue.loads == loads + 3
+    region.stop()
