@@ -149,6 +149,7 @@ class NewestVersion:
         self._after_recovery_until = -math.inf
         self._database_checked = 0
         self._database_checked_until = -math.inf
+        self._written = 0
 
     def follow(self, source: VersionSource) -> None:
         self._source = source
@@ -194,16 +195,21 @@ class NewestVersion:
         """The cache answers again after failing (the breaker's first good probe)."""
         self._recovered.set()
 
+    def wrote(self, version: int) -> None:
+        """This process committed a write at ``version``: its own copy must show it."""
+        self._written = max(self._written, version)
+
     def still_current(self, version: int) -> bool:
         """Whether a copy at ``version`` may be served while the cache cannot be asked.
 
-        Not when anything newer is known (:meth:`known`, :meth:`served`), nor when the
-        database has moved past it: its version is read at most once per
-        ``check_seconds`` (one one-row query per process, not a load), so a change
-        made elsewhere during an outage is served within that. A database that cannot
+        Not when anything newer is known (:meth:`known`, :meth:`served`, this process's
+        own writes: read-your-writes), nor when the database has moved past it: its
+        version is read at most once per ``check_seconds`` (one one-row query per
+        process, not a load), so a change made elsewhere during an outage is served
+        within that. A database that cannot
         answer either leaves the copy served: a load would fail too.
         """
-        if version < max(self.known(), self.served()):
+        if version < max(self.known(), self.served(), self._written):
             return False
         now = self.clock()
         if now >= self._database_checked_until:
@@ -353,6 +359,7 @@ class Region:
         with self._written_lock:
             if version >= self._written[0]:
                 self._written = (version, time.monotonic())
+        self.newest.wrote(version)
         read_back = self._read_back()
 
         def apply() -> bool:

@@ -39,9 +39,9 @@ reconciled = _signals.signal("reconciled")
 #: A near-cache lookup: ``hit`` is True when the near copy answered, False when the
 #: remote was asked.
 near_lookup = _signals.signal("near-lookup")
-#: One DynamoDB call: ``operation`` (``GetItem``...), ``seconds`` and ``error`` (None on
-#: success; a :class:`~cache_backends.strict.CacheUnavailable` when the open circuit
-#: refused it without a call).
+#: One DynamoDB call: ``operation`` (``GetItem``...), ``seconds``, ``outcome`` (a
+#: :class:`~cache_backends.dynamodb.transport.CallOutcome` value: ``ok``, ``throttled``,
+#: ``failed``, or ``skipped`` by the open circuit) and ``error`` (None when ``ok``).
 dynamodb_call = _signals.signal("dynamodb-call")
 #: An item read but not served: ``reason`` (``bad_signature``, ``missing_part``...,
 #: the reasons of ``dynamodb/entries.py`` and ``dynamodb/parts.py``).

@@ -46,6 +46,11 @@ class CacheUnavailable(Exception):
     """The cache could not be asked: a call failed, or was skipped (circuit open)."""
 
 
+class CacheThrottled(CacheUnavailable):
+    """The cache answered, but refused the call for capacity (a hot key, a table at its
+    limit): unavailable for this call, yet not down, so no reason to stop asking it."""
+
+
 @runtime_checkable
 class DegradingCache(Protocol):
     """A backend whose BaseCache methods never raise, with a strict interface beside them."""

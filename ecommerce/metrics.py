@@ -99,6 +99,12 @@ DYNAMODB_CALL_ERRORS = Counter(
     ["operation"],
 )
 
+DYNAMODB_THROTTLES = Counter(
+    "ecommerce_dynamodb_throttles_total",
+    "DynamoDB calls refused for capacity (throttled: DynamoDB is up), by operation.",
+    ["operation"],
+)
+
 CACHE_REJECTED_ENTRIES = Counter(
     "ecommerce_cache_rejected_entries_total",
     "Cache items read but not served, by reason: bad_signature (forged, changed, or signed "

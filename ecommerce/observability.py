@@ -38,7 +38,6 @@ from flask.logging import default_handler
 from pythonjsonlogger.json import JsonFormatter
 
 from cache_backends import signals
-from cache_backends.strict import CacheUnavailable
 from ecommerce import metrics
 
 #: Tells clients (and the curl walk-through in the README) where an answer came
@@ -251,17 +250,21 @@ def record_cache_error() -> None:
 
 
 def _observe_dynamodb_call(
-    transport: object, *, operation: str, seconds: float, error: BaseException | None
+    transport: object, *, operation: str, seconds: float, outcome: str, **_: object
 ) -> None:
-    """Latency and errors per DynamoDB operation, and the request's ERROR flag.
+    """Latency, errors and throttles per DynamoDB operation, and the request's ERROR flag.
 
     A call the open circuit skipped never reached DynamoDB: it counts as an error
     but not as a latency, which would drag the histogram towards zero in an outage.
+    A throttled call is counted apart: DynamoDB is up, a key is over its capacity.
     """
-    if not isinstance(error, CacheUnavailable):
+    if outcome != "skipped":
         metrics.DYNAMODB_CALL_DURATION.labels(operation).observe(seconds)
-    if error is not None:
+    if outcome == "throttled":
+        metrics.DYNAMODB_THROTTLES.labels(operation).inc()
+    elif outcome != "ok":
         metrics.DYNAMODB_CALL_ERRORS.labels(operation).inc()
+    if outcome != "ok":
         record_cache_error()
 
 

@@ -4,7 +4,9 @@ Every DynamoDB call of the backend goes through :meth:`Transport.call`: timed
 and told to ``signals.dynamodb_call``, refused at once while the circuit is open, and any DynamoDB
 or network error logged once and raised as :class:`CacheUnavailable`. A failed
 condition is DynamoDB's answer, not an outage: :meth:`Transport.conditional`
-returns it as False.
+returns it as False. A throttled call is an answer too: raised as
+:class:`CacheThrottled` (the caller serves without the cache), it leaves the
+circuit breaker closed.
 
 Writes have two budgets. Inside ``cache_backends.strict.request_path()`` (a
 write's cache update while its client waits) :attr:`Transport.model` and
@@ -26,6 +28,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable
+from enum import StrEnum
 from typing import Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -45,7 +48,7 @@ from cache_backends.models import (
     entry_model_for,
     table_connection,
 )
-from cache_backends.strict import CacheUnavailable, on_request_path
+from cache_backends.strict import CacheThrottled, CacheUnavailable, on_request_path
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +58,20 @@ T = TypeVar("T")
 DYNAMODB_ERRORS = (PynamoDBException, BotoCoreError, ClientError)
 CONDITION_FAILED = "ConditionalCheckFailedException"
 TABLE_MISSING = "ResourceNotFoundException"
+#: DynamoDB's answers for a call over capacity: the table is up, the key (or the
+#: account's request rate) is not served for now.
+THROTTLED = frozenset(
+    {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"}
+)
+
+
+class CallOutcome(StrEnum):
+    """How a DynamoDB call ended (``signals.dynamodb_call``'s ``outcome``)."""
+
+    OK = "ok"  # answered (a failed condition is an answer too)
+    THROTTLED = "throttled"  # answered: over capacity
+    FAILED = "failed"  # no answer: an error, a timeout
+    SKIPPED = "skipped"  # not sent: the circuit is open
 
 
 def error_code(error: Exception) -> str | None:
@@ -187,6 +204,20 @@ class Transport:
                 self.breaker.record_success(call_started)
                 self._observe(operation, elapsed, None)
                 raise
+            if code in THROTTLED:
+                # DynamoDB answered: one hot key's throttling must not open the circuit
+                # for every other call (a write's update, another key).
+                self.breaker.record_success(call_started)
+                throttled = CacheThrottled(f"{operation} throttled: {code}")
+                self._observe(operation, elapsed, throttled)
+                logger.warning(
+                    "DynamoDB %s on %s (key %r) throttled (%s)",
+                    operation,
+                    self.table_name,
+                    key,
+                    code,
+                )
+                raise throttled from error
             self.breaker.record_failure(call_started)
             self._observe(operation, elapsed, error)
             logger.warning(
@@ -256,7 +287,17 @@ class Transport:
         return table_connection(model).delete_item(skey, condition=condition)
 
     def _observe(self, operation: str, seconds: float, error: BaseException | None) -> None:
+        if error is None:
+            outcome = CallOutcome.OK
+        elif isinstance(error, CacheThrottled):
+            outcome = CallOutcome.THROTTLED
+        elif isinstance(error, CacheUnavailable):
+            outcome = CallOutcome.SKIPPED
+        else:
+            outcome = CallOutcome.FAILED
         try:
-            signals.dynamodb_call.send(self, operation=operation, seconds=seconds, error=error)
+            signals.dynamodb_call.send(
+                self, operation=operation, seconds=seconds, outcome=outcome, error=error
+            )
         except Exception:  # metrics must never break the cache
             logger.exception("a dynamodb_call receiver failed")

@@ -23,10 +23,12 @@ from cache_backends import signals
 from cache_backends.dynamodb import DEFAULT_GET_TIMEOUT
 from cache_backends.dynamodb.settings import DEFAULT_BREAKER_FAILURES, DEFAULT_WRITE_TIMEOUT
 from devtools.dynamodb_local import DynamoDBLocal
+from devtools.dynamodb_proxy import DynamoDBProxy
 from ecommerce.categories import repository
+from ecommerce.categories.cache_policy import CATEGORIES_CACHE_KEY, categories_region
 from ecommerce.extensions import cache
-from ecommerce.metrics import DB_LOADS
-from tests.support.app import SEED_CATEGORIES, get_categories
+from ecommerce.metrics import DB_LOADS, DYNAMODB_THROTTLES
+from tests.support.app import SEED_CATEGORIES, TOYS, get_categories, post_category
 from tests.support.dynamodb import count_attempts
 
 #: The simulated database: what an answer without any cache costs.
@@ -40,6 +42,7 @@ BREAKER_COOLDOWN_SECONDS = 2
 RESUME_DEADLINE_SECONDS = 20.0
 RECREATE_DEADLINE_SECONDS = 25.0
 POLL_SECONDS = 0.1
+THROTTLED_GETS = DYNAMODB_THROTTLES.labels("GetItem")
 
 pytestmark = pytest.mark.slow
 
@@ -154,8 +157,8 @@ def test_a_miss_in_flight_when_dynamodb_hangs_costs_it_one_short_timeout_per_cal
     database_only = database_only_seconds(app)
     hung = threading.Event()
 
-    def hang_after(transport: object, *, operation: str, seconds: float, error: Any) -> None:
-        if operation == hangs_after and error is None and not hung.is_set():
+    def hang_after(transport: object, *, operation: str, outcome: str, **_: Any) -> None:
+        if operation == hangs_after and outcome == "ok" and not hung.is_set():
             hung.set()
             os.kill(pid, signal.SIGSTOP)
 
@@ -176,6 +179,42 @@ def test_a_miss_in_flight_when_dynamodb_hangs_costs_it_one_short_timeout_per_cal
     assert elapsed <= budget, (elapsed, budget)
     # After the fault: the lease a resumed DynamoDB may still apply ends, and hits return.
     assert seconds_until_a_hit(app, RESUME_DEADLINE_SECONDS) < RESUME_DEADLINE_SECONDS
+
+
+def test_a_throttled_list_is_answered_from_the_held_copy_and_leaves_the_circuit_closed(
+    make_app: Callable[..., Flask],
+    dynamodb_cache_config: dict[str, Any],
+    dynamodb_local: DynamoDBLocal,
+) -> None:
+    """DynamoDB refuses every read of the list for capacity (a hot key), as a proxy of our
+    own answers: each GET is the list this process holds (no database load), the throttles
+    are counted apart from errors, and the circuit stays closed, so a write's cache update
+    still lands at once; the writer's next GET shows its write (loaded once)."""
+    with DynamoDBProxy(dynamodb_local.endpoint_url) as proxy:
+        app = make_app(
+            **{**dynamodb_cache_config, "CACHE_DYNAMODB_ENDPOINT_URL": proxy.endpoint_url}
+        )
+        client = app.test_client()
+        assert get_categories(client) == (SEED_CATEGORIES, "MISS")
+        assert get_categories(client) == (SEED_CATEGORIES, "HIT")
+        list_key = app.config["CACHE_KEY_PREFIX"] + CATEGORIES_CACHE_KEY
+        loads, throttles = DB_LOADS._value.get(), THROTTLED_GETS._value.get()
+        reads = 2 * DEFAULT_BREAKER_FAILURES  # enough to open a circuit that counted them
+
+        with proxy.throttling("GetItem", key=list_key):
+            assert [get_categories(client) for _ in range(reads)] == [
+                (SEED_CATEGORIES, "STALE")
+            ] * reads
+            assert DB_LOADS._value.get() == loads, "the throttled table fell on the database"
+            assert post_category(client, "Toys") == TOYS
+            assert categories_region(app).owed.pending() == {}, "the circuit opened: owed"
+            assert get_categories(client) == ([*SEED_CATEGORIES, TOYS], "MISS")
+            assert get_categories(client) == ([*SEED_CATEGORIES, TOYS], "STALE")
+
+        assert THROTTLED_GETS._value.get() - throttles == reads + 2
+        assert DB_LOADS._value.get() == loads + 1
+        assert get_categories(client) == ([*SEED_CATEGORIES, TOYS], "MISS")  # the tombstone
+        assert sum(call.throttled for call in proxy.calls()) == reads + 2
 
 
 def test_dynamodb_back_without_its_table_gets_it_created_again_and_hits_resume(

@@ -28,7 +28,7 @@ class CallLog:
         self._lock = threading.Lock()
 
     def __call__(
-        self, transport: object, *, operation: str, seconds: float, error: BaseException | None
+        self, transport: object, *, operation: str, error: BaseException | None, **_: object
     ) -> None:
         with self._lock:
             self.calls.append((operation, error))
