@@ -18,7 +18,7 @@ WRITES_NEED := @echo "Writes need: -H 'Authorization: Bearer $(FLASK_ADMIN_TOKEN
 
 export FLASK_APP := wsgi
 
-.PHONY: help install system-deps run reset-db run-dynamodb dynamodb-local cluster test lint lock bench bench-http bench-scale stampede release clean
+.PHONY: help install system-deps run reset-db run-dynamodb dynamodb-local cluster test lint lock bench bench-http bench-scale bench-fleet stampede release clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/$$(DDB_PORT)/$(DDB_PORT)/g' | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -157,6 +157,9 @@ bench-http: $(BIN)/activate $(DDB_LOCAL) system-deps  ## HTTP load (wrk) on guni
 
 bench-scale: $(BIN)/activate $(DDB_LOCAL) system-deps  ## GET /categories at 3 to 200k categories, plain and gzip clients, per backend and nginx
 	$(BIN)/python -m benchmarks.scale
+
+bench-fleet: $(BIN)/activate $(DDB_LOCAL)  ## DynamoDB's traffic from instances x workers (idle, traffic, throttled, hung), modelled at 1,000 instances
+	$(BIN)/python -m benchmarks.fleet $(ARGS)
 
 stampede: $(BIN)/activate $(DDB_LOCAL)  ## Concurrent GETs at a cold cache, at expiry, stale; POST latency per strategy
 	$(BIN)/python -m scripts.stampede

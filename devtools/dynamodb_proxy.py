@@ -22,6 +22,7 @@ Standard library only; meant for tests and measurements.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import random
@@ -204,7 +205,9 @@ class DynamoDBProxy(StoppedAfterTheBlock):
                     self.send_header("Content-Type", "application/x-amz-json-1.0")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(body)
+                # A client that gave up (its own timeout) has nobody left to answer.
+                with contextlib.suppress(ConnectionError):
+                    self.wfile.write(body)
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass  # a test's output is not the place for an access log

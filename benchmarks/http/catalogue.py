@@ -8,6 +8,7 @@ the run checks every contender's answer against and what nginx serves.
 
 from __future__ import annotations
 
+import random
 import shutil
 import sqlite3
 from collections.abc import Callable, Mapping
@@ -25,23 +26,69 @@ from ecommerce.database import SEED_CATEGORY_NAMES
 #: The generated categories' names: "Category 000004" makes ~37 bytes per category
 #: in the body, the size per category of the issue's table (369 KB at 10,000).
 GENERATED_NAME_FORMAT = "Category {:06d}"
+#: Words of real shop catalogues. Names of two to four of them compress about as real
+#: names do (10,000 of them: ~80 KB stored, 20 read units), where "Category 000123"
+#: compresses to 4 KB and hides what grows with the catalogue (read units above all).
+_WORDS = """
+    vintage leather hiking boots garden tools kitchen knives organic coffee beans wireless
+    headphones children books winter jackets running shoes yoga mats ceramic plates camping
+    tents bamboo toothbrush stainless steel water bottles laptop sleeves cotton bed sheets
+    wool socks herbal tea scented candles board games puzzle electric guitars violin strings
+    drum kits office chairs standing desks mechanical keyboards gaming mice phone cases
+    screen protectors baby strollers car seats pet food dog leashes cat toys aquarium
+    filters bird feeders fishing rods golf clubs tennis rackets bicycle helmets skateboards
+    snowboards ski goggles swimwear sunglasses watches bracelets necklaces earrings rings
+    handbags wallets belts scarves gloves hats umbrellas raincoats sandals slippers sneakers
+    loafers dresses skirts jeans shirts sweaters hoodies pajamas suits ties perfume lipstick
+    shampoo soap lotion sunscreen vitamins protein powder thermometers blenders toasters
+    ovens microwaves refrigerators freezers washing machines dryers vacuum cleaners irons
+    fans heaters lamps curtains rugs pillows blankets mattresses sofas armchairs bookshelves
+    walnut maple oak linen silk velvet denim copper brass marble granite glass porcelain
+    handmade rustic modern classic compact portable waterproof foldable ergonomic premium
+"""
+CATALOGUE_WORDS = tuple(_WORDS.split())
 #: The bulk insert: the triggers raise the catalogue version once per row on SQLite.
 INSERT_CATEGORY = "INSERT INTO categories (name, name_key) VALUES (?, ?)"
 LIST_CATEGORIES = "SELECT id, name FROM categories ORDER BY id"
 
 
-def build_catalogue(workdir: Path, categories: int) -> Path:
+def natural_names(count: int, seed: int = 0) -> list[str]:
+    """``count`` distinct names of two to four catalogue words, the same for a ``seed``,
+    none of them a seed category's."""
+    draw = random.Random(seed)
+    taken = {name.casefold() for name in SEED_CATEGORY_NAMES}
+    names: list[str] = []
+    while len(names) < count:
+        name = " ".join(
+            draw.choice(CATALOGUE_WORDS).capitalize() for _ in range(draw.randint(2, 4))
+        )
+        if name.casefold() not in taken:
+            taken.add(name.casefold())
+            names.append(name)
+    return names
+
+
+def build_catalogue(workdir: Path, categories: int, *, natural: bool = False) -> Path:
     """A SQLite file at the newest schema holding ``categories`` categories, seeds first.
 
     init-db makes the schema and the seed categories; one executemany adds the rest
     in one transaction (200,000 rows in a few seconds, where 200,000 POSTs would take
     an hour). Contenders get copies of it, so every one lists the same ids and names.
+    ``natural``: names of catalogue words (:func:`natural_names`) instead of
+    ``GENERATED_NAME_FORMAT``'s numbered ones.
     """
-    path = workdir / f"catalogue-{categories}.sqlite"
+    kind = "natural" if natural else "numbered"
+    path = workdir / f"catalogue-{categories}-{kind}.sqlite"
     prepare({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{path}", "LOG_LEVEL": "WARNING"}, quiet=True)
     first_generated = len(SEED_CATEGORY_NAMES) + 1
+    generated = max(0, categories - len(SEED_CATEGORY_NAMES))
     names = (
-        GENERATED_NAME_FORMAT.format(number) for number in range(first_generated, categories + 1)
+        natural_names(generated)
+        if natural
+        else (
+            GENERATED_NAME_FORMAT.format(number)
+            for number in range(first_generated, categories + 1)
+        )
     )
     with closing(sqlite3.connect(path)) as connection, connection:
         connection.executemany(INSERT_CATEGORY, ((name, name_key(name)) for name in names))

@@ -1,0 +1,347 @@
+"""``make bench-fleet`` (``python -m benchmarks.fleet``): what a fleet costs DynamoDB.
+
+The service's shape is many gunicorn processes on many instances sharing one table, so
+what matters is how DynamoDB's traffic grows: with processes, instances, the
+catalogue's size, changes. Each *shape* (instances x workers) of the app runs on one
+SQLite catalogue of natural names (``benchmarks.http.catalogue``) and one DynamoDB
+Local table behind ``devtools/dynamodb_proxy.py``, which records every call's
+operation, key and consumed capacity. Windows, in order, against the same fleet (a
+server lives for days: it is not restarted between them):
+
+- ``idle``: no request;
+- ``traffic``: a steady request rate over the instances, round robin;
+- ``throttled``: the same traffic, with a share of the list's reads refused for
+  capacity by the proxy, as DynamoDB does for a hot key;
+- ``hung``: the same traffic, DynamoDB Local stopped (SIGSTOP).
+
+Per window: calls, read and write units per second (per process and per instance),
+the hottest item's read units per second, database loads (the app's own
+``ecommerce_db_loads_total``), latency and X-Cache. Then a model of the
+``traffic`` window at 10, 100 and 1,000 instances x 8 workers with the monthly
+on-demand cost; its assumptions are printed with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import statistics
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+from benchmarks.http.catalogue import build_catalogue, copying_catalogue
+from devtools import REPOSITORY_ROOT
+from devtools.credentials import use_local_aws_credentials
+from devtools.dynamodb_local import DynamoDBLocal
+from devtools.dynamodb_proxy import Call, DynamoDBProxy
+from devtools.fleet import dynamodb_settings, gunicorn_instance, prepare, wait_until_healthy
+from devtools.stampede import db_loads
+
+#: One partition serves about this many read units a second (DynamoDB's documented limit).
+PARTITION_READ_UNITS = 3000.0
+PARTITION_WRITE_UNITS = 1000.0
+#: On-demand, us-east-1, after the November 2024 price cut: dollars per million units.
+READ_UNIT_DOLLARS = 0.125 / 1e6
+WRITE_UNIT_DOLLARS = 0.625 / 1e6
+SECONDS_A_MONTH = 30 * 24 * 3600
+MODEL_INSTANCES = (10, 100, 1000)
+MODEL_WORKERS = 8
+HTTP_TIMEOUT_SECONDS = 10.0
+LIST_KEY = "ecommerce:categories:all"
+
+
+@dataclass(frozen=True)
+class Shape:
+    instances: int
+    workers: int
+
+    @property
+    def processes(self) -> int:
+        return self.instances * self.workers
+
+    def __str__(self) -> str:
+        return f"{self.instances}x{self.workers}"
+
+
+@dataclass
+class Window:
+    """What one window of one shape saw."""
+
+    name: str
+    seconds: float
+    calls: list[Call]
+    db_loads: float
+    latencies: list[float] = field(default_factory=list)
+    x_cache: Counter[str] = field(default_factory=Counter)
+
+    def units(self, *, reads: bool) -> float:
+        writes = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem"}
+        return sum(
+            call.capacity_units for call in self.calls if (call.operation in writes) != reads
+        )
+
+    def hottest_read_units(self) -> tuple[str, float]:
+        per_key: Counter[str] = Counter()
+        for call in self.calls:
+            if call.key is not None and call.operation == "GetItem":
+                per_key[call.key] += call.capacity_units
+        if not per_key:
+            return "-", 0.0
+        key, units = per_key.most_common(1)[0]
+        return key, units / self.seconds
+
+    def row(self, shape: Shape) -> str:
+        read_units = self.units(reads=True) / self.seconds
+        write_units = self.units(reads=False) / self.seconds
+        hot_key, hot_units = self.hottest_read_units()
+        p50 = statistics.median(self.latencies) * 1000 if self.latencies else float("nan")
+        cache = ", ".join(f"{status} {count}" for status, count in sorted(self.x_cache.items()))
+        return (
+            f"| {shape} | {self.name} | {len(self.calls) / self.seconds:.2f} "
+            f"| {read_units:.2f} | {read_units / shape.instances:.2f} "
+            f"| {read_units / shape.processes:.2f} | {write_units:.2f} "
+            f"| {write_units / shape.instances:.2f} | {hot_units:.2f} ({_short(hot_key)}) "
+            f"| {self.db_loads:.0f} | {p50:.1f} | {cache or '-'} |"
+        )
+
+
+HEADER = (
+    "| shape | window | calls/s | read units/s | per instance | per process | write units/s "
+    "| per instance | hottest item read units/s | database loads | p50 ms | X-Cache |\n"
+    "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+)
+
+
+def _short(key: str) -> str:
+    return key.removeprefix("ecommerce:")[:32]
+
+
+class Traffic:
+    """``rate`` GETs a second over ``urls``, round robin, from a few pacing threads."""
+
+    def __init__(self, urls: Sequence[str], rate: float, threads: int = 4) -> None:
+        self.urls, self.rate, self.threads = list(urls), rate, threads
+        self.latencies: list[float] = []
+        self.x_cache: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+
+    @contextmanager
+    def running(self) -> Iterator[Traffic]:
+        workers = [
+            threading.Thread(target=self._pace, args=(index,), daemon=True)
+            for index in range(self.threads)
+        ]
+        for worker in workers:
+            worker.start()
+        try:
+            yield self
+        finally:
+            self._stop.set()
+            for worker in workers:
+                worker.join(HTTP_TIMEOUT_SECONDS)
+
+    def take(self) -> tuple[list[float], Counter[str]]:
+        """What was answered since the last take."""
+        with self._lock:
+            taken = (self.latencies, self.x_cache)
+            self.latencies, self.x_cache = [], Counter()
+        return taken
+
+    def _pace(self, index: int) -> None:
+        session = requests.Session()
+        period = self.threads / self.rate
+        sent = 0
+        next_at = time.monotonic() + index * period / self.threads
+        while not self._stop.is_set():
+            delay = next_at - time.monotonic()
+            if delay > 0 and self._stop.wait(delay):
+                return
+            url = self.urls[(index + sent * self.threads) % len(self.urls)]
+            started = time.perf_counter()
+            try:
+                response = session.get(f"{url}/categories", timeout=HTTP_TIMEOUT_SECONDS)
+                status = response.headers.get("X-Cache", str(response.status_code))
+            except requests.RequestException:
+                status = "error"
+            with self._lock:
+                self.latencies.append(time.perf_counter() - started)
+                self.x_cache[status] += 1
+            sent += 1
+            next_at += period
+
+
+def fleet_db_loads(urls: Sequence[str]) -> float:
+    return sum(db_loads(url) for url in urls)
+
+
+@contextmanager
+def fleet(
+    shape: Shape, settings: dict[str, object], workdir: Path, app_root: Path
+) -> Iterator[list[str]]:
+    """``shape.instances`` gunicorn instances, each with its own instance folder."""
+    with ExitStack() as stack:
+        urls = []
+        for number in range(shape.instances):
+            instance_settings = {
+                **settings,
+                "CATALOGUE_EVENTS_DIR": str(workdir / f"instance-{number}"),
+            }
+            instance = stack.enter_context(
+                gunicorn_instance(
+                    f"i{number}", instance_settings, workdir, shape.workers, app_root=app_root
+                )
+            )
+            wait_until_healthy(instance.url, instance.process, instance.log_path)
+            urls.append(instance.url)
+        yield urls
+
+
+def measure(
+    shape: Shape,
+    catalogue: Path,
+    ddb: DynamoDBLocal,
+    proxy: DynamoDBProxy,
+    arguments: argparse.Namespace,
+) -> list[Window]:
+    workdir = Path(tempfile.mkdtemp(prefix=f"bench-fleet-{shape}-"))
+    database = workdir / "catalogue.sqlite"
+    settings: dict[str, object] = {
+        **dynamodb_settings(proxy.endpoint_url, f"bench-fleet-{shape}-{os.getpid()}"),
+        "SQLALCHEMY_DATABASE_URI": f"sqlite:///{database}",
+        "CACHE_NEAR_TTL": arguments.near_ttl,
+        "LOG_LEVEL": "WARNING",
+    }
+    prepare(settings, arguments.app_root, quiet=True)  # the table (a schema, replaced below)
+    copying_catalogue(catalogue)(settings)
+    windows: list[Window] = []
+    with fleet(shape, settings, workdir, arguments.app_root) as urls:
+        for url in urls:  # every worker has read the list once: the steady state
+            for _ in range(shape.workers * 4):
+                requests.get(f"{url}/categories", timeout=HTTP_TIMEOUT_SECONDS)
+
+        def window(name: str, traffic: Traffic | None) -> Window:
+            loads = fleet_db_loads(urls)
+            proxy.clear()
+            if traffic is not None:
+                traffic.take()
+            time.sleep(arguments.seconds)
+            calls = proxy.calls()
+            latencies, x_cache = traffic.take() if traffic is not None else ([], Counter())
+            return Window(
+                name, arguments.seconds, calls, fleet_db_loads(urls) - loads, latencies, x_cache
+            )
+
+        windows.append(window("idle", None))
+        with Traffic(urls, arguments.rate).running() as traffic:
+            windows.append(window("traffic", traffic))
+            with proxy.throttling("GetItem", key=LIST_KEY, share=arguments.throttled_share):
+                windows.append(window("throttled", traffic))
+            windows.append(window("after throttling", traffic))
+            assert ddb.process is not None
+            os.kill(ddb.process.pid, signal.SIGSTOP)
+            try:
+                windows.append(window("hung", traffic))
+            finally:
+                os.kill(ddb.process.pid, signal.SIGCONT)
+    return windows
+
+
+def model(traffic: Window, shape: Shape, body_read_units: float, changes_a_minute: float) -> str:
+    """The traffic window's per-process terms at fleet scale, with what they assume."""
+    per_process_reads = traffic.units(reads=True) / traffic.seconds / shape.processes
+    per_process_writes = traffic.units(reads=False) / traffic.seconds / shape.processes
+    lines = [
+        "| instances x workers | read units/s | write units/s | hottest item, share of a "
+        "partition | on-demand a month |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for instances in MODEL_INSTANCES:
+        processes = instances * MODEL_WORKERS
+        changes = body_read_units * processes * changes_a_minute / 60  # each reads the body once
+        reads = per_process_reads * processes + changes
+        writes = per_process_writes * processes
+        hottest = max(per_process_reads * processes, changes) / PARTITION_READ_UNITS
+        dollars = (reads * READ_UNIT_DOLLARS + writes * WRITE_UNIT_DOLLARS) * SECONDS_A_MONTH
+        lines.append(
+            f"| {instances:,} x {MODEL_WORKERS} | {reads:,.0f} | {writes:,.1f} "
+            f"| {hottest:.0%} | ${dollars:,.0f} |"
+        )
+    lines.append(
+        f"\nAssumes the traffic window's {per_process_reads:.3f} read and "
+        f"{per_process_writes:.3f} write units a second per process hold at any request "
+        f"rate (the near-cache bounds them per process), and {changes_a_minute:g} change a "
+        f"minute, after which every process reads the list's body once "
+        f"({body_read_units:.0f} read units)."
+    )
+    return "\n".join(lines)
+
+
+def body_units(windows: Sequence[Window]) -> float:
+    """The largest single GetItem seen: the list's body (a pointer is one unit)."""
+    units = [call.capacity_units for window in windows for call in window.calls]
+    return max(units, default=0.0)
+
+
+def parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.fleet", description=__doc__)
+    parser.add_argument(
+        "--shapes", default="1x2,1x4,2x2", help="instances x workers, comma-separated"
+    )
+    parser.add_argument("--categories", type=int, default=10000, help="natural-named categories")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of each window")
+    parser.add_argument("--rate", type=float, default=40.0, help="GETs a second, fleet-wide")
+    parser.add_argument("--near-ttl", type=float, default=1.0, help="CACHE_NEAR_TTL")
+    parser.add_argument("--throttled-share", type=float, default=0.7)
+    parser.add_argument("--changes-a-minute", type=float, default=1.0)
+    parser.add_argument(
+        "--app-root",
+        type=Path,
+        default=REPOSITORY_ROOT,
+        help="a checkout of the app to run (another commit, to compare with)",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = parse(argv)
+    use_local_aws_credentials()
+    shapes = [
+        Shape(*(int(number) for number in shape.split("x")))
+        for shape in arguments.shapes.split(",")
+    ]
+    workdir = Path(tempfile.mkdtemp(prefix="bench-fleet-"))
+    catalogue = build_catalogue(workdir, arguments.categories, natural=True)
+    rows: list[str] = []
+    models: list[str] = []
+    with DynamoDBLocal() as ddb, DynamoDBProxy(ddb.endpoint_url) as proxy:
+        for shape in shapes:
+            windows = measure(shape, catalogue, ddb, proxy, arguments)
+            rows += [window.row(shape) for window in windows]
+            print("\n".join([HEADER, *rows[-len(windows) :]]), flush=True)
+            traffic = next(window for window in windows if window.name == "traffic")
+            models.append(
+                f"\nModel from {shape} ({arguments.categories:,} natural-named categories, "
+                f"{arguments.rate:g} GET/s):\n\n"
+                + model(traffic, shape, body_units(windows), arguments.changes_a_minute)
+            )
+    print(
+        f"\n{arguments.categories:,} natural-named categories, windows of "
+        f"{arguments.seconds:g} s, {arguments.rate:g} GET/s, near-cache {arguments.near_ttl:g} s\n"
+    )
+    print("\n".join([HEADER, *rows]))
+    print("\n".join(models))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
