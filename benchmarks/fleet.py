@@ -8,6 +8,7 @@ Local table behind ``devtools/dynamodb_proxy.py``, which records every call's
 operation, key and consumed capacity. Windows, in order, against the same fleet (a
 server lives for days: it is not restarted between them):
 
+- ``warm-up``: from a cold cache, a few GETs per worker (each reads the list once);
 - ``idle``: no request;
 - ``traffic``: a steady request rate over the instances, round robin;
 - ``throttled``: the same traffic, with a share of the list's reads refused for
@@ -57,6 +58,8 @@ MODEL_INSTANCES = (10, 100, 1000)
 MODEL_WORKERS = 8
 HTTP_TIMEOUT_SECONDS = 10.0
 LIST_KEY = "ecommerce:categories:all"
+#: GETs per worker before the windows: enough for gunicorn to hand every worker some.
+WARM_UP_GETS_PER_WORKER = 8
 
 
 @dataclass(frozen=True)
@@ -225,9 +228,17 @@ def measure(
     copying_catalogue(catalogue)(settings)
     windows: list[Window] = []
     with fleet(shape, settings, workdir, arguments.app_root) as urls:
-        for url in urls:  # every worker has read the list once: the steady state
-            for _ in range(shape.workers * 4):
+        # From cold until (most likely) every worker has read the list: its body's reads.
+        proxy.clear()
+        started, loads = time.monotonic(), fleet_db_loads(urls)
+        for url in urls:
+            for _ in range(shape.workers * WARM_UP_GETS_PER_WORKER):
                 requests.get(f"{url}/categories", timeout=HTTP_TIMEOUT_SECONDS)
+        windows.append(
+            Window(
+                "warm-up", time.monotonic() - started, proxy.calls(), fleet_db_loads(urls) - loads
+            )
+        )
 
         def window(name: str, traffic: Traffic | None) -> Window:
             loads = fleet_db_loads(urls)

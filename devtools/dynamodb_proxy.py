@@ -3,8 +3,9 @@
 What DynamoDB bills and throttles is per item: an operation on a key, and the capacity it
 consumed. DynamoDB Local reports consumed capacity when a call asks for it
 (``ReturnConsumedCapacity``), so the proxy asks on every data call it forwards and
-records what came back; and DynamoDB Local never throttles, so for the calls a rule picks
-the proxy answers as DynamoDB does for a hot key: HTTP 400,
+records what came back (a write its condition refused, which DynamoDB bills and DynamoDB
+Local reports nothing for, as one unit); and DynamoDB Local never throttles, so for the
+calls a rule picks the proxy answers as DynamoDB does for a hot key: HTTP 400,
 ``ProvisionedThroughputExceededException``, nothing executed::
 
     with DynamoDBLocal() as ddb, DynamoDBProxy(ddb.endpoint_url) as proxy:
@@ -49,6 +50,7 @@ DATA_OPERATIONS = frozenset(
         "Scan",
     }
 )
+CONDITION_FAILED = "ConditionalCheckFailedException"
 THROTTLED_TYPE = "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException"
 #: The partition key's attribute in the backend's table (``cache_backends.models``).
 KEY_ATTRIBUTE = "cache_key"
@@ -92,6 +94,19 @@ def capacity_of(response: dict[str, Any]) -> float:
     consumed = response.get("ConsumedCapacity")
     entries = consumed if isinstance(consumed, list) else [consumed] if consumed else []
     return float(sum(entry.get("CapacityUnits", 0.0) for entry in entries))
+
+
+def billed_units(status: int, answer: dict[str, Any]) -> float:
+    """What DynamoDB bills for a call answered ``status`` with ``answer``.
+
+    A write refused by its condition is billed (one unit for a small item: what the
+    lease and the fence are), but DynamoDB Local's error answer reports no capacity.
+    """
+    if status == 200:
+        return capacity_of(answer)
+    if str(answer.get("__type", "")).endswith(CONDITION_FAILED):
+        return 1.0
+    return 0.0
 
 
 class DynamoDBProxy(StoppedAfterTheBlock):
@@ -191,7 +206,7 @@ class DynamoDBProxy(StoppedAfterTheBlock):
                 }
                 headers["Content-Length"] = str(len(body))
                 status, response_headers, answer = proxy._forward("POST", self.path, headers, body)
-                units = capacity_of(json.loads(answer or b"{}")) if status == 200 else 0.0
+                units = billed_units(status, json.loads(answer or b"{}"))
                 proxy._record(Call(operation, key, units, throttled=False))
                 self._answer(status, response_headers, answer)
 
