@@ -677,15 +677,20 @@ def test_hits_read_the_small_pointer_and_each_body_once(
         assert len(bodies) == 1, "the body once per change"
 
 
+def stored_v1(loader: VersionedLoader) -> VersionedEntry:
+    """``loader`` loads and stores v1: the pointer it stored, naming a body."""
+    assert loader.get(Load("v1", 1)) == Loaded("v1", 1, MISS)
+    pointer = loader.pointer()
+    assert pointer is not None and isinstance(pointer.value, Body)
+    return pointer
+
+
 def test_a_pointer_whose_body_is_gone_is_a_miss_loaded_once(
     cache: Any, make_loader: MakeLoader
 ) -> None:
     """A body evicted, or expired before its pointer, is never served as nothing."""
-    writer = make_loader(cache)
-    assert writer.get(Load("v1", 1)) == Loaded("v1", 1, MISS)
-    body = writer.pointer()
-    assert body is not None and isinstance(body.value, Body)
-    assert strict_interface(cache).delete(body.value.key)
+    body = stored_v1(make_loader(cache)).value
+    assert strict_interface(cache).delete(body.key)
     reader, load = make_loader(cache), Load("v1 again", 1)
 
     assert reader.get(load) == Loaded("v1 again", 1, MISS)
@@ -697,11 +702,10 @@ def test_a_stale_mark_rewrites_the_pointer_and_keeps_the_body(
     cache: Any, make_loader: MakeLoader
 ) -> None:
     loader = make_loader(cache)
-    assert loader.get(Load("v1", 1)) == Loaded("v1", 1, MISS)
-    stored = loader.pointer()
+    stored = stored_v1(loader)
     assert loader.stale_mark(2) is StaleMark.MARKED
     marked = loader.pointer()
-    assert marked is not None and stored is not None
+    assert marked is not None
     assert (marked.value, marked.version, marked.fence) == (stored.value, 1, 2)
     assert make_loader(cache).get(Load("v2", 2)) == Loaded("v1", 1, STALE)
 
