@@ -233,16 +233,12 @@ class VersionedLoader:
         but a process still loads once for all its waiting threads, so an
         outage does not send every request to the database at once.
 
-        Every cache call made here, on the caller's thread (the read, the lease,
-        the store after a load, the release), has the request path's budget
-        (:func:`~cache_backends.strict.request_path`): a cache that hangs
-        mid-way costs the caller one short timeout per call, never a retried
-        patient one. A background refresh keeps the patient budget.
+        Every write made on the caller's thread (the lease, the store after a
+        load, the release) has the request path's budget
+        (:func:`~cache_backends.strict.request_path`), as the reads have theirs:
+        a cache that hangs mid-way costs the caller one short timeout per call,
+        never a retried patient one. A background refresh keeps the patient budget.
         """
-        with request_path():
-            return self._get(load)
-
-    def _get(self, load: Load) -> Loaded:
         try:
             entry = self._read(strict=True)
         except _BackendFailed:
@@ -265,7 +261,8 @@ class VersionedLoader:
                 return self._without_the_cache(load)
             if loaded is not None:
                 if not fresh:
-                    self.refresh_in_background(load, unless_fresh=True)
+                    with request_path():  # the lease is taken here; the refresh runs apart
+                        self.refresh_in_background(load, unless_fresh=True)
                 return loaded
         return self._join_or_lead(load, min_version=entry.fence)
 
@@ -284,7 +281,8 @@ class VersionedLoader:
 
         def lead() -> Loaded:
             if through_cache:
-                return self._load_under_lease(load, min_version)
+                with request_path():
+                    return self._load_under_lease(load, min_version)
             value, version = load()
             return Loaded(value, version, CacheStatus.MISS)
 
