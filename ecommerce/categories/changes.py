@@ -43,7 +43,7 @@ from typing import Any, Protocol
 
 from flask import Flask
 
-from cache_backends.background import BackgroundWorker, InstanceLock, backoff
+from cache_backends import background
 from ecommerce.categories import repository
 from ecommerce.categories.models import CATALOGUE_CHANNEL
 from ecommerce.extensions import db
@@ -142,8 +142,8 @@ class CatalogueListener:
 
     def __post_init__(self) -> None:
         self.board = VersionBoard(self.directory / BOARD_FILE_NAME)
-        self._lock = InstanceLock(self.directory / LOCK_FILE_NAME)
-        self._worker = BackgroundWorker("catalogue-listener", self._elect_and_listen)
+        self._lock = background.InstanceLock(self.directory / LOCK_FILE_NAME)
+        self._worker = background.BackgroundWorker("catalogue-listener", self._elect_and_listen)
         #: Set while this process holds the lock and a listening connection (tests).
         self.listening = threading.Event()
         #: Called before each reconnect attempt, with the attempt's number: a seam for
@@ -176,7 +176,7 @@ class CatalogueListener:
         while not stopping.is_set():
             if attempt:
                 self.before_reconnect(attempt)
-                delay = backoff(
+                delay = background.backoff(
                     attempt - 1,
                     first=RECONNECT_FIRST_SECONDS,
                     cap=RECONNECT_MAX_SECONDS,
