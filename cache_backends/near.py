@@ -29,7 +29,12 @@ Freshness, the whole contract:
   threads that miss meanwhile share its answer (``single_flight.py``), so the
   bound is one remote read per key, per process, per ``ttl``;
 - a read that overlaps one of this process's writes is not kept, and two
-  overlapping writes keep neither: the near copy never goes back in time.
+  overlapping writes keep neither: the near copy never goes back in time;
+- :meth:`NearCache.share` shares a key's copy with the instance's other processes
+  (``shared.py``): a process whose copy ended takes the one another process read
+  less than ``ttl`` ago, so the remote sees one read of it per *instance* per
+  ``ttl``; a process never takes a shared copy read before its own last write of
+  the key, and each write clears the shared copy.
 
 Values are held frozen (``frozen.py``): a hit hands out the held object itself,
 no unpickling and no copy, and a caller that tries to mutate it gets a
@@ -45,6 +50,7 @@ the remote's strict interface raises; the ``BaseCache`` methods degrade.
 
 from __future__ import annotations
 
+import math
 import pickle
 import sys
 import threading
@@ -57,6 +63,7 @@ from typing import Any
 from cache_backends import signals
 from cache_backends.edge import DegradingEdge
 from cache_backends.frozen import NotFreezable, freeze
+from cache_backends.shared import SharedCopy
 from cache_backends.single_flight import SingleFlight
 from cache_backends.strict import on_recovery, strict_interface
 from cache_backends.versioned import near_lifetime, near_rank
@@ -125,6 +132,9 @@ class NearStore:
         self.rank = rank
         #: Watched keys (``NearCache.watch``): what each has heard.
         self.floors: dict[str, HeardHook] = {}
+        #: Shared keys (``NearCache.share``), and when (wall clock) this process last wrote each.
+        self.shared: dict[str, SharedCopy] = {}
+        self._written_at: dict[str, float] = {}
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self._clock = clock
@@ -149,7 +159,11 @@ class NearStore:
             return copy.held.read()
         if self._is_coordination(key):
             return self.remote.get(key)
-        held, _ = self.remote_reads.run(key, lambda: self._read_remote(key))
+        shared = self.shared.get(key)
+        if shared is None:
+            held, _ = self.remote_reads.run(key, lambda: self._read_remote(key))
+        else:
+            held, _ = self.remote_reads.run(key, lambda: self._read_shared(key, shared))
         return None if held is None else held.read()
 
     def get_many(self, *keys: str) -> list[Any]:
@@ -232,6 +246,10 @@ class NearStore:
         """See :meth:`NearCache.watch` (a region holds the strict interface)."""
         self.floors[key] = heard
 
+    def share(self, key: str, shared: SharedCopy) -> None:
+        """See :meth:`NearCache.share`."""
+        self.shared[key] = shared
+
     def near_size(self) -> tuple[int, int]:
         """Entries and bytes held now (diagnostics)."""
         with self._lock:
@@ -274,6 +292,39 @@ class NearStore:
         floor = heard()
         return floor is not None and copy.rank < floor
 
+    def _read_shared(self, key: str, shared: SharedCopy) -> _Held | None:
+        """The instance's copy if it may be served here, else one remote read for all.
+
+        The shared copy is kept for what is left of its ``ttl``, so a copy read by
+        another process is never served past the bound its own would have.
+        """
+        epoch = self._read_epoch()
+        found = self._servable(key, shared.read())
+        if found is None:
+            found = self._servable(key, shared.refresh(self.ttl, lambda: self.remote.get(key)))
+        if found is None:  # nobody published in time, or it may not be served: ask
+            return self._read_remote(key)
+        read_at, value = found
+        lifetime = self.ttl - max(0.0, self._wall_clock() - read_at)
+        return self._keep(key, value, since=epoch, lifetime=lifetime) or _Held.of(value)
+
+    def _servable(self, key: str, found: tuple[float, Any] | None) -> tuple[float, Any] | None:
+        """``found`` (a shared copy and its read time) if this process may serve it."""
+        if found is None or found[1] is None:
+            return None
+        read_at, value = found
+        now = self._wall_clock()
+        if now - read_at >= self.ttl or read_at < self._written_at.get(key, -math.inf):
+            return None
+        if self.keep(value, now) is None:
+            return None
+        heard = self.floors.get(key)
+        floor = None if heard is None else heard()
+        rank = self.rank(value)
+        if floor is not None and rank is not None and rank < floor:
+            return None
+        return found
+
     def _read_remote(self, key: str) -> _Held | None:
         """One remote read, kept near if it may be; shared with the threads that wait."""
         epoch = self._read_epoch()
@@ -289,7 +340,13 @@ class NearStore:
         return self.ttl if timeout <= 0 else min(self.ttl, timeout)  # 0: kept for ever
 
     def _keep(
-        self, key: str, value: Any, timeout: int | None = None, *, since: int | None
+        self,
+        key: str,
+        value: Any,
+        timeout: int | None = None,
+        *,
+        since: int | None,
+        lifetime: float | None = None,
     ) -> _Held | None:
         """Keep ``value`` near unless it may not be, or its call overlapped a write.
 
@@ -313,7 +370,7 @@ class NearStore:
                 or held.size > self.max_bytes
             ):
                 return None
-            expires_at = self._clock() + self._lifetime(timeout)
+            expires_at = self._clock() + (self._lifetime(timeout) if lifetime is None else lifetime)
             self._copies[key] = _NearCopy(held, expires_at, fresh_until, self.rank(value))
             self._bytes += held.size
             while len(self._copies) > self.max_entries or self._bytes > self.max_bytes:
@@ -328,6 +385,12 @@ class NearStore:
     def _start_write(self, *keys: str) -> int | None:
         """Drop the keys' copies and open a new epoch: the one this write may keep its
         value at, or None if another write is under way."""
+        now = self._wall_clock()
+        for key in keys:
+            shared = self.shared.get(key)
+            if shared is not None:
+                self._written_at[key] = now
+                shared.clear()
         with self._lock:
             for key in keys:
                 self._remove(key)
@@ -439,6 +502,11 @@ class NearCache(DegradingEdge):
         """End ``key``'s near copy once ``heard()`` (cheap: no network call) names a
         newer rank than the copy's: a region watches the versions its process hears."""
         self.strict.watch(key, heard)
+
+    def share(self, key: str, shared: SharedCopy) -> None:
+        """Share ``key``'s copy with the instance's other processes (``shared.py``): the
+        remote then sees one read of it per instance per ``ttl``, not one per process."""
+        self.strict.share(key, shared)
 
     def near_size(self) -> tuple[int, int]:
         """Entries and bytes held now (diagnostics)."""

@@ -51,8 +51,9 @@ from cache_backends.loader import CacheStatus, Load, Loaded, LoaderEvent, StaleM
 from cache_backends.owed import OwedOutcome, OwedUpdates
 from cache_backends.reconciler import COHERENT, REPAIRS, Reconciler, Reconciliation, coherence_of
 from cache_backends.refresher import BackgroundRefresher
+from cache_backends.shared import SharedCopy
 from cache_backends.strict import CacheUnavailable, on_recovery, request_path
-from cache_backends.versioned import VersionedEntry
+from cache_backends.versioned import VersionedEntry, pointer_bytes, pointer_from_bytes
 
 __all__ = ["CacheStatus", "Loaded", "NewestVersion", "Region", "Strategy", "VersionSource"]
 
@@ -73,6 +74,8 @@ DRAIN_TIMEOUT_SECONDS = 10.0
 RECOVERY_HOLD_INTERVALS = 3
 #: The reconciler's election file in ``instance_dir``: ``<region name>.reconciler.lock``.
 RECONCILER_LOCK_SUFFIX = ".reconciler.lock"
+#: The instance's shared near copy of the pointer in ``instance_dir``: ``<name>.near``.
+SHARED_COPY_SUFFIX = ".near"
 #: How long the copy a process holds may be served while the cache fails: the TTL's own
 #: default, since the database's version is checked meanwhile (``NewestVersion``).
 DEFAULT_STALE_IF_ERROR_SECONDS = 300.0
@@ -266,8 +269,9 @@ class Region:
     :param reconcile_seconds: the reconciler's interval; 0: no reconciler thread.
     :param instance_dir: a directory the processes of one instance share (gunicorn's
         workers): one of them, elected by a lock file in it, runs the reconciler's
-        rounds for all, so that their cost grows with instances, not processes.
-        None: every process runs them.
+        rounds for all, and behind a ``NearCache`` they share one near copy of the
+        key's pointer (``shared.py``), so that both costs grow with instances, not
+        processes. None: every process runs its rounds and reads the cache itself.
     :param name: names the region in signals, log lines and threads.
     """
 
@@ -325,11 +329,32 @@ class Region:
             else InstanceLock(Path(instance_dir) / f"{self.name}{RECONCILER_LOCK_SUFFIX}"),
         )
         self.source: VersionSource | None = None
+        if instance_dir is not None:
+            self._share_near_copy(Path(instance_dir))
         #: The newest version whose strategy this process applied, and when (monotonic).
         self._written = (0, -math.inf)
         self._written_lock = threading.Lock()
         on_recovery(self.loader.cache, self.owed.wake)  # retry what is owed at once
         on_recovery(self.loader.cache, self.newest.cache_recovered)
+
+    def _share_near_copy(self, instance_dir: Path) -> None:
+        """Behind a near-cache, one read of the pointer per instance, not per process."""
+        share = getattr(self.loader.cache, "share", None)
+        if share is None:
+            return  # no near layer: nothing held to share
+        try:
+            copy = SharedCopy(
+                instance_dir / f"{self.name}{SHARED_COPY_SUFFIX}", pointer_bytes, pointer_from_bytes
+            )
+        except OSError:
+            logger.warning(
+                "%s: no shared near copy in %s: each process reads the cache itself",
+                self.name,
+                instance_dir,
+                exc_info=True,
+            )
+            return
+        share(self.key, copy)
 
     # -- reads -----------------------------------------------------------------------
 

@@ -27,9 +27,11 @@ No Flask here: any cachelib/Flask-Caching ``BaseCache`` works.
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 import threading
+import time
 import weakref
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -190,6 +192,31 @@ def near_lifetime(value: Any, now: float) -> float | None:
     if not isinstance(value, VersionedEntry):
         return math.inf
     return value.fresh_until if value.is_fresh(now) else None
+
+
+def pointer_bytes(value: Any) -> bytes | None:
+    """A fresh pointer (an entry whose value is a :class:`Body`) as JSON, for an instance's
+    processes to share (``shared.py``); None for anything else, which is never shared."""
+    if not (
+        isinstance(value, VersionedEntry)
+        and isinstance(value.value, Body)
+        and value.is_fresh(time.time())
+    ):
+        return None
+    fields = [value.value.key, value.version, value.fence, value.fresh_until]
+    return json.dumps([*fields, value.serve_stale_until]).encode()
+
+
+def pointer_from_bytes(data: bytes) -> VersionedEntry:
+    """What :func:`pointer_bytes` wrote; ValueError for anything else."""
+    try:
+        key, version, fence, fresh_until, serve_stale_until = json.loads(data)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"not a shared pointer: {error}") from error
+    numbers_ok = all(isinstance(n, int | float) for n in (fresh_until, serve_stale_until))
+    if not (isinstance(key, str) and type(version) is int and type(fence) is int and numbers_ok):
+        raise ValueError("not a shared pointer: wrong field types")
+    return VersionedEntry(Body(key), version, fence, float(fresh_until), float(serve_stale_until))
 
 
 def near_rank(value: Any) -> int | None:
