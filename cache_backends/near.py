@@ -301,7 +301,21 @@ class NearStore:
         epoch = self._read_epoch()
         found = self._servable(key, shared.read())
         if found is None:
-            found = self._servable(key, shared.refresh(self.ttl, lambda: self.remote.get(key)))
+            read_here: list[Any] = []
+
+            def read_remote() -> Any:
+                read_here.append(self.remote.get(key))
+                return read_here[0]
+
+            refreshed = shared.refresh(self.ttl, read_remote)
+            if read_here:  # this process read it (and shared it if it may be shared)
+                value = read_here[0]
+                return (
+                    None
+                    if value is None
+                    else self._keep(key, value, since=epoch) or _Held.of(value)
+                )
+            found = self._servable(key, refreshed)
         if found is None:  # nobody published in time, or it may not be served: ask
             return self._read_remote(key)
         read_at, value = found

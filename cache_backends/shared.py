@@ -98,9 +98,12 @@ class SharedCopy:
             deadline = time.monotonic() + WAIT_FOR_PUBLISH_SECONDS
             while time.monotonic() < deadline:
                 time.sleep(POLL_SECONDS)
+                over = self._refresh_over()  # before the read: what it published is there
                 shared = self.read()
                 if shared is not None and time.time() - shared[0] < fresh_for:
                     return shared
+                if over:  # it read something not to share (a tombstone): ask yourself
+                    return None
             return None
         try:
             read_at = time.time()
@@ -119,6 +122,14 @@ class SharedCopy:
             _HEADER.pack_into(self._map, 0, sequence, read_at, 0)
             self._map[_HEADER.size : _HEADER.size + len(payload)] = payload
             _HEADER.pack_into(self._map, 0, sequence + 1, read_at, len(payload))
+
+    def _refresh_over(self) -> bool:
+        """Whether nobody holds the refresh lock now (its holder is done)."""
+        lock_file = self._try_lock(self._refresh_lock_path)
+        if lock_file is None:
+            return False
+        lock_file.close()
+        return True
 
     @staticmethod
     def _try_lock(path: Path) -> BinaryIO | None:

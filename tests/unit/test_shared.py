@@ -10,8 +10,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from cachelib import SimpleCache
 
+from cache_backends import shared
 from cache_backends.near import NearCache
 from cache_backends.shared import SharedCopy
 from cache_backends.versioned import Body, VersionedEntry, pointer_bytes, pointer_from_bytes
@@ -20,6 +22,8 @@ from tests.support.loading import WAIT_SECONDS
 KEY = "prices"
 TTL = 30.0
 STARTED = time.time()
+#: A wait for another process's copy long enough that waiting it out would show.
+LONG_WAIT_SECONDS = 5.0
 
 
 class CountingRemote(SimpleCache):
@@ -123,3 +127,29 @@ def test_only_fresh_pointers_are_shared_and_a_foreign_file_is_ignored(tmp_path: 
     (tmp_path / "foreign.near").write_bytes(b"\x02" + b"\x00" * 7 + b"not ours" * 100)
     foreign = SharedCopy(tmp_path / "foreign.near", pointer_bytes, pointer_from_bytes)
     assert foreign.read() is None
+
+
+def test_a_process_waits_no_longer_once_the_reader_found_nothing_to_share(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first process reads a tombstone (never shared): the second, waiting for its
+    copy, reads the remote itself as soon as the first is done, not at the end of its
+    wait (made long here, so that waiting it out would show)."""
+    monkeypatch.setattr(shared, "WAIT_FOR_PUBLISH_SECONDS", LONG_WAIT_SECONDS)
+    remote = CountingRemote()
+    remote.set(KEY, VersionedEntry.tombstone(2))
+    first, second = process(remote, tmp_path), process(remote, tmp_path)
+    remote.hold = threading.Event()
+    reader = threading.Thread(target=first.get, args=(KEY,))
+    reader.start()
+    assert remote.holding.wait(WAIT_SECONDS)
+    started = time.monotonic()
+    waiter = threading.Thread(target=second.get, args=(KEY,))
+    waiter.start()
+    time.sleep(0.02)
+    remote.hold.set()
+    reader.join(WAIT_SECONDS)
+    waiter.join(WAIT_SECONDS)
+
+    assert time.monotonic() - started < LONG_WAIT_SECONDS / 2
+    assert remote.reads == 2
