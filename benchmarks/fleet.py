@@ -268,9 +268,9 @@ def measure(
 
 
 def model(traffic: Window, shape: Shape, body_read_units: float, changes_a_minute: float) -> str:
-    """The traffic window's per-process terms at fleet scale, with what they assume."""
-    per_process_reads = traffic.units(reads=True) / traffic.seconds / shape.processes
-    per_process_writes = traffic.units(reads=False) / traffic.seconds / shape.processes
+    """The traffic window's terms at fleet scale, with what they assume (printed with it)."""
+    per_instance_reads = traffic.units(reads=True) / traffic.seconds / shape.instances
+    per_instance_writes = traffic.units(reads=False) / traffic.seconds / shape.instances
     lines = [
         "| instances x workers | read units/s | write units/s | hottest item, share of a "
         "partition | on-demand a month |",
@@ -278,28 +278,37 @@ def model(traffic: Window, shape: Shape, body_read_units: float, changes_a_minut
     ]
     for instances in MODEL_INSTANCES:
         processes = instances * MODEL_WORKERS
+        steady = per_instance_reads * instances
         changes = body_read_units * processes * changes_a_minute / 60  # each reads the body once
-        reads = per_process_reads * processes + changes
-        writes = per_process_writes * processes
-        hottest = max(per_process_reads * processes, changes) / PARTITION_READ_UNITS
+        reads = steady + changes
+        writes = per_instance_writes * instances
+        # The pointer takes the steady reads; each new body the reads of one change,
+        # spread over the minute at best, all at once at worst (the share shown).
+        hottest = max(steady, body_read_units * processes / 60) / PARTITION_READ_UNITS
         dollars = (reads * READ_UNIT_DOLLARS + writes * WRITE_UNIT_DOLLARS) * SECONDS_A_MONTH
         lines.append(
             f"| {instances:,} x {MODEL_WORKERS} | {reads:,.0f} | {writes:,.1f} "
             f"| {hottest:.0%} | ${dollars:,.0f} |"
         )
     lines.append(
-        f"\nAssumes the traffic window's {per_process_reads:.3f} read and "
-        f"{per_process_writes:.3f} write units a second per process hold at any request "
-        f"rate (the near-cache bounds them per process), and {changes_a_minute:g} change a "
-        f"minute, after which every process reads the list's body once "
-        f"({body_read_units:.0f} read units)."
+        f"\nAssumes the traffic window's {per_instance_reads:.2f} read and "
+        f"{per_instance_writes:.2f} write units a second per instance hold for 8 workers and "
+        f"any request rate (true when they do not grow with workers: compare the shapes' "
+        f"rows), and {changes_a_minute:g} change a minute, after which every process reads "
+        f"the list's body once ({body_read_units:.0f} read units), within a minute."
     )
     return "\n".join(lines)
 
 
 def body_units(windows: Sequence[Window]) -> float:
-    """The largest single GetItem seen: the list's body (a pointer is one unit)."""
-    units = [call.capacity_units for window in windows for call in window.calls]
+    """The largest single read seen: the list's body (a pointer is one unit)."""
+    reads = {"GetItem", "BatchGetItem"}
+    units = [
+        call.capacity_units
+        for window in windows
+        for call in window.calls
+        if call.operation in reads
+    ]
     return max(units, default=0.0)
 
 
