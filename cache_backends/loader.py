@@ -51,6 +51,7 @@ from enum import IntEnum, StrEnum
 from typing import Any, Protocol
 
 from cache_backends.background import backoff
+from cache_backends.held import Held, HeldCopy
 from cache_backends.lease import Lease, lease_key_for
 from cache_backends.refresher import BackgroundRefresher
 from cache_backends.single_flight import SingleFlight
@@ -140,15 +141,6 @@ class NothingNewer:
         return True
 
 
-@dataclass(frozen=True, slots=True)
-class _Held:
-    """The value this process served or loaded last: what it serves while the cache fails."""
-
-    body_key: str | None  # the body it was read from or written to; None: loaded, or inline
-    value: Any
-    version: int
-
-
 class _BackendFailed(Exception):
     """The backend failed (already logged, and reported to ``on_error``)."""
 
@@ -216,12 +208,8 @@ class VersionedLoader:
         self.cache = strict_interface(self.cache)
         self.lease_key = lease_key_for(self.key)
         self._flights: SingleFlight[Loaded] = SingleFlight()  # this process's load under way
-        #: The value this process served, read or loaded last (bodies never change: while
-        #: the pointer names its body no read goes past the pointer), and when (monotonic)
-        #: the cache or a load last confirmed it.
-        self._held: _Held | None = None
-        self._held_confirmed_at = -math.inf
-        self._serving_held = False  # logged once per outage
+        #: What this process served, read or loaded last (``held.py``).
+        self._held = HeldCopy()
 
     # -- reads -------------------------------------------------------------
 
@@ -243,7 +231,7 @@ class VersionedLoader:
             entry = self._read(strict=True)
         except _BackendFailed:
             return self._without_the_cache(load)
-        self._serving_held = False
+        self._held.cache_answered()
         if entry is None:
             return self._join_or_lead(load, min_version=0)
         known = self.newest.known()
@@ -299,7 +287,8 @@ class VersionedLoader:
                 value, version = load()
                 return Loaded(value, version, CacheStatus.MISS)
             if led:
-                return self._holding(loaded)
+                self._held.hold(Held(None, loaded.value, loaded.version))
+                return loaded
             if loaded.version >= min_version:
                 return Loaded(loaded.value, loaded.version, CacheStatus.HIT)
 
@@ -392,7 +381,7 @@ class VersionedLoader:
         )
         if not self._store(entry, now, strict=strict):
             return False
-        self._hold(_Held(None if body is None else body.key, value, version))
+        self._held.hold(Held(None if body is None else body.key, value, version))
         return True
 
     def invalidate(self, version: int, *, strict: bool = False) -> bool:
@@ -532,12 +521,11 @@ class VersionedLoader:
         """
         body = entry.value
         if not isinstance(body, Body):
-            self._hold(_Held(None, body, entry.version))
+            self._held.hold(Held(None, body, entry.version))
             return body
-        held = self._held
-        if held is not None and held.body_key == body.key:
-            self._held_confirmed_at = time.monotonic()
-            return held.value
+        known, value = self._held.value_of_body(body.key)
+        if known:
+            return value
         try:
             value = self.cache.get(body.key)
         except Exception as error:
@@ -545,20 +533,8 @@ class VersionedLoader:
             raise _BackendFailed from error
         if value is None:
             return _GONE
-        self._hold(_Held(body.key, value, entry.version))
+        self._held.hold(Held(body.key, value, entry.version))
         return value
-
-    def _hold(self, held: _Held) -> None:
-        """Keep ``held`` as what this process serves if the cache fails, confirmed now."""
-        current = self._held
-        if current is None or current.value is not held.value or held.body_key is not None:
-            self._held = held
-        self._held_confirmed_at = time.monotonic()
-
-    def _holding(self, loaded: Loaded) -> Loaded:
-        """``loaded`` (a load, or a hit after a wait), held for a failing cache."""
-        self._hold(_Held(None, loaded.value, loaded.version))
-        return loaded
 
     def _without_the_cache(self, load: Load) -> Loaded:
         """The cache failed: the copy this process holds while it may, else one load.
@@ -569,14 +545,10 @@ class VersionedLoader:
         past it). Otherwise the process loads once for all its waiting threads, and
         holds what it loaded.
         """
-        held = self._held
-        if (
-            held is not None
-            and time.monotonic() - self._held_confirmed_at <= self.stale_if_error
-            and self.newest.still_current(held.version)
-        ):
-            if not self._serving_held:
-                self._serving_held = True
+        serving = self._held.without_the_cache(self.stale_if_error, self.newest.still_current)
+        if serving is not None:
+            held, first_in_outage = serving
+            if first_in_outage:
                 logger.warning(
                     "cache unavailable for %r: serving the copy held here (version %d) "
                     "for up to %s s while it lasts",
