@@ -3,14 +3,17 @@
 The service's shape is many gunicorn processes on many instances sharing one table, so
 what matters is how DynamoDB's traffic grows: with processes, instances, the
 catalogue's size, changes. Each *shape* (instances x workers) of the app runs on one
-SQLite catalogue of natural names (``benchmarks.http.catalogue``) and one DynamoDB
-Local table behind ``devtools/dynamodb_proxy.py``, which records every call's
+catalogue of natural names (``benchmarks.http.catalogue``), in PostgreSQL as deployed
+(its change listener drives the instances) or SQLite (``--database``), and one
+DynamoDB Local table behind ``devtools/dynamodb_proxy.py``, which records every call's
 operation, key and consumed capacity. Windows, in order, against the same fleet (a
 server lives for days: it is not restarted between them):
 
 - ``warm-up``: from a cold cache, a few GETs per worker (each reads the list once);
 - ``idle``: no request;
 - ``traffic``: a steady request rate over the instances, round robin;
+- ``change``: the same traffic, and one category added through the first instance's
+  API at its start: what a change costs (the reads of the new body, the loads);
 - ``throttled``: the same traffic, with a share of the list's reads refused for
   capacity by the proxy, as DynamoDB does for a hot key;
 - ``hung``: the same traffic, DynamoDB Local stopped (SIGSTOP).
@@ -18,8 +21,8 @@ server lives for days: it is not restarted between them):
 Per window: calls, read and write units per second (per process and per instance),
 the hottest item's read units per second, database loads (the app's own
 ``ecommerce_db_loads_total``), latency and X-Cache. Then a model of the
-``traffic`` window at 10, 100 and 1,000 instances x 8 workers with the monthly
-on-demand cost; its assumptions are printed with it.
+``traffic`` and ``change`` windows at 10, 100 and 1,000 instances x 8 workers with the
+monthly on-demand cost; its assumptions are printed with it.
 """
 
 from __future__ import annotations
@@ -32,19 +35,24 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
 
-from benchmarks.http.catalogue import build_catalogue, copying_catalogue
+from benchmarks.http.catalogue import (
+    build_catalogue,
+    copy_catalogue_to_postgresql,
+    copying_catalogue,
+)
 from devtools import REPOSITORY_ROOT
-from devtools.credentials import use_local_aws_credentials
+from devtools.credentials import DEV_ADMIN_AUTHORIZATION, use_local_aws_credentials
 from devtools.dynamodb_local import DynamoDBLocal
 from devtools.dynamodb_proxy import Call, DynamoDBProxy
 from devtools.fleet import dynamodb_settings, gunicorn_instance, prepare, wait_until_healthy
+from devtools.postgresql import LocalPostgreSQL
 from devtools.stampede import db_loads
 
 #: One partition serves about this many read units a second (DynamoDB's documented limit).
@@ -58,6 +66,8 @@ MODEL_INSTANCES = (10, 100, 1000)
 MODEL_WORKERS = 8
 HTTP_TIMEOUT_SECONDS = 10.0
 LIST_KEY = "ecommerce:categories:all"
+#: In the key of each of the list's bodies (``cache_backends.loader.BODY_SUFFIX``).
+BODY_MARK = ":body:"
 #: GETs per worker before the windows: enough for gunicorn to hand every worker some.
 WARM_UP_GETS_PER_WORKER = 8
 
@@ -90,6 +100,14 @@ class Window:
         writes = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem"}
         return sum(
             call.capacity_units for call in self.calls if (call.operation in writes) != reads
+        )
+
+    def body_read_units(self) -> float:
+        """Read units of the list's bodies (each version's own key) in this window."""
+        return sum(
+            call.capacity_units
+            for call in self.calls
+            if call.operation == "GetItem" and call.key is not None and BODY_MARK in call.key
         )
 
     def hottest_read_units(self) -> tuple[str, float]:
@@ -215,17 +233,23 @@ def measure(
     ddb: DynamoDBLocal,
     proxy: DynamoDBProxy,
     arguments: argparse.Namespace,
+    database_url: str | None = None,
 ) -> list[Window]:
+    """The windows of one fleet of ``shape``: on an empty PostgreSQL database at
+    ``database_url`` (filled with the catalogue), or on a copy of the SQLite catalogue."""
     workdir = Path(tempfile.mkdtemp(prefix=f"bench-fleet-{shape}-"))
-    database = workdir / "catalogue.sqlite"
     settings: dict[str, object] = {
         **dynamodb_settings(proxy.endpoint_url, f"bench-fleet-{shape}-{os.getpid()}"),
-        "SQLALCHEMY_DATABASE_URI": f"sqlite:///{database}",
+        "SQLALCHEMY_DATABASE_URI": database_url or f"sqlite:///{workdir / 'catalogue.sqlite'}",
         "CACHE_NEAR_TTL": arguments.near_ttl,
+        "CACHE_NEAR_TTL_WHILE_LISTENING": arguments.near_ttl_while_listening,
         "LOG_LEVEL": "WARNING",
     }
-    prepare(settings, arguments.app_root, quiet=True)  # the table (a schema, replaced below)
-    copying_catalogue(catalogue)(settings)
+    prepare(settings, arguments.app_root, quiet=True)  # the table, the schema and the seeds
+    if database_url is None:
+        copying_catalogue(catalogue)(settings)
+    else:
+        copy_catalogue_to_postgresql(catalogue, database_url)
     windows: list[Window] = []
     with fleet(shape, settings, workdir, arguments.app_root) as urls:
         # From cold until (most likely) every worker has read the list: its body's reads.
@@ -240,11 +264,14 @@ def measure(
             )
         )
 
-        def window(name: str, traffic: Traffic | None) -> Window:
+        def window(
+            name: str, traffic: Traffic | None, start: Callable[[], object] = lambda: None
+        ) -> Window:
             loads = fleet_db_loads(urls)
             proxy.clear()
             if traffic is not None:
                 traffic.take()
+            start()
             time.sleep(arguments.seconds)
             calls = proxy.calls()
             latencies, x_cache = traffic.take() if traffic is not None else ([], Counter())
@@ -255,6 +282,7 @@ def measure(
         windows.append(window("idle", None))
         with Traffic(urls, arguments.rate).running() as traffic:
             windows.append(window("traffic", traffic))
+            windows.append(window("change", traffic, lambda: add_category(urls[0])))
             with proxy.throttling("GetItem", key=LIST_KEY, share=arguments.throttled_share):
                 windows.append(window("throttled", traffic))
             windows.append(window("after throttling", traffic))
@@ -267,24 +295,40 @@ def measure(
     return windows
 
 
-def model(traffic: Window, shape: Shape, body_read_units: float, changes_a_minute: float) -> str:
-    """The traffic window's terms at fleet scale, with what they assume (printed with it)."""
+def add_category(url: str) -> None:
+    """One change, through the API as an operator's tool would make it."""
+    response = requests.post(
+        f"{url}/categories",
+        json={"name": f"Bench change {time.time_ns()}"},
+        headers=DEV_ADMIN_AUTHORIZATION,
+        timeout=HTTP_TIMEOUT_SECONDS,
+    )
+    response.raise_for_status()
+
+
+def model(traffic: Window, change: Window, shape: Shape, changes_a_minute: float) -> str:
+    """The traffic and change windows' terms at fleet scale, with what they assume.
+
+    A change's body is read by the other instances, not by the one that loaded it: so
+    the model needs a shape of two instances or more.
+    """
     per_instance_reads = traffic.units(reads=True) / traffic.seconds / shape.instances
     per_instance_writes = traffic.units(reads=False) / traffic.seconds / shape.instances
+    #: What one change costs each instance but the loader's in reads of the new body.
+    body_per_instance = change.body_read_units() / (shape.instances - 1)
     lines = [
         "| instances x workers | read units/s | write units/s | hottest item, share of a "
         "partition | on-demand a month |",
         "| --- | ---: | ---: | ---: | ---: |",
     ]
     for instances in MODEL_INSTANCES:
-        processes = instances * MODEL_WORKERS
         steady = per_instance_reads * instances
-        changes = body_read_units * processes * changes_a_minute / 60  # each reads the body once
+        changes = body_per_instance * instances * changes_a_minute / 60
         reads = steady + changes
         writes = per_instance_writes * instances
         # The pointer takes the steady reads; each new body the reads of one change,
-        # spread over the minute at best, all at once at worst (the share shown).
-        hottest = max(steady, body_read_units * processes / 60) / PARTITION_READ_UNITS
+        # averaged over the minute (they come within the first seconds of it).
+        hottest = max(steady, body_per_instance * instances / 60) / PARTITION_READ_UNITS
         dollars = (reads * READ_UNIT_DOLLARS + writes * WRITE_UNIT_DOLLARS) * SECONDS_A_MONTH
         lines.append(
             f"| {instances:,} x {MODEL_WORKERS} | {reads:,.0f} | {writes:,.1f} "
@@ -294,22 +338,11 @@ def model(traffic: Window, shape: Shape, body_read_units: float, changes_a_minut
         f"\nAssumes the traffic window's {per_instance_reads:.2f} read and "
         f"{per_instance_writes:.2f} write units a second per instance hold for 8 workers and "
         f"any request rate (true when they do not grow with workers: compare the shapes' "
-        f"rows), and {changes_a_minute:g} change a minute, after which every process reads "
-        f"the list's body once ({body_read_units:.0f} read units), within a minute."
+        f"rows), and {changes_a_minute:g} change a minute, each costing an instance what "
+        f"the change window measured on each instance but the one that loaded it: "
+        f"{body_per_instance:.1f} read units of the new body."
     )
     return "\n".join(lines)
-
-
-def body_units(windows: Sequence[Window]) -> float:
-    """The largest single read seen: the list's body (a pointer is one unit)."""
-    reads = {"GetItem", "BatchGetItem"}
-    units = [
-        call.capacity_units
-        for window in windows
-        for call in window.calls
-        if call.operation in reads
-    ]
-    return max(units, default=0.0)
 
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -321,8 +354,21 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each window")
     parser.add_argument("--rate", type=float, default=40.0, help="GETs a second, fleet-wide")
     parser.add_argument("--near-ttl", type=float, default=1.0, help="CACHE_NEAR_TTL")
+    parser.add_argument(
+        "--near-ttl-while-listening",
+        type=float,
+        default=5.0,
+        help="CACHE_NEAR_TTL_WHILE_LISTENING (PostgreSQL)",
+    )
     parser.add_argument("--throttled-share", type=float, default=0.7)
     parser.add_argument("--changes-a-minute", type=float, default=1.0)
+    parser.add_argument(
+        "--database",
+        choices=("postgresql", "sqlite"),
+        default="postgresql",
+        help="the catalogue's database: PostgreSQL as deployed (a local server this run "
+        "starts), or a SQLite file per fleet (no change listener)",
+    )
     parser.add_argument(
         "--app-root",
         type=Path,
@@ -343,20 +389,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     catalogue = build_catalogue(workdir, arguments.categories, natural=True)
     rows: list[str] = []
     models: list[str] = []
-    with DynamoDBLocal() as ddb, DynamoDBProxy(ddb.endpoint_url) as proxy:
+    with ExitStack() as stack:
+        ddb = stack.enter_context(DynamoDBLocal())
+        proxy = stack.enter_context(DynamoDBProxy(ddb.endpoint_url))
+        postgresql = (
+            stack.enter_context(LocalPostgreSQL()) if arguments.database == "postgresql" else None
+        )
         for shape in shapes:
-            windows = measure(shape, catalogue, ddb, proxy, arguments)
-            rows += [window.row(shape) for window in windows]
+            database_url = None if postgresql is None else postgresql.create_database()
+            windows = {
+                window.name: window
+                for window in measure(shape, catalogue, ddb, proxy, arguments, database_url)
+            }
+            rows += [window.row(shape) for window in windows.values()]
             print("\n".join([HEADER, *rows[-len(windows) :]]), flush=True)
-            traffic = next(window for window in windows if window.name == "traffic")
+            if shape.instances < 2:
+                continue  # a change's cost is what the *other* instances read
             models.append(
                 f"\nModel from {shape} ({arguments.categories:,} natural-named categories, "
                 f"{arguments.rate:g} GET/s):\n\n"
-                + model(traffic, shape, body_units(windows), arguments.changes_a_minute)
+                + model(windows["traffic"], windows["change"], shape, arguments.changes_a_minute)
             )
     print(
-        f"\n{arguments.categories:,} natural-named categories, windows of "
-        f"{arguments.seconds:g} s, {arguments.rate:g} GET/s, near-cache {arguments.near_ttl:g} s\n"
+        f"\n{arguments.categories:,} natural-named categories in {arguments.database}, "
+        f"windows of {arguments.seconds:g} s, {arguments.rate:g} GET/s, "
+        f"near-cache {arguments.near_ttl:g} s "
+        f"({arguments.near_ttl_while_listening:g} s while listening on PostgreSQL)\n"
     )
     print("\n".join([HEADER, *rows]))
     print("\n".join(models))

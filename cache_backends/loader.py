@@ -51,6 +51,7 @@ from enum import IntEnum, StrEnum
 from typing import Any, Protocol
 
 from cache_backends.background import backoff
+from cache_backends.bodies import SharedBodies
 from cache_backends.held import Held, HeldCopy
 from cache_backends.lease import Lease, lease_key_for
 from cache_backends.refresher import BackgroundRefresher
@@ -203,6 +204,10 @@ class VersionedLoader:
     clock: Callable[[], float] = time.time
     newest: Newest = field(default_factory=NothingNewer)
     stale_if_error: float = 0.0
+    #: Reads a body from the cache (a key written once); None: the cache's own ``get``.
+    read_body: Callable[[str], Any] | None = None
+    #: The instance's copies of the bodies (``bodies.py``); None: each process reads its own.
+    bodies: SharedBodies | None = None
 
     def __post_init__(self) -> None:
         self.cache = strict_interface(self.cache)
@@ -382,6 +387,8 @@ class VersionedLoader:
         if not self._store(entry, now, strict=strict):
             return False
         self._held.hold(Held(None if body is None else body.key, value, version))
+        if body is not None and self.bodies is not None:
+            self.bodies.publish(body.key, value)  # its instance never reads it back
         return True
 
     def invalidate(self, version: int, *, strict: bool = False) -> bool:
@@ -527,7 +534,7 @@ class VersionedLoader:
         if known:
             return value
         try:
-            value = self.cache.get(body.key)
+            value = self._read_body(body.key)
         except Exception as error:
             self._backend_failed("get", error)
             raise _BackendFailed from error
@@ -535,6 +542,13 @@ class VersionedLoader:
             return _GONE
         self._held.hold(Held(body.key, value, entry.version))
         return value
+
+    def _read_body(self, body_key: str) -> Any:
+        """A body from the cache, once per instance where the instance shares its bodies."""
+        read = self.read_body or self.cache.get
+        if self.bodies is None:
+            return read(body_key)
+        return self.bodies.get(body_key, lambda: read(body_key))
 
     def _without_the_cache(self, load: Load) -> Loaded:
         """The cache failed: the copy this process holds while it may, else one load.

@@ -19,7 +19,9 @@ Freshness, the whole contract:
 - ``rank(value)`` (the caller's too) and :meth:`NearCache.watch` end a copy
   early: a copy of a watched key ranked below the version its watcher has heard
   is not served, so a newer value known to exist (a region hears the database's
-  change events) is read at once, not after ``ttl``;
+  change events) is read at once, not after ``ttl``; and while the watcher says it
+  hears every change (:class:`WhileLive`), a watched key's copy may live longer: the
+  changes end it, and the longer life only bounds what reaches the remote without one;
 - this process's own writes (``set``, ``delete``, ``set_versioned``, ...) update
   or drop the near copy first, so the writer sees its write at once; a write
   the remote refuses or fails drops the near copy (the next read asks the remote);
@@ -78,6 +80,17 @@ RankHook = Callable[[Any], int | None]
 #: ``heard()``: the lowest rank of a watched key still current (for a region, the
 #: database's version as last heard), or None. Read on every near hit of that key.
 HeardHook = Callable[[], int | None]
+#: ``live()``: whether a watcher hears every change now. Read when a copy is kept.
+LiveHook = Callable[[], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class WhileLive:
+    """A watched key's near copy may live ``ttl`` while ``live()``: its watcher then hears
+    every change, and each ends the copy at once."""
+
+    live: LiveHook
+    ttl: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +145,8 @@ class NearStore:
         self.rank = rank
         #: Watched keys (``NearCache.watch``): what each has heard.
         self.floors: dict[str, HeardHook] = {}
+        #: Watched keys' longer life while their watcher hears every change.
+        self.lives: dict[str, WhileLive] = {}
         #: Shared keys (``NearCache.share``), and when (wall clock) this process last wrote each.
         self.shared: dict[str, SharedCopy] = {}
         self._written_at: dict[str, float] = {}
@@ -242,9 +257,11 @@ class NearStore:
         """The remote's recoveries (``strict.on_recovery``): the near layer has none of its own."""
         on_recovery(self.remote, callback)
 
-    def watch(self, key: str, heard: HeardHook) -> None:
+    def watch(self, key: str, heard: HeardHook, while_live: WhileLive | None = None) -> None:
         """See :meth:`NearCache.watch` (a region holds the strict interface)."""
         self.floors[key] = heard
+        if while_live is not None and while_live.ttl > self.ttl:
+            self.lives[key] = while_live
 
     def share(self, key: str, shared: SharedCopy) -> None:
         """See :meth:`NearCache.share`."""
@@ -307,7 +324,7 @@ class NearStore:
                 read_here.append(self.remote.get(key))
                 return read_here[0]
 
-            refreshed = shared.refresh(self.ttl, read_remote)
+            refreshed = shared.refresh(self._ttl(key), read_remote)
             if read_here:  # this process read it (and shared it if it may be shared)
                 value = read_here[0]
                 return (
@@ -319,7 +336,7 @@ class NearStore:
         if found is None:  # nobody published in time, or it may not be served: ask
             return self._read_remote(key)
         read_at, value = found
-        lifetime = self.ttl - max(0.0, self._wall_clock() - read_at)
+        lifetime = self._ttl(key) - max(0.0, self._wall_clock() - read_at)
         return self._keep(key, value, since=epoch, lifetime=lifetime) or _Held.of(value)
 
     def _servable(self, key: str, found: tuple[float, Any] | None) -> tuple[float, Any] | None:
@@ -328,7 +345,7 @@ class NearStore:
             return None
         read_at, value = found
         now = self._wall_clock()
-        if now - read_at >= self.ttl or read_at < self._written_at.get(key, -math.inf):
+        if now - read_at >= self._ttl(key) or read_at < self._written_at.get(key, -math.inf):
             return None
         if self.keep(value, now) is None:
             return None
@@ -347,11 +364,17 @@ class NearStore:
             return None
         return self._keep(key, value, since=epoch) or _Held.of(value)
 
-    def _lifetime(self, timeout: int | None) -> float:
-        """Seconds a value set with ``timeout`` (None: a read's) may be served near."""
+    def _ttl(self, key: str) -> float:
+        """How long a copy of ``key`` may be served: longer while its watcher hears all."""
+        while_live = self.lives.get(key)
+        return while_live.ttl if while_live is not None and while_live.live() else self.ttl
+
+    def _lifetime(self, key: str, timeout: int | None) -> float:
+        """Seconds a value of ``key`` set with ``timeout`` (None: a read's) may be served near."""
         if timeout is None:
             timeout = self.default_timeout
-        return self.ttl if timeout <= 0 else min(self.ttl, timeout)  # 0: kept for ever
+        ttl = self._ttl(key)
+        return ttl if timeout <= 0 else min(ttl, timeout)  # 0: kept for ever
 
     def _keep(
         self,
@@ -384,7 +407,9 @@ class NearStore:
                 or held.size > self.max_bytes
             ):
                 return None
-            expires_at = self._clock() + (self._lifetime(timeout) if lifetime is None else lifetime)
+            if lifetime is None:
+                lifetime = self._lifetime(key, timeout)
+            expires_at = self._clock() + lifetime
             self._copies[key] = _NearCopy(held, expires_at, fresh_until, self.rank(value))
             self._bytes += held.size
             while len(self._copies) > self.max_entries or self._bytes > self.max_bytes:
@@ -512,10 +537,11 @@ class NearCache(DegradingEdge):
     def ttl(self) -> float:
         return self.strict.ttl
 
-    def watch(self, key: str, heard: HeardHook) -> None:
+    def watch(self, key: str, heard: HeardHook, while_live: WhileLive | None = None) -> None:
         """End ``key``'s near copy once ``heard()`` (cheap: no network call) names a
-        newer rank than the copy's: a region watches the versions its process hears."""
-        self.strict.watch(key, heard)
+        newer rank than the copy's: a region watches the versions its process hears.
+        With ``while_live``, the copy may be kept its longer ``ttl`` while its ``live()``."""
+        self.strict.watch(key, heard, while_live)
 
     def share(self, key: str, shared: SharedCopy) -> None:
         """Share ``key``'s copy with the instance's other processes (``shared.py``): the

@@ -30,9 +30,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import KW_ONLY, dataclass
 from enum import StrEnum
+from types import MappingProxyType
 
 from cache_backends.background import BackgroundWorker, backoff
 from cache_backends.strict import CacheUnavailable
@@ -106,6 +107,9 @@ class OwedUpdates:
 
     def __post_init__(self) -> None:
         self._debts: dict[str, _Debt] = {}
+        self._versions: dict[str, int] = {}  # each debt's version, kept with _debts
+        #: Each owed key's version, read without a lock or a call: every read checks it.
+        self.versions: Mapping[str, int] = MappingProxyType(self._versions)
         self._lock = threading.Lock()
         self._worker = BackgroundWorker(f"{self.name}-owed-updates", self._round)
 
@@ -118,6 +122,7 @@ class OwedUpdates:
             newer_owed = current is not None and current.version > version
             if not newer_owed:
                 self._debts[key] = _Debt(version, apply, due=self._backoff_from_now(0))
+                self._versions[key] = version
             pending = len(self._debts)
         if not newer_owed and self.background:
             self._worker.start()
@@ -142,7 +147,7 @@ class OwedUpdates:
             current = self._debts.get(key)
             if current is None or current.version > version:
                 return
-            del self._debts[key]
+            del self._debts[key], self._versions[key]
             pending = len(self._debts)
         self._report(key, OwedOutcome.SUPERSEDED)
         self.on_pending(pending)
@@ -158,10 +163,8 @@ class OwedUpdates:
         return self._worker.running
 
     def version_owed(self, key: str) -> int:
-        """The version ``key`` is owed at, 0 if none: cheap, for every read's check."""
-        with self._lock:
-            debt = self._debts.get(key)
-            return 0 if debt is None else debt.version
+        """The version ``key`` is owed at, 0 if none."""
+        return self.versions.get(key, 0)
 
     def wake(self) -> None:
         """Retry every debt now, not at its backoff (the cache answers again). Thread-safe.
@@ -204,6 +207,7 @@ class OwedUpdates:
         with self._lock:
             left = {key: debt.version for key, debt in self._debts.items()}
             self._debts.clear()
+            self._versions.clear()
         for key, version in left.items():
             logger.warning(
                 "%s: update of %r to version %d still owed at shutdown; left to the reconciler",
@@ -233,7 +237,7 @@ class OwedUpdates:
             debt.attempts += 1
             current = self._debts.get(key) is debt  # not replaced by a newer debt meanwhile
             if current and failure is None:
-                del self._debts[key]
+                del self._debts[key], self._versions[key]
             elif current:
                 debt.due = self._backoff_from_now(debt.attempts)
             pending = len(self._debts)

@@ -47,12 +47,14 @@ from typing import Any, Protocol
 
 from cache_backends import signals
 from cache_backends.background import InstanceLock
+from cache_backends.bodies import Sealer, SharedBodies
 from cache_backends.loader import CacheStatus, Load, Loaded, LoaderEvent, StaleMark, VersionedLoader
+from cache_backends.near import WhileLive
 from cache_backends.owed import OwedOutcome, OwedUpdates
 from cache_backends.reconciler import COHERENT, REPAIRS, Reconciler, Reconciliation, coherence_of
 from cache_backends.refresher import BackgroundRefresher
 from cache_backends.shared import SharedCopy
-from cache_backends.strict import CacheUnavailable, on_recovery, request_path
+from cache_backends.strict import CacheUnavailable, on_recovery, request_path, strict_interface
 from cache_backends.versioned import VersionedEntry, pointer_bytes, pointer_from_bytes
 
 __all__ = ["CacheStatus", "Loaded", "NewestVersion", "Region", "Strategy", "VersionSource"]
@@ -76,6 +78,8 @@ RECOVERY_HOLD_INTERVALS = 3
 RECONCILER_LOCK_SUFFIX = ".reconciler.lock"
 #: The instance's shared near copy of the pointer in ``instance_dir``: ``<name>.near``.
 SHARED_COPY_SUFFIX = ".near"
+#: The instance's shared bodies in ``instance_dir``: the folder ``<name>.bodies``.
+SHARED_BODIES_SUFFIX = ".bodies"
 #: How long the copy a process holds may be served while the cache fails: the TTL's own
 #: default, since the database's version is checked meanwhile (``NewestVersion``).
 DEFAULT_STALE_IF_ERROR_SECONDS = 300.0
@@ -96,6 +100,18 @@ class Strategy(StrEnum):
     REFRESH_ASYNC = "refresh-async"
 
 
+def _beneath(cache: Any, attribute: str) -> Any:
+    """``attribute`` of ``cache``, or of the remote under its near layer; None if neither
+    has it. What the region asks for: ``codec`` (the cache signs what it stores: bodies are
+    then shared through files) and ``get_written_once`` (bodies are read at half price)."""
+    while cache is not None:
+        found = getattr(cache, attribute, None)
+        if found is not None:
+            return found
+        cache = getattr(cache, "remote", None)
+    return None
+
+
 def jittered_ttl(ttl: float) -> float:
     """``ttl`` less up to TTL_JITTER_FRACTION of it in whole seconds; the setting stays the
     maximum age."""
@@ -108,6 +124,9 @@ class VersionSource(Protocol):
 
     def latest(self) -> int | None:
         """The version last heard; None if nothing yet. Cheap: read on near-cache hits."""
+
+    def live(self) -> bool:
+        """Whether every committed change is heard now (the source is connected). Cheap."""
 
     def start(self) -> None: ...
 
@@ -163,7 +182,8 @@ class NewestVersion:
 
     def known(self) -> int:
         """The lowest fence an entry may carry to be served; 0 when nothing newer is known."""
-        return max(self.owed.version_owed(self.key), self.heard() or 0, self._recovery())
+        owed = self.owed.versions.get(self.key, 0)  # a lookup, not a call: on every hit
+        return max(owed, self.heard() or 0, self._recovery())
 
     def served(self) -> int:
         """The oldest value version this process may still serve."""
@@ -269,9 +289,16 @@ class Region:
     :param reconcile_seconds: the reconciler's interval; 0: no reconciler thread.
     :param instance_dir: a directory the processes of one instance share (gunicorn's
         workers): one of them, elected by a lock file in it, runs the reconciler's
-        rounds for all, and behind a ``NearCache`` they share one near copy of the
-        key's pointer (``shared.py``), so that both costs grow with instances, not
-        processes. None: every process runs its rounds and reads the cache itself.
+        rounds for all; behind a ``NearCache`` they share one near copy of the
+        key's pointer (``shared.py``), and behind a cache that signs its entries
+        (DynamoDB) the bodies they read or store (``bodies.py``), so that these
+        costs grow with instances, not processes. None: every process runs its
+        rounds and reads the cache itself.
+    :param near_ttl_while_heard: seconds a near copy of the key may live while the
+        followed source hears every change (``VersionSource.live``): each change ends
+        it at once, so this only bounds what reaches the cache without a change of
+        the database's version (a stale mark, a repair). Longer than the near-cache's
+        TTL, it divides the pointer's reads per instance; 0: the near-cache's TTL.
     :param name: names the region in signals, log lines and threads.
     """
 
@@ -289,9 +316,11 @@ class Region:
         lease_seconds: int = 5,
         reconcile_seconds: float = 2.0,
         instance_dir: Path | str | None = None,
+        near_ttl_while_heard: float = 0.0,
         name: str | None = None,
     ) -> None:
         self.key = key
+        self.near_ttl_while_heard = near_ttl_while_heard
         self.name = name or key
         self.strategy = Strategy(strategy)
         self._load_value = load
@@ -317,6 +346,7 @@ class Region:
             on_error=self._cache_error,
             newest=self.newest,
             stale_if_error=stale_if_error,
+            read_body=_beneath(strict_interface(cache), "get_written_once"),
         )
         self.reconciler = Reconciler(
             self.loader,
@@ -330,31 +360,39 @@ class Region:
         )
         self.source: VersionSource | None = None
         if instance_dir is not None:
-            self._share_near_copy(Path(instance_dir))
+            self._share_with_instance(Path(instance_dir))
         #: The newest version whose strategy this process applied, and when (monotonic).
         self._written = (0, -math.inf)
         self._written_lock = threading.Lock()
         on_recovery(self.loader.cache, self.owed.wake)  # retry what is owed at once
         on_recovery(self.loader.cache, self.newest.cache_recovered)
 
-    def _share_near_copy(self, instance_dir: Path) -> None:
-        """Behind a near-cache, one read of the pointer per instance, not per process."""
+    def _share_with_instance(self, instance_dir: Path) -> None:
+        """One read of the pointer (behind a near-cache) and of each body (behind a cache that
+        signs) per instance, not per process."""
         share = getattr(self.loader.cache, "share", None)
-        if share is None:
-            return  # no near layer: nothing held to share
+        sealer: Sealer | None = _beneath(self.loader.cache, "codec")
         try:
-            copy = SharedCopy(
-                instance_dir / f"{self.name}{SHARED_COPY_SUFFIX}", pointer_bytes, pointer_from_bytes
-            )
+            if share is not None:
+                share(
+                    self.key,
+                    SharedCopy(
+                        instance_dir / f"{self.name}{SHARED_COPY_SUFFIX}",
+                        pointer_bytes,
+                        pointer_from_bytes,
+                    ),
+                )
+            if sealer is not None:
+                self.loader.bodies = SharedBodies(
+                    instance_dir / f"{self.name}{SHARED_BODIES_SUFFIX}", sealer
+                )
         except OSError:
             logger.warning(
-                "%s: no shared near copy in %s: each process reads the cache itself",
+                "%s: nothing shared in %s: each process reads the cache itself",
                 self.name,
                 instance_dir,
                 exc_info=True,
             )
-            return
-        share(self.key, copy)
 
     # -- reads -----------------------------------------------------------------------
 
@@ -415,7 +453,7 @@ class Region:
         self.newest.follow(source)
         watch = getattr(self.loader.cache, "watch", None)  # a near layer ends copies early
         if callable(watch):
-            watch(self.key, self.newest.heard)
+            watch(self.key, self.newest.heard, WhileLive(source.live, self.near_ttl_while_heard))
 
     def changed(self) -> None:
         """A change was heard (or the source reconnected): reconcile now. Thread-safe."""

@@ -29,7 +29,7 @@ import struct
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 #: Sequence, read time (epoch seconds), payload length.
 _HEADER = struct.Struct("<qdI")
@@ -93,26 +93,19 @@ class SharedCopy:
         """A copy younger than ``fresh_for``: read by this process (``read()``, then
         published) if it takes the refresh lock, else the one another process publishes
         within ``WAIT_FOR_PUBLISH_SECONDS``. None: read the remote yourself."""
-        lock_file = self._try_lock(self._refresh_lock_path)
-        if lock_file is None:
-            deadline = time.monotonic() + WAIT_FOR_PUBLISH_SECONDS
-            while time.monotonic() < deadline:
-                time.sleep(POLL_SECONDS)
-                over = self._refresh_over()  # before the read: what it published is there
-                shared = self.read()
-                if shared is not None and time.time() - shared[0] < fresh_for:
-                    return shared
-                if over:  # it read something not to share (a tombstone): ask yourself
-                    return None
-            return None
-        try:
+
+        def published() -> tuple[float, Any] | None:
+            shared = self.read()
+            return shared if shared is not None and time.time() - shared[0] < fresh_for else None
+
+        def read_and_publish() -> tuple[float, Any]:
             read_at = time.time()
             value = read()
             if value is not None:
                 self.publish(read_at, value)
             return read_at, value
-        finally:
-            lock_file.close()
+
+        return once_per_instance(self._refresh_lock_path, published, read_and_publish)
 
     def _write(self, read_at: float, payload: bytes) -> None:
         with self.path.open("rb") as lock_file:
@@ -123,20 +116,53 @@ class SharedCopy:
             self._map[_HEADER.size : _HEADER.size + len(payload)] = payload
             _HEADER.pack_into(self._map, 0, sequence + 1, read_at, len(payload))
 
-    def _refresh_over(self) -> bool:
-        """Whether nobody holds the refresh lock now (its holder is done)."""
-        lock_file = self._try_lock(self._refresh_lock_path)
-        if lock_file is None:
-            return False
-        lock_file.close()
-        return True
 
-    @staticmethod
-    def _try_lock(path: Path) -> BinaryIO | None:
-        lock_file = path.open("ab")
-        try:
-            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            lock_file.close()
-            return None
-        return lock_file
+T = TypeVar("T")
+
+
+def once_per_instance(
+    lock_path: Path, published: Callable[[], T | None], read: Callable[[], T]
+) -> T | None:
+    """``read()`` by the one process of the instance that takes ``lock_path``'s ``flock``;
+    the others wait up to ``WAIT_FOR_PUBLISH_SECONDS`` for ``published()`` to answer what it
+    published. None: nothing was published in time, or its reader is done without
+    publishing (it read nothing to share): read it yourself.
+
+    The lock is never waited on, and the kernel drops it with a process that dies
+    holding it, so a dead reader costs the others one wait at most.
+    """
+    lock_file = _try_lock(lock_path)
+    if lock_file is None:
+        deadline = time.monotonic() + WAIT_FOR_PUBLISH_SECONDS
+        while time.monotonic() < deadline:
+            time.sleep(POLL_SECONDS)
+            over = _lock_free(lock_path)  # before published(): what it published is there
+            value = published()
+            if value is not None:
+                return value
+            if over:
+                return None
+        return None
+    try:
+        return read()
+    finally:
+        lock_file.close()
+
+
+def _lock_free(path: Path) -> bool:
+    """Whether nobody holds ``path``'s lock now (its holder is done)."""
+    lock_file = _try_lock(path)
+    if lock_file is None:
+        return False
+    lock_file.close()
+    return True
+
+
+def _try_lock(path: Path) -> BinaryIO | None:
+    lock_file = path.open("ab")
+    try:
+        fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock_file.close()
+        return None
+    return lock_file

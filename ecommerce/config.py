@@ -50,6 +50,12 @@ DEFAULTS: dict[str, Any] = {
     # wrote to) the shared cache: the bound on how late other instances see a write.
     # 0: off, every read asks the shared cache.
     "CACHE_NEAR_TTL": 0,
+    # Seconds a near copy of the category list may live instead, while the instance's
+    # PostgreSQL change listener is connected: every committed change then ends it at
+    # once, so this only bounds what reaches the cache without one (a stale mark, a
+    # repair), and DynamoDB sees the list's pointer read this much less often. Below
+    # CACHE_NEAR_TTL (or on SQLite, or with the listener down): CACHE_NEAR_TTL.
+    "CACHE_NEAR_TTL_WHILE_LISTENING": 5,
     "CATEGORIES_CACHE_TTL": 300,
     "CATEGORIES_CACHE_STRATEGY": CacheStrategy.INVALIDATE.value,
     # Seconds past the TTL during which GETs answer at once with the previous list
@@ -172,6 +178,7 @@ REQUIRED_SETTINGS: dict[str, Callable[[Any], str | None]] = {
     "CACHE_DEFAULT_TIMEOUT": dynamodb_settings.non_negative_int,
     "CACHE_KEY_PREFIX": dynamodb_settings.string,
     "CACHE_NEAR_TTL": dynamodb_settings.non_negative_number,
+    "CACHE_NEAR_TTL_WHILE_LISTENING": dynamodb_settings.non_negative_number,
     "CATEGORIES_CACHE_TTL": dynamodb_settings.non_negative_int,
     "CATEGORIES_CACHE_STRATEGY": _one_of(*(strategy.value for strategy in CacheStrategy)),
     "CATEGORIES_CACHE_STALE_WHILE_REVALIDATE": dynamodb_settings.non_negative_int,

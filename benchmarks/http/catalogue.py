@@ -102,6 +102,21 @@ def catalogue_representation(path: Path) -> Representation:
     return Representation.of([{"id": category_id, "name": name} for category_id, name in rows])
 
 
+def copy_catalogue_to_postgresql(catalogue: Path, url: str) -> None:
+    """The catalogue's categories past the seeds, into the PostgreSQL database at ``url``
+    (a SQLAlchemy URL, at the newest schema with the seeds: ``prepare`` made it)."""
+    import psycopg  # the PostgreSQL driver: installed where PostgreSQL is used
+
+    with closing(sqlite3.connect(catalogue)) as source:
+        rows = source.execute(
+            "SELECT name, name_key FROM categories WHERE id > ? ORDER BY id",
+            (len(SEED_CATEGORY_NAMES),),
+        ).fetchall()
+    libpq_url = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(libpq_url) as target, target.cursor() as cursor:
+        cursor.executemany(INSERT_CATEGORY.replace("?", "%s"), rows)
+
+
 def copying_catalogue(catalogue: Path) -> Callable[[Mapping[str, Any]], None]:
     """``servers.serving``'s ``prepare_database``: the catalogue becomes the contender's file."""
 

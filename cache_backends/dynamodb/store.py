@@ -21,6 +21,7 @@ from typing import Any
 
 from pynamodb.expressions.condition import Condition
 
+from cache_backends.codec import EntryCodec
 from cache_backends.dynamodb.batch import MAX_PARTS_PER_WRITE, batch_get, batch_write
 from cache_backends.dynamodb.counters import increment
 from cache_backends.dynamodb.entries import EntryFormat, NewEntry, entry_from_raw, now_ms
@@ -47,13 +48,28 @@ class DynamoDBStore:
         self.entries = entries
         self.consistent_read = consistent_read
 
+    @property
+    def codec(self) -> EntryCodec:
+        """What signs this table's entries: an instance's shared files are signed alike."""
+        return self.entries.codec
+
     def get(self, key: str) -> Any:
+        return self._get(key, self.consistent_read)
+
+    def get_written_once(self, key: str) -> Any:
+        """``get`` of a key written once and never changed (a region's body): eventually
+        consistent, at half the read units, then as ``get`` only if that found nothing
+        (the write had not reached the replica that answered)."""
+        value = self._get(key, consistent_read=False)
+        return value if value is not None else self.get(key)
+
+    def _get(self, key: str, consistent_read: bool) -> Any:
         skey = self.entries.storage_key(key)
-        raw = self.transport.get_item(skey, self.consistent_read)
+        raw = self.transport.get_item(skey, consistent_read)
         entry = None if raw is None else entry_from_raw(raw)
         if entry is None:
             return None
-        return self.entries.loads(skey, self._payloads([entry])[0])
+        return self.entries.loads(skey, self._payloads([entry], consistent_read)[0])
 
     def get_many(self, *keys: str) -> list[Any]:
         skeys = [self.entries.storage_key(key) for key in keys]
@@ -72,7 +88,9 @@ class DynamoDBStore:
         entry = None if raw is None else entry_from_raw(raw)
         return entry is not None and self._payloads([entry])[0] is not None
 
-    def _payloads(self, items: Sequence[StoredItem]) -> list[bytes | int | None]:
+    def _payloads(
+        self, items: Sequence[StoredItem], consistent_read: bool | None = None
+    ) -> list[bytes | int | None]:
         """Each item's verified payload, fetching the parts of every manifest among them.
 
         Items of one item cost nothing more; all the manifests' parts together
@@ -89,7 +107,9 @@ class DynamoDBStore:
             return [entries.payload(item) for item in items]
         part_keys = [key for manifest in manifests.values() for key in entries.part_keys(manifest)]
         # The full timeouts, like get_many's: a response may carry up to 16 MB.
-        found = batch_get(self.transport, list(dict.fromkeys(part_keys)), self.consistent_read)
+        if consistent_read is None:
+            consistent_read = self.consistent_read
+        found = batch_get(self.transport, list(dict.fromkeys(part_keys)), consistent_read)
         return [
             entries.payload_in_parts(item, manifests[index], found)
             if index in manifests

@@ -70,6 +70,7 @@ def init_app(app: Flask) -> None:
         lease_seconds=app.config["CATEGORIES_CACHE_LEASE_SECONDS"],
         reconcile_seconds=app.config["CATEGORIES_CACHE_RECONCILE_SECONDS"],
         instance_dir=app.config["CATALOGUE_EVENTS_DIR"] or app.instance_path,
+        near_ttl_while_heard=app.config["CACHE_NEAR_TTL_WHILE_LISTENING"],
     )
     reconciling = app.config["CATEGORIES_CACHE_RECONCILE_SECONDS"] > 0
     # On PostgreSQL the database's own change events reach the region at once.

@@ -36,6 +36,7 @@ import mmap
 import os
 import struct
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,9 +67,12 @@ RECONNECT_FIRST_SECONDS = 0.5
 RECONNECT_MAX_SECONDS = 30.0
 FULL_JITTER = 1.0
 
-#: The board's layout: a sequence number (odd while a write is under way) and the
-#: version, so a reader never takes half of a write for a version.
-_BOARD = struct.Struct("<qq")
+#: The board's layout: a sequence number (odd while a write is under way), the
+#: version, and when (epoch seconds) the listener last showed it was listening, so a
+#: reader never takes half of a write for a version.
+_BOARD = struct.Struct("<qqd")
+#: A listener that has not beaten for this long is taken for deaf: a few of its waits.
+LISTENING_WITHIN_SECONDS = 3 * NOTIFY_WAIT_SECONDS
 _BOARD_READ_ATTEMPTS = 4
 
 
@@ -93,20 +97,38 @@ class VersionBoard:
 
     def read(self) -> int | None:
         """The published version, or None if none is (or a write kept racing this read)."""
-        for _ in range(_BOARD_READ_ATTEMPTS):
-            sequence, version = _BOARD.unpack_from(self._map)
-            if sequence == 0:
-                return None
-            if sequence % 2 == 0 and _BOARD.unpack_from(self._map)[0] == sequence:
-                return version
-        return None  # a hint: skipping it costs freshness, never correctness
+        board = self._read()
+        return None if board is None else board[0]
+
+    def listening_since(self) -> float:
+        """When (epoch seconds) the listener last showed it listens; 0.0 if it never did."""
+        board = self._read()
+        return 0.0 if board is None else board[1]
 
     def publish(self, version: int) -> None:
         """Publish the database's version: down as well as up (a restored database)."""
+        self._write(version, time.time())
+
+    def beat(self) -> None:
+        """The listener still listens (nothing heard is nothing changed): said every wait."""
+        board = self._read()
+        if board is not None:
+            self._write(board[0], time.time())
+
+    def _read(self) -> tuple[int, float] | None:
+        for _ in range(_BOARD_READ_ATTEMPTS):
+            sequence, version, beat = _BOARD.unpack_from(self._map)
+            if sequence == 0:
+                return None
+            if sequence % 2 == 0 and _BOARD.unpack_from(self._map)[0] == sequence:
+                return version, beat
+        return None  # a hint: skipping it costs freshness, never correctness
+
+    def _write(self, version: int, beat: float) -> None:
         sequence = _BOARD.unpack_from(self._map)[0]
         sequence += 1 + sequence % 2  # odd: a write is under way
-        _BOARD.pack_into(self._map, 0, sequence, version)
-        _BOARD.pack_into(self._map, 0, sequence + 1, version)
+        _BOARD.pack_into(self._map, 0, sequence, version, beat)
+        _BOARD.pack_into(self._map, 0, sequence + 1, version, beat)
 
     def close(self) -> None:
         self._map.close()
@@ -153,6 +175,11 @@ class CatalogueListener:
     def latest(self) -> int | None:
         """The version last heard (a region's version source): a read of the board."""
         return self.board.read()
+
+    def live(self) -> bool:
+        """Whether the instance's listener (in whichever process) listens now: then every
+        committed change is heard within a second, and near copies may live longer."""
+        return time.time() - self.board.listening_since() < LISTENING_WITHIN_SECONDS
 
     def start(self) -> None:
         self._worker.start()
@@ -208,6 +235,8 @@ class CatalogueListener:
                 if burst:
                     list(connection.notifies(timeout=0))  # the rest of the burst: one read
                     self._heard()
+                else:
+                    self.board.beat()
         finally:
             with contextlib.suppress(Exception):
                 connection.close()

@@ -55,6 +55,24 @@ def test_a_hit_is_exactly_one_get_item_on_the_wire(cache: DynamoDBCache) -> None
     assert sent == ["GetItem", "BatchGetItem"]
 
 
+def test_a_key_written_once_is_read_eventually_consistent_and_strongly_only_if_missing(
+    cache: DynamoDBCache,
+) -> None:
+    """Half the read units for a region's bodies; a body the answering replica has not
+    seen yet is asked for again, strongly consistent. Counted on botocore's wire."""
+    cache.set("body", "v")
+    consistency: list[bool] = []
+    for client in cache.strict.transport.clients():
+        client.meta.events.register(
+            "provide-client-params.dynamodb.GetItem",
+            lambda params, **_: consistency.append(params["ConsistentRead"]),
+        )
+    assert cache.strict.get_written_once("body") == "v"
+    assert consistency == [False]
+    assert cache.strict.get_written_once("absent") is None
+    assert consistency == [False, False, True]
+
+
 def test_add_writes_only_when_absent(cache: DynamoDBCache, calls: CallLog) -> None:
     assert cache.add("k", 1) is True
     calls.clear()

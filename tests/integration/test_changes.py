@@ -22,6 +22,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from devtools.postgresql import LocalPostgreSQL
+from ecommerce.categories import changes
 from ecommerce.categories.cache_policy import categories_region
 from ecommerce.categories.changes import CatalogueListener, VersionBoard
 from ecommerce.categories.models import CATALOGUE_CHANNEL
@@ -49,6 +50,20 @@ def test_every_process_mapping_the_board_reads_what_the_listener_published(
     assert reader.read() == 41
     writer.publish(3)  # a database restored to an older version: the board follows it down
     assert reader.read() == 3
+
+
+def test_the_board_says_when_the_listener_last_showed_it_listens(tmp_path: Path) -> None:
+    writer, reader = VersionBoard(tmp_path / "board"), VersionBoard(tmp_path / "board")
+    assert reader.listening_since() == 0.0
+    writer.beat()  # nothing published yet: nothing to vouch for
+    assert reader.listening_since() == 0.0
+
+    before = time.time()
+    writer.publish(41)
+    published_at = reader.listening_since()
+    assert published_at >= before
+    writer.beat()
+    assert reader.read() == 41 and reader.listening_since() >= published_at
 
 
 class Heard:
@@ -154,6 +169,40 @@ def test_a_lost_connection_is_reconnected_and_what_it_missed_is_reconciled(
 ) -> None:
     """A change committed while the listener is away sends a notification nobody hears."""
     heard.wait_for_changes(1)
+    resume = disconnect_and_hold(heard, listening)
+    heard.version = 9
+    heard.notify("9")  # lost: nobody listens
+    resume.set()
+
+    heard.wait_for_changes(2)  # the reconnect itself
+    assert listening.listening.wait(WAIT_SECONDS)
+    assert listening.board.read() == 9
+
+
+def test_an_instance_is_live_while_its_listener_listens_and_deaf_soon_after_it_stops(
+    heard: Heard, listening: CatalogueListener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its workers keep near copies longer only while it is live: a disconnected listener
+    stops beating (it beats after each quiet wait of a second), and its instance goes back
+    to the near-cache's TTL within ``LISTENING_WITHIN_SECONDS`` (shortened, still longer
+    than a beat, so that a quiet connection stays live)."""
+    monkeypatch.setattr(changes, "LISTENING_WITHIN_SECONDS", 1.5)
+    heard.wait_for_changes(1)
+    another_worker = listener_for(heard, listening.directory)  # never started: reads the board
+    assert another_worker.live()
+    connected_at = listening.board.listening_since()
+    wait_until(lambda: listening.board.listening_since() > connected_at)  # a quiet wait's beat
+    assert another_worker.live()
+
+    resume = disconnect_and_hold(heard, listening)
+    wait_until(lambda: not another_worker.live())
+    resume.set()
+    heard.wait_for_changes(2)
+    assert another_worker.live()
+
+
+def disconnect_and_hold(heard: Heard, listening: CatalogueListener) -> threading.Event:
+    """End the listener's connection and hold its reconnect until the event it returns is set."""
     disconnected, resume = threading.Event(), threading.Event()
 
     def hold_the_reconnect(attempt: int) -> None:
@@ -166,13 +215,14 @@ def test_a_lost_connection_is_reconnected_and_what_it_missed_is_reconciled(
             f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE {LISTENERS_HERE}"
         )
     assert disconnected.wait(WAIT_SECONDS)
-    heard.version = 9
-    heard.notify("9")  # lost: nobody listens
-    resume.set()
+    return resume
 
-    heard.wait_for_changes(2)  # the reconnect itself
-    assert listening.listening.wait(WAIT_SECONDS)
-    assert listening.board.read() == 9
+
+def wait_until(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + WAIT_SECONDS
+    while not condition():
+        assert time.monotonic() < deadline, "never happened"
+        time.sleep(0.05)
 
 
 def listening_backends(heard: Heard) -> int:

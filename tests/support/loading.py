@@ -110,3 +110,34 @@ def start_of_a_second() -> None:
     fraction = time.time() % 1
     if fraction > 0.9:
         time.sleep(1 - fraction + 0.005)
+
+
+#: Time for a second process's call to find the first holding its lock and start waiting.
+SECOND_CALLER_HEAD_START = 0.02
+
+
+def second_asks_while_first_is_held(
+    first: Callable[[], Any],
+    second: Callable[[], Any],
+    holding: threading.Event,
+    hold: threading.Event,
+) -> tuple[dict[str, Any], float]:
+    """``first()`` on a thread until its read is held (``holding`` set), then ``second()`` on
+    another; ``hold`` released a moment later. Both answers, and the seconds ``second`` took.
+
+    The shape of every "one process of the instance reads, the others wait" race: the
+    second caller finds the first holding the instance's lock, whenever it gets there.
+    """
+    answers: dict[str, Any] = {}
+    reader = threading.Thread(target=lambda: answers.update(first=first()))
+    reader.start()
+    assert holding.wait(WAIT_SECONDS)
+    started = time.monotonic()
+    waiter = threading.Thread(target=lambda: answers.update(second=second()))
+    waiter.start()
+    time.sleep(SECOND_CALLER_HEAD_START)
+    hold.set()
+    reader.join(WAIT_SECONDS)
+    waiter.join(WAIT_SECONDS)
+    assert not reader.is_alive() and not waiter.is_alive()
+    return answers, time.monotonic() - started

@@ -241,9 +241,13 @@ class HeardVersion:
 
     def __init__(self) -> None:
         self.version: int | None = None
+        self.listening = False
 
     def latest(self) -> int | None:
         return self.version
+
+    def live(self) -> bool:
+        return self.listening
 
     def start(self) -> None:
         pass
@@ -270,6 +274,51 @@ def test_a_heard_version_ends_the_near_copy_so_the_shared_cache_answers_not_the_
     region.stop()
     assert (loaded.value, loaded.status) == ("list at 2", CacheStatus.HIT)
     assert catalogue.loads == loads + 1, "only the other process loaded"
+
+
+class PointerReads(SimpleCache):
+    """The shared cache: counts the reads of the region's pointer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    def get(self, key: str) -> Any:
+        self.reads += key == KEY
+        return super().get(key)
+
+
+def test_while_its_source_hears_every_change_the_near_copy_lives_longer_and_a_change_ends_it() -> (
+    None
+):
+    """Near-cache TTL 1 s, 30 s while the source is live: the pointer is read once per 30 s,
+    not once a second; deaf, once a second again; and a heard change still ends the copy."""
+    clock, shared, catalogue, heard = FakeClock(), PointerReads(), Catalogue(), HeardVersion()
+    near = NearCache(shared, ttl=1.0, clock=clock, wall_clock=clock)
+    region = held_copy_region(near, catalogue, clock, near_ttl_while_heard=30.0)
+    region.follow(heard)
+    heard.listening = True
+    assert region.get().status is CacheStatus.MISS  # stored, kept near for 30 s
+    reads = shared.reads
+    clock.advance(20)
+    assert region.get().status is CacheStatus.HIT
+    assert shared.reads == reads, "a live source's near copy was read again within 30 s"
+
+    heard.listening = False
+    clock.advance(11)
+    assert region.get().status is CacheStatus.HIT  # read again: the copy is kept 1 s
+    clock.advance(2)
+    assert region.get().status is CacheStatus.HIT
+    assert shared.reads == reads + 2
+
+    heard.listening = True
+    clock.advance(2)
+    region.get()  # read, kept 30 s
+    other_process = Region(shared, KEY, load=catalogue.load, database_version=lambda: 2, ttl=300)
+    other_process.after_write(catalogue.write())
+    heard.version = 2
+    assert region.get().value == "list at 2"
+    region.stop()
 
 
 class StoreHeld(FlakyCache):

@@ -17,7 +17,7 @@ from cache_backends import shared
 from cache_backends.near import NearCache
 from cache_backends.shared import SharedCopy
 from cache_backends.versioned import Body, VersionedEntry, pointer_bytes, pointer_from_bytes
-from tests.support.loading import WAIT_SECONDS
+from tests.support.loading import WAIT_SECONDS, second_asks_while_first_is_held
 
 KEY = "prices"
 TTL = 30.0
@@ -105,16 +105,9 @@ def test_while_one_process_reads_the_remote_the_others_wait_for_its_copy(
     remote.set(KEY, pointer(1))
     first, second = process(remote, tmp_path), process(remote, tmp_path)
     remote.hold = threading.Event()
-    answers: dict[str, Any] = {}
-    reader = threading.Thread(target=lambda: answers.update(first=first.get(KEY)))
-    reader.start()
-    assert remote.holding.wait(WAIT_SECONDS)
-    waiter = threading.Thread(target=lambda: answers.update(second=second.get(KEY)))
-    waiter.start()
-    time.sleep(0.02)  # the waiter polls the shared file meanwhile
-    remote.hold.set()
-    reader.join(WAIT_SECONDS)
-    waiter.join(WAIT_SECONDS)
+    answers, _ = second_asks_while_first_is_held(
+        lambda: first.get(KEY), lambda: second.get(KEY), remote.holding, remote.hold
+    )
 
     assert answers == {"first": pointer(1), "second": pointer(1)}
     assert remote.reads == 1
@@ -142,16 +135,9 @@ def test_a_process_waits_no_longer_once_the_reader_found_nothing_to_share(
     remote.set(KEY, VersionedEntry.tombstone(2))
     first, second = process(remote, tmp_path), process(remote, tmp_path)
     remote.hold = threading.Event()
-    reader = threading.Thread(target=first.get, args=(KEY,))
-    reader.start()
-    assert remote.holding.wait(WAIT_SECONDS)
-    started = time.monotonic()
-    waiter = threading.Thread(target=second.get, args=(KEY,))
-    waiter.start()
-    time.sleep(0.02)
-    remote.hold.set()
-    reader.join(WAIT_SECONDS)
-    waiter.join(WAIT_SECONDS)
+    _, waited = second_asks_while_first_is_held(
+        lambda: first.get(KEY), lambda: second.get(KEY), remote.holding, remote.hold
+    )
 
-    assert time.monotonic() - started < LONG_WAIT_SECONDS / 2
+    assert waited < LONG_WAIT_SECONDS / 2
     assert remote.reads == 2
