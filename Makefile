@@ -158,7 +158,7 @@ bench-http: $(BIN)/activate $(DDB_LOCAL) system-deps  ## HTTP load (wrk) on guni
 bench-scale: $(BIN)/activate $(DDB_LOCAL) system-deps  ## GET /categories at 3 to 200k categories, plain and gzip clients, per backend and nginx
 	$(BIN)/python -m benchmarks.scale
 
-bench-fleet: $(BIN)/activate $(DDB_LOCAL)  ## DynamoDB's traffic from instances x workers (idle, traffic, throttled, hung), modelled at 1,000 instances
+bench-fleet: $(BIN)/activate $(DDB_LOCAL) system-deps  ## DynamoDB's traffic from instances x workers (idle, traffic, a change, throttled, hung) on PostgreSQL, modelled at 1,000 instances; ARGS=--write-docs updates the docs
 	$(BIN)/python -m benchmarks.fleet $(ARGS)
 
 stampede: $(BIN)/activate $(DDB_LOCAL)  ## Concurrent GETs at a cold cache, at expiry, stale; POST latency per strategy

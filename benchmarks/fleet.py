@@ -66,6 +66,8 @@ MODEL_INSTANCES = (10, 100, 1000)
 MODEL_WORKERS = 8
 HTTP_TIMEOUT_SECONDS = 10.0
 LIST_KEY = "ecommerce:categories:all"
+BENCH_FLEET_PAGE = REPOSITORY_ROOT / "docs" / "bench-fleet.md"
+DEPLOY_GUIDE = REPOSITORY_ROOT / "docs" / "deploy.md"
 #: In the key of each of the list's bodies (``cache_backends.loader.BODY_SUFFIX``).
 BODY_MARK = ":body:"
 #: GETs per worker before the windows: enough for gunicorn to hand every worker some.
@@ -370,6 +372,11 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         "starts), or a SQLite file per fleet (no change listener)",
     )
     parser.add_argument(
+        "--write-docs",
+        action="store_true",
+        help="write the run into docs/bench-fleet.md and its model into docs/deploy.md",
+    )
+    parser.add_argument(
         "--app-root",
         type=Path,
         default=REPOSITORY_ROOT,
@@ -410,15 +417,37 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{arguments.rate:g} GET/s):\n\n"
                 + model(windows["traffic"], windows["change"], shape, arguments.changes_a_minute)
             )
-    print(
-        f"\n{arguments.categories:,} natural-named categories in {arguments.database}, "
+    summary = (
+        f"{arguments.categories:,} natural-named categories in {arguments.database}, "
         f"windows of {arguments.seconds:g} s, {arguments.rate:g} GET/s, "
         f"near-cache {arguments.near_ttl:g} s "
-        f"({arguments.near_ttl_while_listening:g} s while listening on PostgreSQL)\n"
+        f"({arguments.near_ttl_while_listening:g} s while listening on PostgreSQL)"
     )
-    print("\n".join([HEADER, *rows]))
-    print("\n".join(models))
+    run = "\n".join([summary, "", HEADER, *rows, *models])
+    print(f"\n{run}")
+    if arguments.write_docs and models:
+        measured_on = time.strftime("%Y-%m-%d")
+        write_generated(BENCH_FLEET_PAGE, "run", f"Measured on {measured_on}: {run}")
+        write_generated(
+            DEPLOY_GUIDE, "model", f"{models[-1].strip()}\n\n(`make bench-fleet`, {measured_on}.)"
+        )
     return 0
+
+
+def write_generated(page: Path, block: str, content: str) -> None:
+    """Replace what ``page`` holds between its ``bench-fleet:<block>`` markers with ``content``.
+
+    The docs' numbers come from a run, never from a hand: the markers stay, so the next
+    run replaces them again (``tests/project/test_docs.py`` checks the two pages agree).
+    """
+    start, end = f"<!-- bench-fleet:{block} -->", f"<!-- /bench-fleet:{block} -->"
+    text = page.read_text()
+    before, found, rest = text.partition(start)
+    _, found_end, after = rest.partition(end)
+    if not found or not found_end:
+        raise ValueError(f"{page} has no {start} ... {end} block")
+    page.write_text(f"{before}{start}\n{content}\n{end}{after}")
+    print(f"wrote {page.relative_to(REPOSITORY_ROOT)} ({block})")
 
 
 if __name__ == "__main__":

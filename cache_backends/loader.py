@@ -226,12 +226,17 @@ class VersionedLoader:
         but a process still loads once for all its waiting threads, so an
         outage does not send every request to the database at once.
 
-        Every write made on the caller's thread (the lease, the store after a
-        load, the release) has the request path's budget
-        (:func:`~cache_backends.strict.request_path`), as the reads have theirs:
-        a cache that hangs mid-way costs the caller one short timeout per call,
-        never a retried patient one. A background refresh keeps the patient budget.
+        Every call made on the caller's thread (the reads, the lease, the store
+        after a load, the release) has the request path's budget
+        (:func:`~cache_backends.strict.request_path`), shared: a cache that hangs
+        mid-way costs the caller one short timeout, never a retried patient one,
+        and the calls after it are skipped. A background refresh keeps the patient
+        budget.
         """
+        with request_path():
+            return self._get(load)
+
+    def _get(self, load: Load) -> Loaded:
         try:
             entry = self._read(strict=True)
         except _BackendFailed:
@@ -253,9 +258,8 @@ class VersionedLoader:
             except _BackendFailed:
                 return self._without_the_cache(load)
             if loaded is not None:
-                if not fresh:
-                    with request_path():  # the lease is taken here; the refresh runs apart
-                        self.refresh_in_background(load, unless_fresh=True)
+                if not fresh:  # the lease is taken here; the refresh runs apart
+                    self.refresh_in_background(load, unless_fresh=True)
                 return loaded
         return self._join_or_lead(load, min_version=entry.fence)
 
@@ -274,8 +278,7 @@ class VersionedLoader:
 
         def lead() -> Loaded:
             if through_cache:
-                with request_path():
-                    return self._load_under_lease(load, min_version)
+                return self._load_under_lease(load, min_version)
             value, version = load()
             return Loaded(value, version, CacheStatus.MISS)
 

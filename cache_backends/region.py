@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from cache_backends import signals
-from cache_backends.background import InstanceLock
+from cache_backends.background import InstanceLock, SharedVersion
 from cache_backends.bodies import Sealer, SharedBodies
 from cache_backends.loader import CacheStatus, Load, Loaded, LoaderEvent, StaleMark, VersionedLoader
 from cache_backends.near import WhileLive
@@ -78,6 +78,8 @@ RECOVERY_HOLD_INTERVALS = 3
 RECONCILER_LOCK_SUFFIX = ".reconciler.lock"
 #: The instance's shared near copy of the pointer in ``instance_dir``: ``<name>.near``.
 SHARED_COPY_SUFFIX = ".near"
+#: The version a write of one of the instance's processes owes: ``<name>.owed``.
+SHARED_OWED_SUFFIX = ".owed"
 #: The instance's shared bodies in ``instance_dir``: the folder ``<name>.bodies``.
 SHARED_BODIES_SUFFIX = ".bodies"
 #: How long the copy a process holds may be served while the cache fails: the TTL's own
@@ -141,8 +143,11 @@ class NewestVersion:
     lag a write by design but never to lag what this process has already shown:
 
     - :meth:`known`: no entry *fenced* below it is served. Raised by this process's
-      writes that have not landed (a partition hides them from the cache), by the
-      version the instance heard (another process's write, plain SQL), and for a
+      writes that have not landed (a partition hides them from the cache), for a
+      while by those of the instance's other processes (a file they share: a
+      worker's write is seen by its neighbours within the near-cache's bound, not
+      when its retry lands), by the version the instance heard (another instance's
+      write, plain SQL), and for a
       while after the cache recovers from an outage by the database's version then
       (others' writes failed too, and their debts are in their memory).
     - :meth:`served`: no *value* older than it is served, as ``HIT`` or ``STALE``.
@@ -172,18 +177,34 @@ class NewestVersion:
         self._database_checked = 0
         self._database_checked_until = -math.inf
         self._written = 0
+        self._instance_owed: SharedVersion | None = None
 
     def follow(self, source: VersionSource) -> None:
         self._source = source
 
-    def heard(self) -> int | None:
-        """The version the instance heard (no I/O): what ends a near copy early."""
-        return None if self._source is None else self._source.latest()
+    def share_owed_with(self, instance_owed: SharedVersion) -> None:
+        """Tell the instance's other processes what this one owes, and hear what they owe."""
+        self._instance_owed = instance_owed
+
+    def owe(self, version: int) -> None:
+        """A write of this process at ``version`` did not land: the instance's processes
+        serve nothing older for ``hold_seconds`` (it lands, or is repaired, meanwhile)."""
+        if self._instance_owed is not None:
+            self._instance_owed.raise_to(version, time.time() + self.hold_seconds)
+
+    def instance_floor(self) -> int:
+        """The newest version the instance knows without asking (no I/O): the one its
+        listener heard, or one a process of it owes. What ends a near copy early."""
+        heard = 0 if self._source is None else self._source.latest() or 0
+        owed = None if self._instance_owed is None else self._instance_owed.read()
+        if owed is None or owed[1] <= time.time():
+            return heard
+        return max(heard, owed[0])
 
     def known(self) -> int:
         """The lowest fence an entry may carry to be served; 0 when nothing newer is known."""
         owed = self.owed.versions.get(self.key, 0)  # a lookup, not a call: on every hit
-        return max(owed, self.heard() or 0, self._recovery())
+        return max(owed, self.instance_floor(), self._recovery())
 
     def served(self) -> int:
         """The oldest value version this process may still serve."""
@@ -369,7 +390,7 @@ class Region:
 
     def _share_with_instance(self, instance_dir: Path) -> None:
         """One read of the pointer (behind a near-cache) and of each body (behind a cache that
-        signs) per instance, not per process."""
+        signs) per instance, not per process; and a write one process owes is known to all."""
         share = getattr(self.loader.cache, "share", None)
         sealer: Sealer | None = _beneath(self.loader.cache, "codec")
         try:
@@ -386,6 +407,10 @@ class Region:
                 self.loader.bodies = SharedBodies(
                     instance_dir / f"{self.name}{SHARED_BODIES_SUFFIX}", sealer
                 )
+            self.newest.share_owed_with(
+                SharedVersion(instance_dir / f"{self.name}{SHARED_OWED_SUFFIX}")
+            )
+            self._watch()
         except OSError:
             logger.warning(
                 "%s: nothing shared in %s: each process reads the cache itself",
@@ -433,6 +458,7 @@ class Region:
                 apply()
             except CacheUnavailable as error:
                 self.owed.owe(self.key, version, apply, reason=error)
+                self.newest.owe(version)
                 return
         self.owed.settle(self.key, version)
 
@@ -451,9 +477,13 @@ class Region:
         and its changes should call :meth:`changed`. Started and stopped with the region."""
         self.source = source
         self.newest.follow(source)
-        watch = getattr(self.loader.cache, "watch", None)  # a near layer ends copies early
+        self._watch(WhileLive(source.live, self.near_ttl_while_heard))
+
+    def _watch(self, while_live: WhileLive | None = None) -> None:
+        """A near layer ends its copy once the instance knows of a newer version."""
+        watch = getattr(self.loader.cache, "watch", None)
         if callable(watch):
-            watch(self.key, self.newest.heard, WhileLive(source.live, self.near_ttl_while_heard))
+            watch(self.key, self.newest.instance_floor, while_live)
 
     def changed(self) -> None:
         """A change was heard (or the source reconnected): reconcile now. Thread-safe."""

@@ -73,31 +73,61 @@ def degrade(operation: Callable[[], T], fallback: T) -> T:
         return fallback
 
 
-#: True inside :func:`request_path`: the calls are made while a client waits.
-_ON_REQUEST_PATH: ContextVar[bool] = ContextVar("cache_on_request_path", default=False)
+class _RequestBudget:
+    """One request's calls to the cache: after one timed out or failed, the rest are skipped."""
+
+    __slots__ = ("spent_on",)
+
+    def __init__(self) -> None:
+        self.spent_on: str | None = None
+
+
+#: Set inside :func:`request_path`: the calls are made while a client waits.
+_REQUEST_BUDGET: ContextVar[_RequestBudget | None] = ContextVar(
+    "cache_request_budget", default=None
+)
 
 
 @contextmanager
 def request_path() -> Iterator[None]:
-    """Cache calls made inside run on a request's path: a backend may give them a short budget.
+    """Cache calls made inside run on a request's path: a backend gives them a short budget,
+    and after one of them failed (a timeout: the cache hangs), skips the others.
 
     A write's cache update is tried at once, while its client waits; one that does
     not land within the budget is owed and retried in the background
     (``cache_backends.owed``), so the budget only bounds the answer's latency. A
-    read's lease, store and release run inside too (``VersionedLoader.get``): the
-    database answers a read whose cache hangs. Threads started inside do not
-    inherit it (a background refresh keeps the patient budget).
+    region's read runs inside as a whole (``Region.get``): its get, lease, store and
+    release share one budget, so a cache that hangs mid-way costs the read one short
+    timeout, not one per call, and the database or the copy held answers. Nested uses
+    share the outermost budget. Threads started inside do not inherit it (a background
+    refresh keeps the patient budget).
     """
-    token = _ON_REQUEST_PATH.set(True)
+    if _REQUEST_BUDGET.get() is not None:
+        yield
+        return
+    token = _REQUEST_BUDGET.set(_RequestBudget())
     try:
         yield
     finally:
-        _ON_REQUEST_PATH.reset(token)
+        _REQUEST_BUDGET.reset(token)
 
 
 def on_request_path() -> bool:
     """Whether the running code is inside :func:`request_path` (backends ask this)."""
-    return _ON_REQUEST_PATH.get()
+    return _REQUEST_BUDGET.get() is not None
+
+
+def request_budget_spent() -> str | None:
+    """The call that failed earlier on this request path (the rest are skipped); None if none."""
+    budget = _REQUEST_BUDGET.get()
+    return None if budget is None else budget.spent_on
+
+
+def spend_request_budget(call: str) -> None:
+    """``call`` failed on this request path: the request's other calls are skipped."""
+    budget = _REQUEST_BUDGET.get()
+    if budget is not None and budget.spent_on is None:
+        budget.spent_on = call
 
 
 @runtime_checkable

@@ -48,7 +48,13 @@ from cache_backends.models import (
     entry_model_for,
     table_connection,
 )
-from cache_backends.strict import CacheThrottled, CacheUnavailable, on_request_path
+from cache_backends.strict import (
+    CacheThrottled,
+    CacheUnavailable,
+    on_request_path,
+    request_budget_spent,
+    spend_request_budget,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -189,8 +195,10 @@ class Transport:
         circuit skips. A failed condition passes through as PynamoDB raised it
         (it is an answer, not an outage): see :meth:`conditional`.
         """
-        if not self.breaker.allow():
-            skipped = CacheUnavailable(f"{operation} skipped: circuit open")
+        spent_on = request_budget_spent()
+        if spent_on is not None or not self.breaker.allow():
+            reason = "circuit open" if spent_on is None else f"{spent_on} failed on this request"
+            skipped = CacheUnavailable(f"{operation} skipped: {reason}")
             self._observe(operation, 0.0, skipped)
             raise skipped
         call_started = time.monotonic()
@@ -219,6 +227,7 @@ class Transport:
                 )
                 raise throttled from error
             self.breaker.record_failure(call_started)
+            spend_request_budget(operation)
             self._observe(operation, elapsed, error)
             logger.warning(
                 "DynamoDB %s on %s (key %r) failed: %s", operation, self.table_name, key, error

@@ -32,9 +32,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import mmap
-import os
-import struct
 import threading
 import time
 from collections.abc import Callable
@@ -67,71 +64,45 @@ RECONNECT_FIRST_SECONDS = 0.5
 RECONNECT_MAX_SECONDS = 30.0
 FULL_JITTER = 1.0
 
-#: The board's layout: a sequence number (odd while a write is under way), the
-#: version, and when (epoch seconds) the listener last showed it was listening, so a
-#: reader never takes half of a write for a version.
-_BOARD = struct.Struct("<qqd")
 #: A listener that has not beaten for this long is taken for deaf: a few of its waits.
 LISTENING_WITHIN_SECONDS = 3 * NOTIFY_WAIT_SECONDS
-_BOARD_READ_ATTEMPTS = 4
 
 
 class VersionBoard:
     """The catalogue version last heard from the database, shared by one instance's processes.
 
     One writer (the listener) and any number of readers, each mapping the same
-    file. A read is a few hundred nanoseconds (no system call), cheap enough
-    for every near-cache hit. ``None`` until a listener has published: there
-    is then nothing to compare with.
+    file (``cache_backends.background.SharedVersion``): a read is a few hundred
+    nanoseconds, cheap enough for every near-cache hit. ``None`` until a listener
+    has published: there is then nothing to compare with. With the version, when the
+    listener last showed it listens (:meth:`beat`).
     """
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            if os.fstat(descriptor).st_size < _BOARD.size:
-                os.ftruncate(descriptor, _BOARD.size)
-            self._map = mmap.mmap(descriptor, _BOARD.size)
-        finally:
-            os.close(descriptor)  # the mapping keeps the file
+        self._shared = background.SharedVersion(path)
 
     def read(self) -> int | None:
         """The published version, or None if none is (or a write kept racing this read)."""
-        board = self._read()
+        board = self._shared.read()
         return None if board is None else board[0]
 
     def listening_since(self) -> float:
         """When (epoch seconds) the listener last showed it listens; 0.0 if it never did."""
-        board = self._read()
+        board = self._shared.read()
         return 0.0 if board is None else board[1]
 
     def publish(self, version: int) -> None:
         """Publish the database's version: down as well as up (a restored database)."""
-        self._write(version, time.time())
+        self._shared.write(version, time.time())
 
     def beat(self) -> None:
         """The listener still listens (nothing heard is nothing changed): said every wait."""
-        board = self._read()
-        if board is not None:
-            self._write(board[0], time.time())
-
-    def _read(self) -> tuple[int, float] | None:
-        for _ in range(_BOARD_READ_ATTEMPTS):
-            sequence, version, beat = _BOARD.unpack_from(self._map)
-            if sequence == 0:
-                return None
-            if sequence % 2 == 0 and _BOARD.unpack_from(self._map)[0] == sequence:
-                return version, beat
-        return None  # a hint: skipping it costs freshness, never correctness
-
-    def _write(self, version: int, beat: float) -> None:
-        sequence = _BOARD.unpack_from(self._map)[0]
-        sequence += 1 + sequence % 2  # odd: a write is under way
-        _BOARD.pack_into(self._map, 0, sequence, version, beat)
-        _BOARD.pack_into(self._map, 0, sequence + 1, version, beat)
+        version = self.read()
+        if version is not None:
+            self._shared.write(version, time.time())
 
     def close(self) -> None:
-        self._map.close()
+        self._shared.close()
 
 
 class NotifyingConnection(Protocol):

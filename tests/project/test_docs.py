@@ -82,3 +82,19 @@ def curl_commands(text: str) -> list[str]:
 def test_curl_writes_carry_the_bearer_token(example_file: Path) -> None:
     writes = [c for c in curl_commands(example_file.read_text()) if WRITE_METHOD.search(c)]
     assert [c for c in writes if "Authorization: Bearer" not in c] == []
+
+
+def generated_block(page: Path, block: str) -> str:
+    """What ``make bench-fleet ARGS=--write-docs`` wrote between ``page``'s markers."""
+    text = page.read_text()
+    start, end = f"<!-- bench-fleet:{block} -->\n", f"\n<!-- /bench-fleet:{block} -->"
+    assert start in text and end in text, f"{page.name} lost its bench-fleet:{block} markers"
+    return text.split(start, 1)[1].split(end, 1)[0]
+
+
+def test_the_deploy_guides_costs_are_the_fleet_benchmarks_model() -> None:
+    """The cost table operators read is the model of the run docs/bench-fleet.md shows."""
+    run = generated_block(ROOT / "docs" / "bench-fleet.md", "run")
+    model = generated_block(ROOT / "docs" / "deploy.md", "model")
+    table = model.split("\n\n(`make bench-fleet`", 1)[0]
+    assert table.splitlines()[-1] in run and table in run

@@ -40,12 +40,14 @@ class CallLog:
         self.calls.clear()
 
 
-def count_attempts(backend: Any, operation: str) -> list[str]:
-    """Every HTTP attempt at ``operation`` from now on (retries too: botocore's before-send)."""
+def count_attempts(backend: Any, operation: str | None = None) -> list[str]:
+    """Every HTTP attempt at ``operation`` (None: at any) from now on, by operation name
+    (retries too: botocore's before-send)."""
     sent: list[str] = []
+    event = "before-send.dynamodb" if operation is None else f"before-send.dynamodb.{operation}"
     for client in backend.strict.transport.clients():
         client.meta.events.register(
-            f"before-send.dynamodb.{operation}", lambda **_: sent.append(operation)
+            event, lambda event_name, **_: sent.append(event_name.rsplit(".", 1)[-1])
         )
     return sent
 

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from flask_caching.backends.simplecache import SimpleCache
 
 from cache_backends import signals
-from cache_backends.loader import CacheStatus, LoaderEvent
+from cache_backends.loader import CacheStatus, Loaded, LoaderEvent
 from cache_backends.near import NearCache
 from cache_backends.owed import OwedUpdates
 from cache_backends.region import NewestVersion, Region, Strategy
@@ -431,6 +432,38 @@ def test_a_write_during_the_outage_is_loaded_once_and_served_by_its_process() ->
     ]
     assert catalogue.loads == loads + 1
     region.stop()
+
+
+def test_a_write_one_process_owes_is_served_by_its_instances_other_processes_at_once(
+    tmp_path: Path,
+) -> None:
+    """Two workers of one instance behind ten-minute near copies. The writer's update does
+    not land (a blip); its neighbour, which held version 1 near, serves version 2 on its
+    next read (loaded once), not when the writer's retry lands plus its near copy's life.
+    Fails without the instance's shared owed version: the neighbour answers HIT 'list at 1'."""
+    cache, catalogue, clock = FlakyCache(), Catalogue(), FakeClock()
+    writer, neighbour = (
+        held_copy_region(NearCache(cache, ttl=600), catalogue, clock, instance_dir=tmp_path)
+        for _ in range(2)
+    )
+    assert writer.get().status is CacheStatus.MISS
+    assert neighbour.get() == Loaded("list at 1", 1, CacheStatus.HIT)  # kept near, 600 s
+    loads = catalogue.loads
+    cache.failing = True
+
+    writer.after_write(catalogue.write())  # owed: the cache does not answer
+
+    assert answers(neighbour, 3) == [
+        ("list at 2", CacheStatus.MISS),
+        ("list at 2", CacheStatus.STALE),
+        ("list at 2", CacheStatus.STALE),
+    ]
+    assert catalogue.loads == loads + 1
+    cache.heal()
+    writer.owed.retry_due(everything=True)  # lands
+    assert neighbour.get().value == "list at 2"
+    writer.stop()
+    neighbour.stop()
 
 
 def test_without_stale_if_error_every_read_the_cache_fails_is_loaded() -> None:
