@@ -226,17 +226,13 @@ class VersionedLoader:
         but a process still loads once for all its waiting threads, so an
         outage does not send every request to the database at once.
 
-        Every call made on the caller's thread (the reads, the lease, the store
-        after a load, the release) has the request path's budget
-        (:func:`~cache_backends.strict.request_path`), shared: a cache that hangs
-        mid-way costs the caller one short timeout, never a retried patient one,
-        and the calls after it are skipped. A background refresh keeps the patient
-        budget.
+        Every call made on the caller's thread has the request path's budget: a
+        read its short timeout, and the writes after it (the lease, the store after a
+        load, the release) one shared :func:`~cache_backends.strict.request_path`, in
+        which the first call that fails skips the others. A cache that hangs mid-way
+        costs the caller one short timeout, never a retried patient one, and a hit
+        enters no context at all. A background refresh keeps the patient budget.
         """
-        with request_path():
-            return self._get(load)
-
-    def _get(self, load: Load) -> Loaded:
         try:
             entry = self._read(strict=True)
         except _BackendFailed:
@@ -258,8 +254,9 @@ class VersionedLoader:
             except _BackendFailed:
                 return self._without_the_cache(load)
             if loaded is not None:
-                if not fresh:  # the lease is taken here; the refresh runs apart
-                    self.refresh_in_background(load, unless_fresh=True)
+                if not fresh:
+                    with request_path():  # the lease is taken here; the refresh runs apart
+                        self.refresh_in_background(load, unless_fresh=True)
                 return loaded
         return self._join_or_lead(load, min_version=entry.fence)
 
@@ -278,7 +275,8 @@ class VersionedLoader:
 
         def lead() -> Loaded:
             if through_cache:
-                return self._load_under_lease(load, min_version)
+                with request_path():
+                    return self._load_under_lease(load, min_version)
             value, version = load()
             return Loaded(value, version, CacheStatus.MISS)
 

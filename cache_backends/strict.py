@@ -96,11 +96,10 @@ def request_path() -> Iterator[None]:
     A write's cache update is tried at once, while its client waits; one that does
     not land within the budget is owed and retried in the background
     (``cache_backends.owed``), so the budget only bounds the answer's latency. A
-    region's read runs inside as a whole (``Region.get``): its get, lease, store and
-    release share one budget, so a cache that hangs mid-way costs the read one short
-    timeout, not one per call, and the database or the copy held answers. Nested uses
-    share the outermost budget. Threads started inside do not inherit it (a background
-    refresh keeps the patient budget).
+    read's lease, store and release run inside too (``VersionedLoader.get``) and share
+    one budget, so a cache that hangs mid-way costs the read one short timeout, not one
+    per call, and the database answers. Nested uses share the outermost budget. Threads
+    started inside do not inherit it (a background refresh keeps the patient budget).
     """
     if _REQUEST_BUDGET.get() is not None:
         yield
