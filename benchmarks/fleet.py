@@ -318,6 +318,10 @@ def model(traffic: Window, change: Window, shape: Shape, changes_a_minute: float
     per_instance_writes = traffic.units(reads=False) / traffic.seconds / shape.instances
     #: What one change costs each instance but the loader's in reads of the new body.
     body_per_instance = change.body_read_units() / (shape.instances - 1)
+    #: What one change writes, once for the fleet (the new body, the pointer, a lease).
+    change_writes = (
+        change.units(reads=False) - per_instance_writes * shape.instances * change.seconds
+    )
     lines = [
         "| instances x workers | read units/s | write units/s | hottest item, share of a "
         "partition | on-demand a month |",
@@ -327,7 +331,7 @@ def model(traffic: Window, change: Window, shape: Shape, changes_a_minute: float
         steady = per_instance_reads * instances
         changes = body_per_instance * instances * changes_a_minute / 60
         reads = steady + changes
-        writes = per_instance_writes * instances
+        writes = per_instance_writes * instances + change_writes * changes_a_minute / 60
         # The pointer takes the steady reads; each new body the reads of one change,
         # averaged over the minute (they come within the first seconds of it).
         hottest = max(steady, body_per_instance * instances / 60) / PARTITION_READ_UNITS
@@ -341,8 +345,9 @@ def model(traffic: Window, change: Window, shape: Shape, changes_a_minute: float
         f"{per_instance_writes:.2f} write units a second per instance hold for 8 workers and "
         f"any request rate (true when they do not grow with workers: compare the shapes' "
         f"rows), and {changes_a_minute:g} change a minute, each costing an instance what "
-        f"the change window measured on each instance but the one that loaded it: "
-        f"{body_per_instance:.1f} read units of the new body."
+        f"the change window measured on each instance but the one that loaded it "
+        f"({body_per_instance:.1f} read units of the new body) and once for the fleet "
+        f"({change_writes:.0f} write units: the new body, its pointer, a lease)."
     )
     return "\n".join(lines)
 

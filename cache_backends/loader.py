@@ -380,16 +380,17 @@ class VersionedLoader:
         fresh_until = now + ttl if ttl > 0 else math.inf
         stale_until = fresh_until + self.stale_seconds
         body = None if value is None else Body(f"{self.key}{BODY_SUFFIX}{uuid.uuid4().hex}")
-        if body is not None and not self._store_body(body, value, strict=strict):
-            return False  # refused (too large) or failed: the pointer must not name it
+        if body is not None:
+            if not self._store_body(body, value, strict=strict):
+                return False  # refused (too large) or failed: the pointer must not name it
+            if self.bodies is not None:  # before the pointer: whoever reads it finds the file
+                self.bodies.publish(body.key, value)
         entry = VersionedEntry(
             value if body is None else body, version, version, fresh_until, stale_until
         )
         if not self._store(entry, now, strict=strict):
             return False
         self._held.hold(Held(None if body is None else body.key, value, version))
-        if body is not None and self.bodies is not None:
-            self.bodies.publish(body.key, value)  # its instance never reads it back
         return True
 
     def invalidate(self, version: int, *, strict: bool = False) -> bool:
