@@ -245,6 +245,7 @@ def measure(
         "SQLALCHEMY_DATABASE_URI": database_url or f"sqlite:///{workdir / 'catalogue.sqlite'}",
         "CACHE_NEAR_TTL": arguments.near_ttl,
         "CACHE_NEAR_TTL_WHILE_LISTENING": arguments.near_ttl_while_listening,
+        "DB_LATENCY_MS": arguments.db_latency_ms,
         "LOG_LEVEL": "WARNING",
     }
     prepare(settings, arguments.app_root, quiet=True)  # the table, the schema and the seeds
@@ -368,6 +369,12 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         help="CACHE_NEAR_TTL_WHILE_LISTENING (PostgreSQL)",
     )
     parser.add_argument("--throttled-share", type=float, default=0.7)
+    parser.add_argument(
+        "--db-latency-ms",
+        type=float,
+        default=0.0,
+        help="DB_LATENCY_MS: a slow database, so that a load the cache fails to spare shows",
+    )
     parser.add_argument("--changes-a-minute", type=float, default=1.0)
     parser.add_argument(
         "--database",
@@ -425,7 +432,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary = (
         f"{arguments.categories:,} natural-named categories in {arguments.database}, "
         f"windows of {arguments.seconds:g} s, {arguments.rate:g} GET/s, "
-        f"near-cache {arguments.near_ttl:g} s "
+        f"database latency {arguments.db_latency_ms:g} ms, near-cache {arguments.near_ttl:g} s "
         f"({arguments.near_ttl_while_listening:g} s while listening on PostgreSQL)"
     )
     run = "\n".join([summary, "", HEADER, *rows, *models])
