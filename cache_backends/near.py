@@ -326,6 +326,7 @@ class NearStore:
 
             refreshed = shared.refresh(self._ttl(key), read_remote)
             if read_here:  # this process read it (and shared it if it may be shared)
+                signals.shared_copy.send(self, taken=False)
                 value = read_here[0]
                 return (
                     None
@@ -333,6 +334,7 @@ class NearStore:
                     else self._keep(key, value, since=epoch) or _Held.of(value)
                 )
             found = self._servable(key, refreshed)
+        signals.shared_copy.send(self, taken=found is not None)
         if found is None:  # nobody published in time, or it may not be served: ask
             return self._read_remote(key)
         read_at, value = found

@@ -39,6 +39,10 @@ reconciled = _signals.signal("reconciled")
 #: A near-cache lookup: ``hit`` is True when the near copy answered, False when the
 #: remote was asked.
 near_lookup = _signals.signal("near-lookup")
+#: A near copy of a shared key ended and the instance's copy was asked (``shared.py``):
+#: ``taken`` is True when another process's copy answered, False when this process read
+#: the remote (for the instance, or alone when nothing was published in time).
+shared_copy = _signals.signal("shared-copy")
 #: One DynamoDB call: ``operation`` (``GetItem``...), ``seconds``, ``outcome`` (a
 #: :class:`~cache_backends.dynamodb.transport.CallOutcome` value: ``ok``, ``throttled``,
 #: ``failed``, or ``skipped`` by the open circuit) and ``error`` (None when ``ok``).

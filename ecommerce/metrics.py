@@ -84,7 +84,15 @@ CACHE_LOADER_EVENTS = Counter(
 NEAR_CACHE_LOOKUPS = Counter(
     "ecommerce_cache_near_lookups_total",
     "Reads of the near-cache (CACHE_NEAR_TTL > 0), by result: hit (answered from this "
-    "process's memory) or miss (the shared cache was asked).",
+    "process's memory) or miss (the instance's shared copy or the shared cache answered: "
+    "ecommerce_cache_shared_copy_lookups_total tells which).",
+    ["result"],
+)
+SHARED_COPY_LOOKUPS = Counter(
+    "ecommerce_cache_shared_copy_lookups_total",
+    "Near-cache misses of the category list answered through the instance's shared copy "
+    "(CATALOGUE_EVENTS_DIR), by result: taken (another worker's copy answered) or read "
+    "(this worker read the shared cache, for the instance).",
     ["result"],
 )
 DYNAMODB_CALL_DURATION = Histogram(

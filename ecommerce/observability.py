@@ -276,6 +276,10 @@ def _count_near_lookup(near: object, *, hit: bool) -> None:
     metrics.NEAR_CACHE_LOOKUPS.labels("hit" if hit else "miss").inc()
 
 
+def _count_shared_copy(near: object, *, taken: bool) -> None:
+    metrics.SHARED_COPY_LOOKUPS.labels("taken" if taken else "read").inc()
+
+
 def _count_loader_event(region: object, *, name: str, event: str) -> None:
     metrics.CACHE_LOADER_EVENTS.labels(name, event).inc()
 
@@ -308,6 +312,7 @@ def _subscribe_to_the_cache() -> None:
     signals.dynamodb_call.connect(_observe_dynamodb_call)
     signals.entry_rejected.connect(_count_rejected_entry)
     signals.near_lookup.connect(_count_near_lookup)
+    signals.shared_copy.connect(_count_shared_copy)
     signals.loader_event.connect(_count_loader_event)
     signals.cache_error.connect(_record_region_error)
     signals.owed_outcome.connect(_count_owed)

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from cachelib import SimpleCache
 
-from cache_backends import shared
+from cache_backends import shared, signals
 from cache_backends.near import NearCache
 from cache_backends.shared import SharedCopy
 from cache_backends.versioned import Body, VersionedEntry, pointer_bytes, pointer_from_bytes
@@ -60,14 +60,21 @@ def process(remote: CountingRemote, folder: Path) -> NearCache:
 
 
 def test_one_remote_read_serves_every_process_of_the_instance(tmp_path: Path) -> None:
+    """And the signal says which answers the shared copy gave (the metric's source)."""
     remote = CountingRemote()
     remote.set(KEY, pointer(1))
     first, second, third = (process(remote, tmp_path) for _ in range(3))
+    answers: list[bool] = []
 
-    assert first.get(KEY) == pointer(1)
-    assert second.get(KEY) == pointer(1)
-    assert third.get(KEY) == pointer(1)
+    def heard(near: object, *, taken: bool) -> None:
+        answers.append(taken)
+
+    with signals.shared_copy.connected_to(heard):
+        assert first.get(KEY) == pointer(1)
+        assert second.get(KEY) == pointer(1)
+        assert third.get(KEY) == pointer(1)
     assert remote.reads == 1
+    assert answers == [False, True, True]  # read for the instance, then taken twice
 
 
 def test_a_write_clears_the_shared_copy_and_its_writer_never_takes_an_older_one(
