@@ -359,23 +359,16 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         "--shapes", default="1x2,1x4,2x2", help="instances x workers, comma-separated"
     )
     parser.add_argument("--categories", type=int, default=10000, help="natural-named categories")
-    parser.add_argument("--seconds", type=float, default=10.0, help="length of each window")
-    parser.add_argument("--rate", type=float, default=40.0, help="GETs a second, fleet-wide")
-    parser.add_argument("--near-ttl", type=float, default=1.0, help="CACHE_NEAR_TTL")
-    parser.add_argument(
-        "--near-ttl-while-listening",
-        type=float,
-        default=5.0,
-        help="CACHE_NEAR_TTL_WHILE_LISTENING (PostgreSQL)",
-    )
-    parser.add_argument("--throttled-share", type=float, default=0.7)
-    parser.add_argument(
-        "--db-latency-ms",
-        type=float,
-        default=0.0,
-        help="DB_LATENCY_MS: a slow database, so that a load the cache fails to spare shows",
-    )
-    parser.add_argument("--changes-a-minute", type=float, default=1.0)
+    for flag, default, help_text in (
+        ("--seconds", 10.0, "length of each window"),
+        ("--rate", 40.0, "GETs a second, fleet-wide"),
+        ("--near-ttl", 1.0, "CACHE_NEAR_TTL"),
+        ("--near-ttl-while-listening", 5.0, "CACHE_NEAR_TTL_WHILE_LISTENING (PostgreSQL)"),
+        ("--throttled-share", 0.7, "share of the list's reads the proxy throttles"),
+        ("--db-latency-ms", 0.0, "DB_LATENCY_MS: a slow database shows any load not spared"),
+        ("--changes-a-minute", 1.0, "changes a minute, in the model"),
+    ):
+        parser.add_argument(flag, type=float, default=default, help=f"{help_text} (%(default)s)")
     parser.add_argument(
         "--database",
         choices=("postgresql", "sqlite"),
