@@ -158,6 +158,9 @@ bench-http: $(BIN)/activate $(DDB_LOCAL) system-deps  ## HTTP load (wrk) on guni
 bench-scale: $(BIN)/activate $(DDB_LOCAL) system-deps  ## GET /categories at 3 to 200k categories, plain and gzip clients, per backend and nginx
 	$(BIN)/python -m benchmarks.scale
 
+bench-hit: $(BIN)/activate  ## The app's own work per hit (in process, SimpleCache) against a bare Flask view
+	$(BIN)/python -m benchmarks.hit $(ARGS)
+
 bench-fleet: $(BIN)/activate $(DDB_LOCAL) system-deps  ## DynamoDB's traffic from instances x workers (idle, traffic, a change, throttled, hung) on PostgreSQL, modelled at 1,000 instances; ARGS=--write-docs updates the docs
 	$(BIN)/python -m benchmarks.fleet $(ARGS)
 
