@@ -40,16 +40,16 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import KW_ONLY, dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from cache_backends import signals
 from cache_backends.background import InstanceLock, SharedVersion
 from cache_backends.bodies import Sealer, SharedBodies
 from cache_backends.loader import CacheStatus, Load, Loaded, LoaderEvent, StaleMark, VersionedLoader
 from cache_backends.near import WhileLive
+from cache_backends.newest import NewestVersion, VersionSource
 from cache_backends.owed import OwedOutcome, OwedUpdates
 from cache_backends.reconciler import COHERENT, REPAIRS, Reconciler, Reconciliation, coherence_of
 from cache_backends.refresher import BackgroundRefresher
@@ -118,173 +118,6 @@ def jittered_ttl(ttl: float) -> float:
     """``ttl`` less up to TTL_JITTER_FRACTION of it in whole seconds; the setting stays the
     maximum age."""
     return ttl - random.randint(0, int(ttl * TTL_JITTER_FRACTION))
-
-
-class VersionSource(Protocol):
-    """Where a process hears the database's version without asking (PostgreSQL's
-    notifications, shared by an instance's processes: ``ecommerce.categories.changes``)."""
-
-    def latest(self) -> int | None:
-        """The version last heard; None if nothing yet. Cheap: read on near-cache hits."""
-
-    def live(self) -> bool:
-        """Whether every committed change is heard now (the source is connected). Cheap."""
-
-    def start(self) -> None: ...
-
-    def stop(self) -> None: ...
-
-
-@dataclass(eq=False)
-class NewestVersion:
-    """The newest version of one key this process knows of; the loader and the near layer read it.
-
-    Two readings of one state, because a stale-while-revalidate answer is allowed to
-    lag a write by design but never to lag what this process has already shown:
-
-    - :meth:`known`: no entry *fenced* below it is served. Raised by this process's
-      writes that have not landed (a partition hides them from the cache), for a
-      while by those of the instance's other processes (a file they share: a
-      worker's write is seen by its neighbours within the near-cache's bound, not
-      when its retry lands), by the version the instance heard (another instance's
-      write, plain SQL), and for a
-      while after the cache recovers from an outage by the database's version then
-      (others' writes failed too, and their debts are in their memory).
-    - :meth:`served`: no *value* older than it is served, as ``HIT`` or ``STALE``.
-      Raised by every value this process served, and by the database's
-      version after a recovery: a stale mark that lands late, after an outage, on a
-      value the outage left behind must not bring back a list older than the ones
-      this process showed meanwhile. A load that began after it was raised and
-      answers an older version lowers it: the database went back (a restore).
-    """
-
-    _: KW_ONLY
-    owed: OwedUpdates
-    key: str
-    database_version: Callable[[], int]
-    hold_seconds: float
-    check_seconds: float = 2.0
-    clock: Callable[[], float] = time.monotonic
-
-    def __post_init__(self) -> None:
-        self._source: VersionSource | None = None
-        self._lock = threading.Lock()
-        self._served = 0
-        self._served_raised_at = -math.inf
-        self._recovered = threading.Event()
-        self._after_recovery = 0
-        self._after_recovery_until = -math.inf
-        self._database_checked = 0
-        self._database_checked_until = -math.inf
-        self._written = 0
-        self._instance_owed: SharedVersion | None = None
-
-    def follow(self, source: VersionSource) -> None:
-        self._source = source
-
-    def share_owed_with(self, instance_owed: SharedVersion) -> None:
-        """Tell the instance's other processes what this one owes, and hear what they owe."""
-        self._instance_owed = instance_owed
-
-    def owe(self, version: int) -> None:
-        """A write of this process at ``version`` did not land: the instance's processes
-        serve nothing older for ``hold_seconds`` (it lands, or is repaired, meanwhile)."""
-        if self._instance_owed is not None:
-            self._instance_owed.raise_to(version, time.time() + self.hold_seconds)
-
-    def instance_floor(self) -> int:
-        """The newest version the instance knows without asking (no I/O): the one its
-        listener heard, or one a process of it owes. What ends a near copy early."""
-        heard = 0 if self._source is None else self._source.latest() or 0
-        owed = None if self._instance_owed is None else self._instance_owed.read()
-        if owed is None or owed[1] <= time.time():
-            return heard
-        return max(heard, owed[0])
-
-    def known(self) -> int:
-        """The lowest fence an entry may carry to be served; 0 when nothing newer is known."""
-        owed = self.owed.versions.get(self.key, 0)  # a lookup, not a call: on every hit
-        return max(owed, self.instance_floor(), self._recovery())
-
-    def served(self) -> int:
-        """The oldest value version this process may still serve."""
-        return max(self._served, self._recovery())
-
-    def saw(self, version: int) -> None:
-        """A value at ``version`` was served (from the cache, or loaded)."""
-        if version > self._served:
-            with self._lock:
-                if version > self._served:
-                    self._served, self._served_raised_at = version, self.clock()
-
-    def loaded(self, version: int, started: float) -> None:
-        """A load that began at ``started`` (this clock) answered ``version``.
-
-        It lowers the floor when the database went back; it does not raise it: a
-        background refresh's value is not shown until it is stored, and readers meanwhile
-        may still be shown the previous one as ``STALE``.
-        """
-        with self._lock:
-            if version < self._served and started > self._served_raised_at:
-                logger.warning(
-                    "%r: the database answers version %d, older than the %d served here "
-                    "(restored from a backup?): serving from it",
-                    self.key,
-                    version,
-                    self._served,
-                )
-                self._served, self._served_raised_at = version, self.clock()
-
-    def cache_recovered(self) -> None:
-        """The cache answers again after failing (the breaker's first good probe)."""
-        self._recovered.set()
-
-    def wrote(self, version: int) -> None:
-        """This process committed a write at ``version``: its own copy must show it."""
-        self._written = max(self._written, version)
-
-    def still_current(self, version: int) -> bool:
-        """Whether a copy at ``version`` may be served while the cache cannot be asked.
-
-        Not when anything newer is known (:meth:`known`, :meth:`served`, this process's
-        own writes: read-your-writes), nor when the database has moved past it: its
-        version is read at most once per ``check_seconds`` (one one-row query per
-        process, not a load), so a change made elsewhere during an outage is served
-        within that. A database that cannot
-        answer either leaves the copy served: a load would fail too.
-        """
-        if version < max(self.known(), self.served(), self._written):
-            return False
-        now = self.clock()
-        if now >= self._database_checked_until:
-            try:
-                self._database_checked = self.database_version()
-            except Exception:
-                logger.warning("%r: the database's version is unknown: copy kept", self.key)
-                return True
-            self._database_checked_until = now + self.check_seconds
-        return version >= self._database_checked
-
-    def _recovery(self) -> int:
-        """The database's version read once after each recovery, held for a while.
-
-        Read by the first read after the recovery (one one-row query per process per
-        outage), before it answers: that read must not be the one that serves what the
-        outage left behind. Held for ``hold_seconds`` only: by then the reconciler has
-        repaired the cache, and a floor kept for ever would load on every read once a
-        database is restored to an older version.
-        """
-        if self._recovered.is_set():
-            self._recovered.clear()
-            try:
-                version = self.database_version()
-            except Exception:  # the database answers (or fails) the read itself
-                logger.warning("%r: database version after the cache's recovery unknown", self.key)
-                self._recovered.set()
-                return 0
-            self._after_recovery = version
-            self._after_recovery_until = self.clock() + self.hold_seconds
-        return self._after_recovery if self.clock() < self._after_recovery_until else 0
 
 
 class Region:
