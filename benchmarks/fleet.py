@@ -14,13 +14,18 @@ server lives for days: it is not restarted between them):
 - ``traffic``: a steady request rate over the instances, round robin;
 - ``change``: the same traffic, and one category added through the first instance's
   API at its start: what a change costs (the reads of the new body, the loads);
+- ``changes``: the same traffic, and a category added every second, in turn through
+  the API and with plain SQL (a back-office tool): whether a read ever waits on a
+  change's repair (the slowest ``MISS``);
 - ``throttled``: the same traffic, with a share of the list's reads refused for
   capacity by the proxy, as DynamoDB does for a hot key;
 - ``hung``: the same traffic, DynamoDB Local stopped (SIGSTOP).
 
 Per window: calls, read and write units per second (per process and per instance),
 the hottest item's read units per second, database loads (the app's own
-``ecommerce_db_loads_total``), latency and X-Cache. Then a model of the
+``ecommerce_db_loads_total``), latency (p50, p99, the slowest ``MISS``) and X-Cache.
+Traffic is paced (``--rate``), or ``--looping-readers`` each send their next GET as
+soon as the last one answered (a hung DynamoDB then shows what a reader waits). Then a model of the
 ``traffic`` and ``change`` windows at 10, 100 and 1,000 instances x 8 workers with the
 monthly on-demand cost; its assumptions are printed with it.
 """
@@ -28,6 +33,8 @@ monthly on-demand cost; its assumptions are printed with it.
 from __future__ import annotations
 
 import argparse
+import itertools
+import math
 import os
 import signal
 import statistics
@@ -46,6 +53,7 @@ from benchmarks.http.catalogue import (
     build_catalogue,
     copy_catalogue_to_postgresql,
     copying_catalogue,
+    insert_category,
 )
 from devtools import REPOSITORY_ROOT
 from devtools.credentials import DEV_ADMIN_AUTHORIZATION, use_local_aws_credentials
@@ -54,6 +62,7 @@ from devtools.dynamodb_proxy import Call, DynamoDBProxy
 from devtools.fleet import dynamodb_settings, gunicorn_instance, prepare, wait_until_healthy
 from devtools.postgresql import LocalPostgreSQL
 from devtools.stampede import db_loads
+from ecommerce.config import CacheStrategy
 
 #: One partition serves about this many read units a second (DynamoDB's documented limit).
 PARTITION_READ_UNITS = 3000.0
@@ -95,8 +104,8 @@ class Window:
     seconds: float
     calls: list[Call]
     db_loads: float
-    latencies: list[float] = field(default_factory=list)
-    x_cache: Counter[str] = field(default_factory=Counter)
+    #: Each GET's seconds and X-Cache (or what failed), in the order they answered.
+    answers: list[Answer] = field(default_factory=list)
 
     def units(self, *, reads: bool) -> float:
         writes = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem"}
@@ -126,22 +135,40 @@ class Window:
         read_units = self.units(reads=True) / self.seconds
         write_units = self.units(reads=False) / self.seconds
         hot_key, hot_units = self.hottest_read_units()
-        p50 = statistics.median(self.latencies) * 1000 if self.latencies else float("nan")
-        cache = ", ".join(f"{status} {count}" for status, count in sorted(self.x_cache.items()))
+        p50, p99, slowest_miss = self.latency_ms()
+        x_cache = Counter(status for _, status in self.answers)
+        cache = ", ".join(f"{status} {count}" for status, count in sorted(x_cache.items()))
         return (
             f"| {shape} | {self.name} | {len(self.calls) / self.seconds:.2f} "
             f"| {read_units:.2f} | {read_units / shape.instances:.2f} "
             f"| {read_units / shape.processes:.2f} | {write_units:.2f} "
             f"| {write_units / shape.instances:.2f} | {hot_units:.2f} ({_short(hot_key)}) "
-            f"| {self.db_loads:.0f} | {p50:.1f} | {cache or '-'} |"
+            f"| {self.db_loads:.0f} | {p50:.1f} | {p99:.1f} | {slowest_miss:.1f} "
+            f"| {cache or '-'} |"
         )
+
+    def latency_ms(self) -> tuple[float, float, float]:
+        """p50 and p99 of every answer, and the slowest ``MISS`` (nan where none)."""
+        seconds = sorted(latency for latency, _ in self.answers)
+        misses = [latency for latency, status in self.answers if status == "MISS"]
+        if not seconds:
+            return math.nan, math.nan, math.nan
+        p99 = seconds[min(len(seconds) - 1, math.ceil(0.99 * len(seconds)) - 1)]
+        slowest_miss = max(misses) if misses else math.nan
+        return statistics.median(seconds) * 1000, p99 * 1000, slowest_miss * 1000
 
 
 HEADER = (
     "| shape | window | calls/s | read units/s | per instance | per process | write units/s "
-    "| per instance | hottest item read units/s | database loads | p50 ms | X-Cache |\n"
-    "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+    "| per instance | hottest item read units/s | database loads | p50 ms | p99 ms "
+    "| slowest MISS ms | X-Cache |\n"
+    "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+    "| ---: | --- |"
 )
+
+
+#: One GET's seconds, and its X-Cache (or its status, or ``error``).
+Answer = tuple[float, str]
 
 
 def _short(key: str) -> str:
@@ -149,12 +176,12 @@ def _short(key: str) -> str:
 
 
 class Traffic:
-    """``rate`` GETs a second over ``urls``, round robin, from a few pacing threads."""
+    """``rate`` GETs a second over ``urls``, round robin, from a few pacing threads; or,
+    with ``rate`` 0, ``threads`` readers each sending a GET as soon as its last answered."""
 
     def __init__(self, urls: Sequence[str], rate: float, threads: int = 4) -> None:
         self.urls, self.rate, self.threads = list(urls), rate, threads
-        self.latencies: list[float] = []
-        self.x_cache: Counter[str] = Counter()
+        self.answers: list[Answer] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
 
@@ -173,16 +200,15 @@ class Traffic:
             for worker in workers:
                 worker.join(HTTP_TIMEOUT_SECONDS)
 
-    def take(self) -> tuple[list[float], Counter[str]]:
+    def take(self) -> list[Answer]:
         """What was answered since the last take."""
         with self._lock:
-            taken = (self.latencies, self.x_cache)
-            self.latencies, self.x_cache = [], Counter()
+            taken, self.answers = self.answers, []
         return taken
 
     def _pace(self, index: int) -> None:
         session = requests.Session()
-        period = self.threads / self.rate
+        period = self.threads / self.rate if self.rate > 0 else 0.0
         sent = 0
         next_at = time.monotonic() + index * period / self.threads
         while not self._stop.is_set():
@@ -197,8 +223,7 @@ class Traffic:
             except requests.RequestException:
                 status = "error"
             with self._lock:
-                self.latencies.append(time.perf_counter() - started)
-                self.x_cache[status] += 1
+                self.answers.append((time.perf_counter() - started, status))
             sent += 1
             next_at += period
 
@@ -246,6 +271,7 @@ def measure(
         "CACHE_NEAR_TTL": arguments.near_ttl,
         "CACHE_NEAR_TTL_WHILE_LISTENING": arguments.near_ttl_while_listening,
         "DB_LATENCY_MS": arguments.db_latency_ms,
+        "CATEGORIES_CACHE_STRATEGY": arguments.strategy,
         "LOG_LEVEL": "WARNING",
     }
     prepare(settings, arguments.app_root, quiet=True)  # the table, the schema and the seeds
@@ -277,15 +303,17 @@ def measure(
             start()
             time.sleep(arguments.seconds)
             calls = proxy.calls()
-            latencies, x_cache = traffic.take() if traffic is not None else ([], Counter())
-            return Window(
-                name, arguments.seconds, calls, fleet_db_loads(urls) - loads, latencies, x_cache
-            )
+            answers = traffic.take() if traffic is not None else []
+            return Window(name, arguments.seconds, calls, fleet_db_loads(urls) - loads, answers)
 
         windows.append(window("idle", None))
-        with Traffic(urls, arguments.rate).running() as traffic:
+        readers = arguments.looping_readers
+        rate = 0.0 if readers else arguments.rate
+        with Traffic(urls, rate, readers or 4).running() as traffic:
             windows.append(window("traffic", traffic))
             windows.append(window("change", traffic, lambda: add_category(urls[0])))
+            with changing_every_second(urls[0], settings["SQLALCHEMY_DATABASE_URI"]):
+                windows.append(window("changes", traffic))
             with proxy.throttling("GetItem", key=LIST_KEY, share=arguments.throttled_share):
                 windows.append(window("throttled", traffic))
             windows.append(window("after throttling", traffic))
@@ -307,6 +335,29 @@ def add_category(url: str) -> None:
         timeout=HTTP_TIMEOUT_SECONDS,
     )
     response.raise_for_status()
+
+
+@contextmanager
+def changing_every_second(url: str, database_url: str) -> Iterator[None]:
+    """A category added every second, in turn through the API and with plain SQL."""
+    stop = threading.Event()
+
+    def change() -> None:
+        for number in itertools.count():
+            if stop.wait(1.0):
+                return
+            if number % 2:
+                insert_category(database_url, f"Bench plain SQL {time.time_ns()}")
+            else:
+                add_category(url)
+
+    changer = threading.Thread(target=change, daemon=True)
+    changer.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        changer.join(HTTP_TIMEOUT_SECONDS)
 
 
 def model(traffic: Window, change: Window, shape: Shape, changes_a_minute: float) -> str:
@@ -370,6 +421,18 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     ):
         parser.add_argument(flag, type=float, default=default, help=f"{help_text} (%(default)s)")
     parser.add_argument(
+        "--looping-readers",
+        type=int,
+        default=0,
+        help="readers each sending a GET as soon as its last answered, in place of --rate",
+    )
+    parser.add_argument(
+        "--strategy",
+        choices=[strategy.value for strategy in CacheStrategy],
+        default=CacheStrategy.INVALIDATE.value,
+        help="CATEGORIES_CACHE_STRATEGY (%(default)s)",
+    )
+    parser.add_argument(
         "--database",
         choices=("postgresql", "sqlite"),
         default="postgresql",
@@ -424,7 +487,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
     summary = (
         f"{arguments.categories:,} natural-named categories in {arguments.database}, "
-        f"windows of {arguments.seconds:g} s, {arguments.rate:g} GET/s, "
+        f"windows of {arguments.seconds:g} s, "
+        + (
+            f"{arguments.looping_readers} looping readers, "
+            if arguments.looping_readers
+            else f"{arguments.rate:g} GET/s, "
+        )
+        + f"{arguments.strategy}, "
         f"database latency {arguments.db_latency_ms:g} ms, near-cache {arguments.near_ttl:g} s "
         f"({arguments.near_ttl_while_listening:g} s while listening on PostgreSQL)"
     )

@@ -16,6 +16,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from devtools.fleet import prepare
@@ -115,6 +116,20 @@ def copy_catalogue_to_postgresql(catalogue: Path, url: str) -> None:
     libpq_url = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
     with psycopg.connect(libpq_url) as target, target.cursor() as cursor:
         cursor.executemany(INSERT_CATEGORY.replace("?", "%s"), rows)
+
+
+def insert_category(database_url: str, name: str) -> None:
+    """One category added with plain SQL, as a back-office tool adds it (the database's
+    own change signal, not the app's, tells the caches)."""
+    engine = create_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                text("INSERT INTO categories (name, name_key) VALUES (:name, :name_key)"),
+                {"name": name, "name_key": name_key(name)},
+            )
+    finally:
+        engine.dispose()
 
 
 def copying_catalogue(catalogue: Path) -> Callable[[Mapping[str, Any]], None]:
