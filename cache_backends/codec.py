@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 FORMAT_VERSION = 1
 FLAG_ZLIB = 0b0000_0001
@@ -86,13 +86,23 @@ class EntryCodec:
 
     def seal(self, storage_key: str, body: bytes, expires_ms: int | None) -> bytes:
         """Maybe compress, then sign, a serialized value stored under ``storage_key``."""
+        return self.seal_copies((storage_key,), body, expires_ms)[0]
+
+    def seal_copies(
+        self, storage_keys: Sequence[str], body: bytes, expires_ms: int | None
+    ) -> list[bytes]:
+        """:meth:`seal` of one value under each of ``storage_keys``: compressed once (the
+        costly step), signed per key (a signature binds its key)."""
         flags = 0
         if len(body) >= self.compress_threshold:
             compressed = zlib.compress(body, ZLIB_LEVEL)
             if len(compressed) <= len(body) * (1 - MIN_COMPRESSION_SAVING):
                 body, flags = compressed, flags | FLAG_ZLIB
         header = bytes((FORMAT_VERSION, flags))
-        return header + self._mac(self._signing_key, storage_key, expires_ms, header, body) + body
+        return [
+            header + self._mac(self._signing_key, storage_key, expires_ms, header, body) + body
+            for storage_key in storage_keys
+        ]
 
     def unseal(self, storage_key: str, blob: bytes, expires_ms: int | None) -> bytes:
         """Verify ``blob`` and return the serialized value; :class:`InvalidEntry` if not ours."""

@@ -190,6 +190,11 @@ class VersionedLoader:
         database confirmed it, and only while ``newest.still_current`` allows: a
         failing cache then costs the database one load per change, not one per
         request. 0: every read the cache fails is loaded.
+    :param stale_while_behind: an entry fenced below ``newest.known()`` (a change this
+        process heard of, or wrote, that the cache does not name yet) is served as
+        ``STALE`` while one background refresh loads the change, instead of loaded
+        under the lease while the reader waits: refresh-async's promise, whoever
+        made the change.
     """
 
     cache: Any
@@ -204,8 +209,11 @@ class VersionedLoader:
     clock: Callable[[], float] = time.time
     newest: Newest = field(default_factory=NothingNewer)
     stale_if_error: float = 0.0
+    stale_while_behind: bool = False
     #: Reads a body from the cache (a key written once); None: the cache's own ``get``.
     read_body: Callable[[str], Any] | None = None
+    #: Writes a body (key, value, timeout); None: the cache's own ``set``.
+    write_body: Callable[[str, Any, int], bool] | None = None
     #: The instance's copies of the bodies (``bodies.py``); None: each process reads its own.
     bodies: SharedBodies | None = None
 
@@ -241,14 +249,15 @@ class VersionedLoader:
         if entry is None:
             return self._join_or_lead(load, min_version=0)
         known = self.newest.known()
-        if entry.fence < known:  # missing a write this process knows of
+        behind = entry.fence < known  # missing a write this process knows of
+        if behind and not (self.stale_while_behind and entry.has_value):
             return self._join_or_lead(load, min_version=known)
         served = self.newest.served()
         if entry.has_value and entry.version < served:  # older than what it has shown
             return self._join_or_lead(load, min_version=served)
         now = self.clock()
-        fresh = entry.is_fresh(now)
-        if fresh or entry.is_servable_stale(now):
+        fresh = entry.is_fresh(now) and not behind
+        if entry.is_fresh(now) or entry.is_servable_stale(now):
             try:
                 loaded = self._served(entry, CacheStatus.HIT if fresh else CacheStatus.STALE)
             except _BackendFailed:
@@ -256,9 +265,9 @@ class VersionedLoader:
             if loaded is not None:
                 if not fresh:
                     with request_path():  # the lease is taken here; the refresh runs apart
-                        self.refresh_in_background(load, unless_fresh=True)
+                        self.refresh_in_background(load, unless_fresh=True, min_version=known)
                 return loaded
-        return self._join_or_lead(load, min_version=entry.fence)
+        return self._join_or_lead(load, min_version=max(entry.fence, known))
 
     def _join_or_lead(self, load: Load, min_version: int, *, through_cache: bool = True) -> Loaded:
         """One caller per process goes for the lease; the process's others share its answer.
@@ -469,12 +478,15 @@ class VersionedLoader:
                 return False
             raise _unavailable("delete", self.key, error)  # noqa: B904 (cause set)
 
-    def refresh_in_background(self, load: Load, *, unless_fresh: bool = False) -> bool:
+    def refresh_in_background(
+        self, load: Load, *, unless_fresh: bool = False, min_version: int = 0
+    ) -> bool:
         """Reload on the refresher if this caller wins the lease; True if a refresh started.
 
         ``unless_fresh``: the caller read the entry stale, so an entry that is fresh
-        once the lease is held was stored by the lease's previous holder between that
-        read and our add (double-checked, as a foreground load is): nothing to reload.
+        (and fenced at ``min_version`` or past it) once the lease is held was stored by
+        the lease's previous holder between that read and our add (double-checked, as
+        a foreground load is): nothing to reload.
         """
         try:
             lease = self._acquire_lease()
@@ -487,7 +499,7 @@ class VersionedLoader:
         def refresh() -> None:
             try:
                 entry = self._read() if unless_fresh else None
-                if entry is None or not entry.is_fresh(self.clock()):
+                if entry is None or not entry.is_fresh(self.clock()) or entry.fence < min_version:
                     self._load_and_store(load)
             finally:
                 self._release_lease(lease)
@@ -585,7 +597,8 @@ class VersionedLoader:
         longest = self._longest_life()
         timeout = 0 if longest == 0 else 2 * longest + self.lease_seconds
         try:
-            return bool(self.cache.set(body.key, value, timeout=timeout))
+            write = self.write_body or self.cache.set
+            return bool(write(body.key, value, timeout))
         except Exception as error:
             self._backend_failed("store", error)
             if not strict:

@@ -105,7 +105,8 @@ class Strategy(StrEnum):
 def _beneath(cache: Any, attribute: str) -> Any:
     """``attribute`` of ``cache``, or of the remote under its near layer; None if neither
     has it. What the region asks for: ``codec`` (the cache signs what it stores: bodies are
-    then shared through files) and ``get_written_once`` (bodies are read at half price)."""
+    then shared through files), ``get_written_once`` (bodies are read at half price) and
+    ``set_written_once`` (in copies that spread a change's burst of reads)."""
     while cache is not None:
         found = getattr(cache, attribute, None)
         if found is not None:
@@ -200,7 +201,9 @@ class Region:
             on_error=self._cache_error,
             newest=self.newest,
             stale_if_error=stale_if_error,
+            stale_while_behind=self.strategy is Strategy.REFRESH_ASYNC,
             read_body=_beneath(strict_interface(cache), "get_written_once"),
+            write_body=_beneath(strict_interface(cache), "set_written_once"),
         )
         self.reconciler = Reconciler(
             self.loader,

@@ -22,6 +22,7 @@ from cache_backends.codec import DEFAULT_COMPRESS_THRESHOLD, EntryCodec
 from cache_backends.dynamodb.admin import TableAdmin
 from cache_backends.dynamodb.entries import EntryFormat
 from cache_backends.dynamodb.settings import (
+    DEFAULT_BODY_COPIES,
     DEFAULT_BREAKER_COOLDOWN,
     DEFAULT_BREAKER_FAILURES,
     DEFAULT_CONNECT_TIMEOUT,
@@ -75,6 +76,7 @@ class DynamoDBCache(DegradingEdge):
     ``CACHE_DYNAMODB_OLD_SIGNING_KEYS``   list of keys still accepted on reads
     ``CACHE_DYNAMODB_CONSISTENT_READ``    strongly consistent reads (``True``)
     ``CACHE_DYNAMODB_MAX_VALUE_BYTES``    largest value after compression (``8388608``)
+    ``CACHE_DYNAMODB_BODY_COPIES``        copies of each list body (``8``)
     ``CACHE_DYNAMODB_CONNECT_TIMEOUT``    seconds (``1.0``)
     ``CACHE_DYNAMODB_READ_TIMEOUT``       seconds (``1.0``)
     ``CACHE_DYNAMODB_GET_TIMEOUT``        seconds for get and has (``0.1``)
@@ -111,6 +113,11 @@ class DynamoDBCache(DegradingEdge):
     :param max_value_bytes: the largest value stored, counted after
         compression and signing (8 MiB); ``set`` refuses a larger one (False,
         logged). A value over one item is stored in parts (see below).
+    :param body_copies: copies written of a value written once and never changed
+        (:meth:`DynamoDBStore.set_written_once`: a region's list bodies), each
+        read at random: one change makes every instance read the new body within
+        a second, and one item serves at most one partition's 3,000 read units a
+        second, so the burst is spread over this many items.
     :param connect_timeout: seconds to open a connection.
     :param read_timeout: seconds to wait for a response (writes, admin calls).
     :param get_timeout: connect and read timeout of ``get`` and ``has``, tried
@@ -225,6 +232,7 @@ class DynamoDBCache(DegradingEdge):
         old_signing_keys: Iterable[str | bytes] = (),
         consistent_read: bool = True,
         max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
+        body_copies: int = DEFAULT_BODY_COPIES,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         read_timeout: float = DEFAULT_READ_TIMEOUT,
         get_timeout: float = DEFAULT_GET_TIMEOUT,
@@ -269,7 +277,9 @@ class DynamoDBCache(DegradingEdge):
             ),
         )
         #: The same operations, raising :class:`CacheUnavailable` instead of degrading.
-        self.strict = DynamoDBStore(transport, entries, consistent_read=consistent_read)
+        self.strict = DynamoDBStore(
+            transport, entries, consistent_read=consistent_read, body_copies=body_copies
+        )
         self._admin = TableAdmin(transport, creates_table=create_table)
         transport.on_table_missing = self._admin.table_missing
         if create_table:

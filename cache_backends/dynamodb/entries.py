@@ -17,7 +17,7 @@ import math
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -193,7 +193,19 @@ class EntryFormat:
         One item when the sealed value fits; else its parts and a manifest, to be
         written in that order (:class:`NewEntry`).
         """
-        skey = self.storage_key(key)
+        entries = self.new_entries(model, (key,), value, timeout)
+        return None if entries is None else entries[0]
+
+    def new_entries(
+        self,
+        model: type[CacheEntry],
+        keys: Sequence[str],
+        value: Any,
+        timeout: int | timedelta | None,
+    ) -> list[NewEntry] | None:
+        """:meth:`new_entry` of one ``value`` under each of ``keys`` (copies of it), serialized
+        and compressed once; None (logged) if it cannot be stored."""
+        key = keys[0]
         expires_ms = self.expires_ms(timeout)
         try:
             body = self.serializer.dumps(value)
@@ -203,16 +215,26 @@ class EntryFormat:
         if body is None:  # cachelib's serializers log and return None on pickling errors
             logger.warning("cache set(%r): value not serializable", key)
             return None
-        blob = self.codec.seal(skey, body, expires_ms)
-        if len(blob) > self.max_value_bytes:
+        skeys = [self.storage_key(each) for each in keys]
+        blobs = self.codec.seal_copies(skeys, body, expires_ms)
+        if len(blobs[0]) > self.max_value_bytes:
             logger.warning(
                 "cache set(%r) refused: %d bytes after compression exceed "
                 "CACHE_DYNAMODB_MAX_VALUE_BYTES (%d)",
                 key,
-                len(blob),
+                len(blobs[0]),
                 self.max_value_bytes,
             )
             return None
+        return [
+            self._entry(model, skey, blob, expires_ms)
+            for skey, blob in zip(skeys, blobs, strict=True)
+        ]
+
+    def _entry(
+        self, model: type[CacheEntry], skey: str, blob: bytes, expires_ms: int | None
+    ) -> NewEntry:
+        """``blob`` under ``skey``: one item when it fits, else parts and their manifest."""
         size = len(blob) + len(skey.encode()) + len(self.key_prefix.encode()) + ITEM_OVERHEAD_BYTES
         if size <= MAX_ITEM_BYTES:
             return NewEntry(self.item(model, skey, expires_ms, value=blob))

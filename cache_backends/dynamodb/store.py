@@ -15,6 +15,7 @@ every read goes through :meth:`DynamoDBStore._payloads`.
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
@@ -35,18 +36,30 @@ logger = logging.getLogger(__name__)
 Timeout = int | timedelta | None
 
 
+def _copy_key(key: str, copy: int) -> str:
+    """Where copy ``copy`` of a value written once lives: the first is the key itself."""
+    return key if copy == 0 else f"{key}#{copy}"
+
+
 class DynamoDBStore:
     """get/set/add/delete/inc... on one table; :class:`CacheUnavailable` on failure.
 
     :param consistent_read: strongly consistent GetItem/BatchGetItem.
+    :param body_copies: copies :meth:`set_written_once` writes.
     """
 
     def __init__(
-        self, transport: Transport, entries: EntryFormat, *, consistent_read: bool
+        self,
+        transport: Transport,
+        entries: EntryFormat,
+        *,
+        consistent_read: bool,
+        body_copies: int = 1,
     ) -> None:
         self.transport = transport
         self.entries = entries
         self.consistent_read = consistent_read
+        self.body_copies = body_copies
 
     @property
     def codec(self) -> EntryCodec:
@@ -56,11 +69,24 @@ class DynamoDBStore:
     def get(self, key: str) -> Any:
         return self._get(key, self.consistent_read)
 
+    def set_written_once(self, key: str, value: Any, timeout: Timeout = None) -> bool:
+        """``set`` of a key that will never change (a region's body), in ``body_copies``
+        items: ``key`` itself and ``key#1``... (parts first, then the items, in one batch),
+        so that a fleet reading it at once spreads over as many items."""
+        keys = [_copy_key(key, copy) for copy in range(self.body_copies)]
+        entries = self.entries.new_entries(self.transport.model, keys, value, timeout)
+        if entries is None:
+            return False
+        self._put_all(entries)
+        return True
+
     def get_written_once(self, key: str) -> Any:
-        """``get`` of a key written once and never changed (a region's body): eventually
-        consistent, at half the read units, then as ``get`` only if that found nothing
-        (the write had not reached the replica that answered)."""
-        value = self._get(key, consistent_read=False)
+        """``get`` of a key :meth:`set_written_once` wrote: one of its copies at random,
+        eventually consistent (half the read units); then ``key`` itself, strongly
+        consistent, only if that found nothing (the write had not reached the replica
+        that answered, or a writer with fewer copies wrote it)."""
+        copy = random.randrange(self.body_copies)  # spreading load, not a secret
+        value = self._get(_copy_key(key, copy), consistent_read=False)
         return value if value is not None else self.get(key)
 
     def _get(self, key: str, consistent_read: bool) -> Any:
@@ -144,9 +170,13 @@ class DynamoDBStore:
         new_entry, model = self.entries.new_entry, self.transport.model
         entries = {key: new_entry(model, key, value, timeout) for key, value in mapping.items()}
         storable = {key: entry for key, entry in entries.items() if entry is not None}
-        self._write_parts([part for entry in storable.values() for part in entry.parts])
-        batch_write(self.transport, put=[entry.item for entry in storable.values()])
+        self._put_all(list(storable.values()))
         return list(storable)
+
+    def _put_all(self, entries: Sequence[NewEntry]) -> None:
+        """Every entry's parts, all together, then their items in one batch."""
+        self._write_parts([part for entry in entries for part in entry.parts])
+        batch_write(self.transport, put=[entry.item for entry in entries])
 
     def _write_parts(self, parts: Sequence[CacheEntry]) -> None:
         """Write a large value's parts; CacheUnavailable unless every one landed.

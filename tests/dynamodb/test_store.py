@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+import zlib
 from typing import Any
 
 import pytest
@@ -60,17 +62,69 @@ def test_a_key_written_once_is_read_eventually_consistent_and_strongly_only_if_m
 ) -> None:
     """Half the read units for a region's bodies; a body the answering replica has not
     seen yet is asked for again, strongly consistent. Counted on botocore's wire."""
-    cache.set("body", "v")
-    consistency: list[bool] = []
-    for client in cache.strict.transport.clients():
-        client.meta.events.register(
-            "provide-client-params.dynamodb.GetItem",
-            lambda params, **_: consistency.append(params["ConsistentRead"]),
-        )
+    assert cache.strict.set_written_once("body", "v")
+    consistency = _get_items(cache, "ConsistentRead")
     assert cache.strict.get_written_once("body") == "v"
     assert consistency == [False]
     assert cache.strict.get_written_once("absent") is None
     assert consistency == [False, False, True]
+
+
+def test_a_key_written_once_is_stored_in_copies_in_one_batch_and_read_from_one_at_random(
+    make_cache: MakeCache,
+) -> None:
+    """A change makes every instance read the new body at once: its copies spread that
+    burst over as many items. Keys read are counted on botocore's wire."""
+    cache = make_cache(body_copies=3)
+    sent = record_dynamodb_calls(cache)
+    assert cache.strict.set_written_once("body", "v")
+    assert sent == ["BatchWriteItem"]
+    assert [cache.get(key) for key in ("body", "body#1", "body#2", "body#3")] == [
+        "v",
+        "v",
+        "v",
+        None,
+    ]
+    keys_read = _get_items(cache, "Key")
+    random.seed(7)
+    assert all(cache.strict.get_written_once("body") == "v" for _ in range(30))
+    assert {key["cache_key"]["S"] for key in keys_read} == {"body", "body#1", "body#2"}
+
+
+def test_a_missing_copy_falls_back_to_the_key_itself(make_cache: MakeCache) -> None:
+    """Written by a process with fewer copies (a deploy changing the setting): read anyway."""
+    make_cache(body_copies=1).strict.set_written_once("body", "v")
+    reader = make_cache(body_copies=4)
+    random.seed(7)
+    assert all(reader.strict.get_written_once("body") == "v" for _ in range(12))
+
+
+def test_copies_share_one_compression(
+    cache: DynamoDBCache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Compression is the costly step of a write (a 10,000-category body: milliseconds);
+    signing, per copy (each signature binds its own key), is cheap."""
+    compressions: list[int] = []
+    compress = zlib.compress
+    monkeypatch.setattr(
+        "cache_backends.codec.zlib.compress",
+        lambda data, level: compressions.append(len(data)) or compress(data, level),
+    )
+    big = "category " * 1000
+    assert cache.strict.set_written_once("body", big)
+    assert len(compressions) == 1
+    assert cache.get("body#7") == big
+
+
+def _get_items(cache: DynamoDBCache, parameter: str) -> list[Any]:
+    """Each GetItem's ``parameter`` from now on, as botocore sends it."""
+    seen: list[Any] = []
+    for client in cache.strict.transport.clients():
+        client.meta.events.register(
+            "provide-client-params.dynamodb.GetItem",
+            lambda params, **_: seen.append(params[parameter]),
+        )
+    return seen
 
 
 def test_add_writes_only_when_absent(cache: DynamoDBCache, calls: CallLog) -> None:

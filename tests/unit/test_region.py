@@ -367,6 +367,34 @@ def test_a_refresh_loaded_but_not_stored_leaves_readers_the_stale_answer() -> No
     assert LoaderEvent.LEASE_WAITED not in events and LoaderEvent.LEASE_ACQUIRED not in events
 
 
+def test_refresh_async_answers_a_heard_change_stale_while_one_refresh_loads_it() -> None:
+    """refresh-async on PostgreSQL: a plain-SQL change is heard before anything in the
+    cache names it. The reader is answered at once, STALE, with the list it has, and one
+    background refresh loads the change. Forced: that load is held until the reader has
+    its answer; a reader that led the load itself would wait for it (and fail here)."""
+    cache, catalogue, heard = FlakyCache(), Catalogue(), HeardVersion()
+    region = refresh_async_region(cache, catalogue)
+    region.follow(heard)
+    assert region.get().status is CacheStatus.MISS
+    loads = catalogue.loads
+    catalogue.write()  # with plain SQL: the app wrote nothing
+    heard.version = catalogue.version
+    catalogue.hold_loads = True
+    try:
+        loaded = region.get()
+        assert (loaded.value, loaded.status) == ("list at 1", CacheStatus.STALE)
+        assert catalogue.load_held.wait(WAIT_SECONDS), "no background refresh started"
+    finally:
+        catalogue.release_load.set()
+    deadline = time.monotonic() + WAIT_SECONDS
+    while (loaded := region.get()).status is not CacheStatus.HIT:
+        assert loaded.value == "list at 1", "served the change before it was stored"
+        assert time.monotonic() < deadline, "the refresh never stored the change"
+        time.sleep(0.01)
+    assert region.stop()
+    assert (loaded.value, catalogue.loads - loads) == ("list at 2", 1)
+
+
 # -- a failing cache never falls on the database --------------------------------------
 
 
