@@ -55,6 +55,7 @@ from benchmarks.http.catalogue import (
     copying_catalogue,
     insert_category,
 )
+from cache_backends.dynamodb.settings import DEFAULT_BODY_COPIES
 from devtools import REPOSITORY_ROOT
 from devtools.credentials import DEV_ADMIN_AUTHORIZATION, use_local_aws_credentials
 from devtools.dynamodb_local import DynamoDBLocal
@@ -272,6 +273,7 @@ def measure(
         "CACHE_NEAR_TTL_WHILE_LISTENING": arguments.near_ttl_while_listening,
         "DB_LATENCY_MS": arguments.db_latency_ms,
         "CATEGORIES_CACHE_STRATEGY": arguments.strategy,
+        "CACHE_DYNAMODB_BODY_COPIES": arguments.body_copies,
         "LOG_LEVEL": "WARNING",
     }
     prepare(settings, arguments.app_root, quiet=True)  # the table, the schema and the seeds
@@ -360,7 +362,9 @@ def changing_every_second(url: str, database_url: str) -> Iterator[None]:
         changer.join(HTTP_TIMEOUT_SECONDS)
 
 
-def model(traffic: Window, change: Window, shape: Shape, changes_a_minute: float) -> str:
+def model(
+    traffic: Window, change: Window, shape: Shape, changes_a_minute: float, body_copies: int
+) -> str:
     """The traffic and change windows' terms at fleet scale, with what they assume.
 
     A change's body is read by the other instances, not by the one that loaded it: so
@@ -376,8 +380,8 @@ def model(traffic: Window, change: Window, shape: Shape, changes_a_minute: float
     )
     lines = [
         "| instances x workers | read units/s | write units/s | hottest item, share of a "
-        "partition | on-demand a month |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        "partition | a change's first second on one body copy | on-demand a month |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for instances in MODEL_INSTANCES:
         steady = per_instance_reads * instances
@@ -387,10 +391,13 @@ def model(traffic: Window, change: Window, shape: Shape, changes_a_minute: float
         # The pointer takes the steady reads; each new body the reads of one change,
         # averaged over the minute (they come within the first seconds of it).
         hottest = max(steady, body_per_instance * instances / 60) / PARTITION_READ_UNITS
+        # Every instance hears a change at once and reads the new body within a second,
+        # each one copy of it at random.
+        burst = body_per_instance * instances / body_copies / PARTITION_READ_UNITS
         dollars = (reads * READ_UNIT_DOLLARS + writes * WRITE_UNIT_DOLLARS) * SECONDS_A_MONTH
         lines.append(
             f"| {instances:,} x {MODEL_WORKERS} | {reads:,.0f} | {writes:,.1f} "
-            f"| {hottest:.0%} | ${dollars:,.0f} |"
+            f"| {hottest:.0%} | {burst:.0%} | ${dollars:,.0f} |"
         )
     lines.append(
         f"\nAssumes the traffic window's {per_instance_reads:.2f} read and "
@@ -398,8 +405,9 @@ def model(traffic: Window, change: Window, shape: Shape, changes_a_minute: float
         f"any request rate (true when they do not grow with workers: compare the shapes' "
         f"rows), and {changes_a_minute:g} change a minute, each costing an instance what "
         f"the change window measured on each instance but the one that loaded it "
-        f"({body_per_instance:.1f} read units of the new body) and once for the fleet "
-        f"({change_writes:.0f} write units: the new body, its pointer, a lease)."
+        f"({body_per_instance:.1f} read units of the new body, one of its {body_copies} "
+        f"copies) and once for the fleet ({change_writes:.0f} write units: the body's "
+        f"copies, its pointer, a lease)."
     )
     return "\n".join(lines)
 
@@ -425,6 +433,12 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         type=int,
         default=0,
         help="readers each sending a GET as soon as its last answered, in place of --rate",
+    )
+    parser.add_argument(
+        "--body-copies",
+        type=int,
+        default=DEFAULT_BODY_COPIES,
+        help="CACHE_DYNAMODB_BODY_COPIES (%(default)s)",
     )
     parser.add_argument(
         "--strategy",
@@ -483,7 +497,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             models.append(
                 f"\nModel from {shape} ({arguments.categories:,} natural-named categories, "
                 f"{arguments.rate:g} GET/s):\n\n"
-                + model(windows["traffic"], windows["change"], shape, arguments.changes_a_minute)
+                + model(
+                    windows["traffic"],
+                    windows["change"],
+                    shape,
+                    arguments.changes_a_minute,
+                    arguments.body_copies,
+                )
             )
     summary = (
         f"{arguments.categories:,} natural-named categories in {arguments.database}, "
@@ -493,7 +513,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if arguments.looping_readers
             else f"{arguments.rate:g} GET/s, "
         )
-        + f"{arguments.strategy}, "
+        + f"{arguments.strategy}, {arguments.body_copies} body copies, "
         f"database latency {arguments.db_latency_ms:g} ms, near-cache {arguments.near_ttl:g} s "
         f"({arguments.near_ttl_while_listening:g} s while listening on PostgreSQL)"
     )

@@ -324,6 +324,7 @@ class DynamoDBSettings:
     old_signing_keys: tuple[str, ...]
     consistent_read: bool
     max_value_bytes: int
+    body_copies: int
     connect_timeout: float
     read_timeout: float
     get_timeout: float
