@@ -33,7 +33,6 @@ monthly on-demand cost; its assumptions are printed with it.
 from __future__ import annotations
 
 import argparse
-import itertools
 import math
 import os
 import signal
@@ -137,7 +136,7 @@ class Window:
         write_units = self.units(reads=False) / self.seconds
         hot_key, hot_units = self.hottest_read_units()
         p50, p99, slowest_miss = self.latency_ms()
-        x_cache = Counter(status for _, status in self.answers)
+        x_cache = self.x_cache
         cache = ", ".join(f"{status} {count}" for status, count in sorted(x_cache.items()))
         return (
             f"| {shape} | {self.name} | {len(self.calls) / self.seconds:.2f} "
@@ -147,6 +146,11 @@ class Window:
             f"| {self.db_loads:.0f} | {p50:.1f} | {p99:.1f} | {slowest_miss:.1f} "
             f"| {cache or '-'} |"
         )
+
+    @property
+    def x_cache(self) -> Counter[str]:
+        """Answers by X-Cache (or what failed)."""
+        return Counter(status for _, status in self.answers)
 
     def latency_ms(self) -> tuple[float, float, float]:
         """p50 and p99 of every answer, and the slowest ``MISS`` (nan where none)."""
@@ -314,7 +318,9 @@ def measure(
         with Traffic(urls, rate, readers or 4).running() as traffic:
             windows.append(window("traffic", traffic))
             windows.append(window("change", traffic, lambda: add_category(urls[0])))
-            with changing_every_second(urls[0], settings["SQLALCHEMY_DATABASE_URI"]):
+            with changing_every_second(
+                urls[0], str(settings["SQLALCHEMY_DATABASE_URI"]), int(arguments.seconds) - 1
+            ):
                 windows.append(window("changes", traffic))
             with proxy.throttling("GetItem", key=LIST_KEY, share=arguments.throttled_share):
                 windows.append(window("throttled", traffic))
@@ -340,12 +346,13 @@ def add_category(url: str) -> None:
 
 
 @contextmanager
-def changing_every_second(url: str, database_url: str) -> Iterator[None]:
-    """A category added every second, in turn through the API and with plain SQL."""
+def changing_every_second(url: str, database_url: str, changes: int) -> Iterator[None]:
+    """``changes`` categories added a second apart, in turn through the API and with plain
+    SQL: fewer than the window has seconds, so that the last is loaded within it."""
     stop = threading.Event()
 
     def change() -> None:
-        for number in itertools.count():
+        for number in range(changes):
             if stop.wait(1.0):
                 return
             if number % 2:

@@ -51,3 +51,5 @@ def test_an_idle_instance_writes_nothing_and_a_failing_table_costs_the_database_
         for call in change.calls
         if BODY_MARK in (call.key or "") and call.operation == "GetItem"
     ], "the instance that stored a body read it back"
+    changes = int(arguments.seconds) - 1  # changing_every_second's
+    assert windows["changes"].db_loads <= changes, "a change was loaded more than once"
