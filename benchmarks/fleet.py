@@ -79,6 +79,9 @@ BENCH_FLEET_PAGE = REPOSITORY_ROOT / "docs" / "bench-fleet.md"
 DEPLOY_GUIDE = REPOSITORY_ROOT / "docs" / "deploy.md"
 #: In the key of each of the list's bodies (``cache_backends.loader.BODY_SUFFIX``).
 BODY_MARK = ":body:"
+#: Seconds after the ``changes`` window, unmeasured: a load of its last change (a second
+#: before its end) may take longer than that second on a slow database.
+SETTLE_SECONDS = 3.0
 #: GETs per worker before the windows: enough for gunicorn to hand every worker some.
 WARM_UP_GETS_PER_WORKER = 8
 
@@ -322,6 +325,7 @@ def measure(
                 urls[0], str(settings["SQLALCHEMY_DATABASE_URI"]), int(arguments.seconds) - 1
             ):
                 windows.append(window("changes", traffic))
+            time.sleep(SETTLE_SECONDS)  # the last change's loads land before the next window
             with proxy.throttling("GetItem", key=LIST_KEY, share=arguments.throttled_share):
                 windows.append(window("throttled", traffic))
             windows.append(window("after throttling", traffic))
