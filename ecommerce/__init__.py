@@ -8,6 +8,7 @@ backend and no blueprint.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +29,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from cache_backends.cli import cache_cli
     from ecommerce import categories, health, observability, openapi, security
     from ecommerce.categories import cache_policy
-    from ecommerce.config import ConfigError, load_config
+    from ecommerce.config import ConfigError, load_config, unprefixed_settings
     from ecommerce.database import init_db_command
     from ecommerce.errors import register_error_handlers
     from ecommerce.extensions import db, init_cache, migrate
@@ -45,6 +46,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         x_host=app.config["PROXY_FIX_X_HOST"],
     )
     observability.init_app(app)  # before cache.init_app: it sets the backend's metric hooks
+    if unprefixed := unprefixed_settings(os.environ):
+        app.logger.warning(
+            "ignored: %s set in the environment without the FLASK_ prefix (the app reads %s)",
+            ", ".join(unprefixed),
+            ", ".join(f"FLASK_{name}" for name in unprefixed),
+        )
     security.init_app(app)
 
     db.init_app(app)

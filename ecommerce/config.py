@@ -6,7 +6,11 @@ parses values as JSON: ``FLASK_CATEGORIES_CACHE_TTL=4`` is the int 4), then the
 mapping given to ``create_app`` (tests). ``validate_config`` then checks the
 result, so a typo stops start-up with the setting's name instead of surfacing
 as a strange 500 under load: one line and exit status 4, under ``flask`` (wsgi.py)
-and gunicorn alike (whose master checks the environment before it forks).
+and gunicorn alike (whose master checks the environment before it forks). A
+``FLASK_*`` name that is not a setting but close to one (a misspelling) is refused
+the same way, with the setting it resembles; a setting written without its
+``FLASK_`` prefix is ignored by Flask, and :func:`unprefixed_settings` names it so
+that ``create_app`` can say so.
 
 The ``CACHE_DYNAMODB_*`` keys belong to ``cache_backends.dynamodb``: its
 ``settings`` module lists them once, with their defaults and checks, and its
@@ -21,6 +25,7 @@ so gunicorn's master can validate the environment in-process before it forks.
 
 from __future__ import annotations
 
+import difflib
 import os
 import sys
 from collections.abc import Callable, Iterator, Mapping
@@ -212,13 +217,55 @@ def _shown(name: str, value: Any) -> str:
     return f"<{type(value).__name__} hidden>" if name in SECRET_SETTINGS else repr(value)
 
 
-def validate_config(config: Mapping[str, Any]) -> None:
-    """Raise ``ConfigError`` listing every bad setting at once, each by name, on one line."""
+#: Variables Flask's own CLI reads (``FLASK_APP``, ``FLASK_RUN_PORT``...): not settings.
+FLASK_CLI_VARIABLES = ("APP", "DEBUG", "ENV", "RUN_", "SKIP_DOTENV")
+#: How alike a ``FLASK_*`` name and a setting must be for the name to be a misspelling
+#: (difflib's ratio: STRATAGY for STRATEGY is 0.96; names of other extensions stay far).
+MISSPELLING_SIMILARITY = 0.85
+
+
+def app_settings() -> frozenset[str]:
+    """Every setting this app reads (its own and the DynamoDB backend's)."""
+    return frozenset(DEFAULTS) | frozenset(REQUIRED_SETTINGS) | dynamodb_settings.NAMES
+
+
+def misspelled_settings(environ: Mapping[str, str]) -> list[str]:
+    """Each ``FLASK_*`` variable that names no setting but nearly names one, as a problem.
+
+    A name far from every setting passes: it may be another extension's. Nested names
+    (``FLASK_A__B``, which Flask makes a dict entry) are left alone.
+    """
+    known = app_settings() | frozenset(Flask.default_config)
+    problems = []
+    for variable in sorted(environ):
+        name = variable.removeprefix("FLASK_")
+        if name == variable or name in known or "__" in name:
+            continue
+        if name.startswith(FLASK_CLI_VARIABLES):
+            continue
+        close = difflib.get_close_matches(name, known, n=1, cutoff=MISSPELLING_SIMILARITY)
+        if close:
+            problems.append(f"{variable} is not a setting (did you mean FLASK_{close[0]}?)")
+    return problems
+
+
+def unprefixed_settings(environ: Mapping[str, str]) -> list[str]:
+    """The settings set in ``environ`` without their ``FLASK_`` prefix (Flask ignores
+    them), when the prefixed variable is not set too."""
+    return sorted(
+        name for name in app_settings() if name in environ and f"FLASK_{name}" not in environ
+    )
+
+
+def validate_config(config: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> None:
+    """Raise ``ConfigError`` listing every bad setting at once, each by name, on one line;
+    with ``environ``, its misspelled ``FLASK_*`` names too."""
     problems = [
         f"{name}={_shown(name, config.get(name))} {problem}"
         for name, check in REQUIRED_SETTINGS.items()
         if (problem := check(config.get(name)))
     ]
+    problems += misspelled_settings(environ or {})
     problems += dynamodb_settings.config_problems(
         config, backend_selected=config.get("CACHE_TYPE") in DYNAMODB_CACHE_TYPES
     )
@@ -236,7 +283,7 @@ def load_config(config: Config, overrides: Mapping[str, Any] | None = None) -> N
     config.from_prefixed_env()
     if overrides is not None:
         config.update(overrides)
-    validate_config(config)
+    validate_config(config, os.environ)
     config["SQLALCHEMY_ENGINE_OPTIONS"] = {
         **_engine_options(config),
         **config.get("SQLALCHEMY_ENGINE_OPTIONS", {}),

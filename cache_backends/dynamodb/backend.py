@@ -15,6 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 import click
+from botocore.exceptions import NoRegionError
 from cachelib.serializers import BaseSerializer
 
 from cache_backends.breaker import CircuitBreaker
@@ -34,6 +35,7 @@ from cache_backends.dynamodb.settings import (
     DEFAULT_TABLE_NAME,
     DEFAULT_TIMEOUT,
     DEFAULT_WRITE_TIMEOUT,
+    REGION_SETTING,
     DynamoDBSettings,
 )
 from cache_backends.dynamodb.store import DynamoDBStore
@@ -105,9 +107,12 @@ class DynamoDBCache(DegradingEdge):
         CloudFormation (``deploy/cloudformation.yaml``).
     :param signing_key: HMAC-SHA256 key; required, and the same on every
         instance (a per-process key would make each reject the others' entries).
-    :param old_signing_keys: keys still accepted when reading. To rotate: deploy
-        with the new ``signing_key`` and the old one here; remove it once the
-        longest TTL has passed.
+    :param old_signing_keys: keys accepted when reading, besides ``signing_key``.
+        To rotate, accept the new key before anyone signs with it: first deploy
+        the new key here on every instance; then deploy it as ``signing_key``
+        with the old one here; once the longest TTL has passed, drop the old
+        one. (Signing first would make the instances not yet deployed reject
+        every entry the others write.)
     :param consistent_read: strongly consistent reads (2x the read cost) so that
         a write on one instance is what the next read anywhere sees.
     :param max_value_bytes: the largest value stored, counted after
@@ -295,7 +300,14 @@ class DynamoDBCache(DegradingEdge):
     ) -> DynamoDBCache:
         """Build the backend from Flask config (Flask-Caching calls this at init_app)."""
         settings = DynamoDBSettings.from_config(config)
-        cache = cls(*args, **{**kwargs, **settings.as_kwargs()})
+        try:
+            cache = cls(*args, **{**kwargs, **settings.as_kwargs()})
+        except NoRegionError:
+            # A ValueError like the settings' own: the app reports it as one line.
+            raise ValueError(
+                f"{REGION_SETTING} is not set and the AWS chain gives no region: set "
+                f"FLASK_{REGION_SETTING}, or AWS_DEFAULT_REGION (or a profile's region)"
+            ) from None
         # A server's start-up is checked, not a `flask` command's (Flask's CLI builds the
         # app inside a click context): `cache status` reports the table's state and
         # `cache create-table` fixes it, so an ERROR saying it is missing would be noise.

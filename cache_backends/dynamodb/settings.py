@@ -158,6 +158,7 @@ class Setting:
 
 
 SIGNING_KEY_SETTING = "CACHE_DYNAMODB_SIGNING_KEY"
+REGION_SETTING = "CACHE_DYNAMODB_REGION"
 #: The signing key's fallback, Flask's own secret.
 FALLBACK_SIGNING_KEY_SETTING = "SECRET_KEY"
 
@@ -170,7 +171,7 @@ SETTINGS: tuple[Setting, ...] = (
         doc=f"table name (``{DEFAULT_TABLE_NAME}``)",
     ),
     Setting(
-        "CACHE_DYNAMODB_REGION",
+        REGION_SETTING,
         "region_name",
         optional_string,
         None,
@@ -306,6 +307,9 @@ SETTINGS: tuple[Setting, ...] = (
         doc="prefix of every key",
     ),
 )
+
+#: Every setting's Flask config key.
+NAMES = frozenset(setting.name for setting in SETTINGS)
 
 
 @dataclass(frozen=True, slots=True)

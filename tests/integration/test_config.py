@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from flask import Flask
 from sqlalchemy import text
 
 from devtools import REPOSITORY_ROOT
@@ -17,6 +19,7 @@ from devtools.ports import free_port
 from devtools.postgresql import LocalPostgreSQL
 from ecommerce import create_app
 from ecommerce.config import (
+    BAD_SETTING_EXIT_STATUS,
     DEFAULTS,
     MAX_REQUEST_BODY_BYTES,
     ConfigError,
@@ -232,12 +235,60 @@ def test_the_environment_check_exits_with_one_line(
     assert line == "invalid configuration: CATEGORIES_CACHE_TTL='abc' must be an integer >= 0"
 
 
+def test_a_misspelled_setting_is_refused_with_the_one_it_resembles(
+    clean_flask_env: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("FLASK_CATEGORIES_CACHE_STRATAGY", "write-through")
+
+    with pytest.raises(SystemExit):
+        check_environment()
+
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line == (
+        "invalid configuration: FLASK_CATEGORIES_CACHE_STRATAGY is not a setting "
+        "(did you mean FLASK_CATEGORIES_CACHE_STRATEGY?)"
+    )
+
+
+def test_names_far_from_every_setting_and_flasks_own_variables_pass(
+    clean_flask_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another extension's setting, Flask's CLI variables, nested entries."""
+    for variable in ("FLASK_MAIL_SERVER", "FLASK_APP", "FLASK_RUN_PORT", "FLASK_A__B"):
+        monkeypatch.setenv(variable, "x")
+
+    check_environment()
+
+
+def test_a_setting_without_its_prefix_is_named_in_one_warning(
+    make_app: Callable[..., Flask],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setenv("CATEGORIES_CACHE_STRATEGY", "write-through")
+    monkeypatch.setenv("CACHE_DYNAMODB_REGION", "eu-west-1")
+
+    app = make_app()
+
+    warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    assert warnings == [
+        "ignored: CACHE_DYNAMODB_REGION, CATEGORIES_CACHE_STRATEGY set in the environment "
+        "without the FLASK_ prefix (the app reads FLASK_CACHE_DYNAMODB_REGION, "
+        "FLASK_CATEGORIES_CACHE_STRATEGY)"
+    ]
+    assert app.config["CATEGORIES_CACHE_STRATEGY"] == "invalidate"
+
+
 # --- start-up as an operator sees it: real processes ---------------------------------
 
 #: Each bad environment, and the setting its one line must name.
 BAD_ENVIRONMENTS = {
     "ttl-not-a-number": ({"CATEGORIES_CACHE_TTL": "abc"}, "CATEGORIES_CACHE_TTL"),
     "dynamodb-without-key": (DYNAMODB, "CACHE_DYNAMODB_SIGNING_KEY"),
+    "misspelled": (
+        {"CATEGORIES_CACHE_STRATAGY": "write-through"},
+        "FLASK_CATEGORIES_CACHE_STRATEGY",
+    ),
 }
 #: A refusal comes before any worker starts or any table is looked at: about a second.
 REFUSAL_TIMEOUT_SECONDS = 30
@@ -255,7 +306,7 @@ def refused_start(command: list[str], environment: dict[str, str]) -> str:
         timeout=REFUSAL_TIMEOUT_SECONDS,
     )
     output = result.stdout + result.stderr
-    assert result.returncode != 0, output
+    assert result.returncode == BAD_SETTING_EXIT_STATUS, output
     assert "Traceback" not in output
     assert len([line for line in output.splitlines() if "invalid configuration" in line]) == 1
     return output
@@ -295,3 +346,25 @@ def test_a_bad_setting_stops_gunicorn_before_it_forks_a_worker(
     assert setting_name in output
     assert "Booting worker" not in output
     assert os.listdir(tmp_path) == [], "the Prometheus directory is removed on the way out"
+
+
+def test_dynamodb_without_a_region_stops_start_up_with_one_line(
+    tmp_path: Path,
+) -> None:
+    """botocore's NoRegionError was a traceback per worker; now a setting like the others."""
+    settings = {
+        **DYNAMODB,
+        "CACHE_DYNAMODB_SIGNING_KEY": "k",
+        "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'never-created.sqlite'}",
+    }
+    environment = flask_environment(settings) | {"AWS_CONFIG_FILE": str(tmp_path / "none")}
+    for variable in ("AWS_DEFAULT_REGION", "AWS_REGION", "AWS_PROFILE"):
+        environment.pop(variable, None)
+    command = [sys.executable, "-m", "flask", "--app", "wsgi", "init-db"]
+
+    output = refused_start(command, environment)
+
+    assert output.strip() == (
+        "invalid configuration: CACHE_DYNAMODB_REGION is not set and the AWS chain gives no "
+        "region: set FLASK_CACHE_DYNAMODB_REGION, or AWS_DEFAULT_REGION (or a profile's region)"
+    )
