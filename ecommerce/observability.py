@@ -29,6 +29,7 @@ import re
 import sys
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TextIO
 
@@ -71,10 +72,22 @@ JSON_FIELD_NAMES = {"asctime": "time", "levelname": "level", "name": "logger"}
 TEXT_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
 
 MILLISECONDS_PER_SECOND = 1000
-_STARTED_AT = "observability_started_at"
-_REQUEST_ID = "request_id"
-_TRACE_ID = "observability_trace_id"
-_CACHE_ERROR = "observability_cache_error"
+#: The ``g`` attribute holding the running request's :class:`_RequestObservation`.
+_OBSERVATION = "observability"
+
+
+@dataclass(slots=True)
+class _RequestObservation:
+    """What the request hooks and log filter know about the running request.
+
+    One object in ``g`` rather than one ``g`` attribute each: every ``g`` access goes
+    through a context-local proxy, and a hit reads these several times.
+    """
+
+    started_at: float
+    request_id: str
+    trace_id: str | None
+    cache_error: bool = False
 
 
 # --- logging ------------------------------------------------------------------------
@@ -96,9 +109,8 @@ class _RequestIdFilter(logging.Filter):
     sees records propagated from child loggers, which logger filters never do)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = (
-            g.get(_REQUEST_ID, NO_REQUEST_ID) if has_request_context() else NO_REQUEST_ID
-        )
+        observation = g.get(_OBSERVATION) if has_request_context() else None
+        record.request_id = NO_REQUEST_ID if observation is None else observation.request_id
         return True
 
 
@@ -183,31 +195,49 @@ def current_trace_id() -> str | None:
     """The running request's validated ``X-Amzn-Trace-Id``, or None."""
     if not has_request_context():
         return None
-    _start_request()  # an error handler can run before the before_request hooks
-    return g.get(_TRACE_ID)
+    return _observation().trace_id
+
+
+def _observation() -> _RequestObservation:
+    """The running request's observation, started on first use.
+
+    Usually by the before_request hook; but an error handler, or the after_request
+    hook when an earlier before_request hook failed, can run first. The request id
+    is drawn here once: a uuid4 costs an ``os.urandom`` call.
+    """
+    observation: _RequestObservation | None = g.get(_OBSERVATION)
+    if observation is None:
+        headers = request.headers
+        observation = _RequestObservation(
+            started_at=time.perf_counter(),
+            request_id=_request_id_from(headers.get(REQUEST_ID_HEADER)),
+            trace_id=trace_id_from(headers.get(TRACE_ID_HEADER)),
+        )
+        setattr(g, _OBSERVATION, observation)
+    return observation
 
 
 def _start_request() -> None:
-    g.setdefault(_STARTED_AT, time.perf_counter())
-    g.setdefault(_REQUEST_ID, _request_id_from(request.headers.get(REQUEST_ID_HEADER)))
-    g.setdefault(_TRACE_ID, trace_id_from(request.headers.get(TRACE_ID_HEADER)))
+    _observation()
 
 
 def _finish_request(response: Response) -> Response:
     """Add the id header, count the request and write its one log line."""
-    _start_request()  # a no-op unless an earlier before_request hook failed
-    request_id = g.get(_REQUEST_ID)
+    observation = _observation()
+    request_id = observation.request_id
     response.headers[REQUEST_ID_HEADER] = request_id
-    trace_id = g.get(_TRACE_ID)
+    trace_id = observation.trace_id
     if trace_id is not None:
         response.headers[TRACE_ID_HEADER] = trace_id
-    seconds = time.perf_counter() - g.get(_STARTED_AT)
+    seconds = time.perf_counter() - observation.started_at
     method = metrics.method_label(request.method)
     route = request.url_rule.rule if request.url_rule else metrics.UNMATCHED_ROUTE
     # Only a view that read a cache sets X-Cache; any request can hit a failing
     # DynamoDB call (a POST's invalidation, /readyz), which its log line reports.
     cache_header = response.headers.get(CACHE_STATUS_HEADER)
-    cache_result = CACHE_ERROR_RESULT if g.get(_CACHE_ERROR) else cache_header or NO_CACHE_RESULT
+    cache_result = (
+        CACHE_ERROR_RESULT if observation.cache_error else cache_header or NO_CACHE_RESULT
+    )
 
     metrics.HTTP_REQUESTS.labels(method, route, str(response.status_code)).inc()
     metrics.HTTP_REQUEST_DURATION.labels(method, route).observe(seconds)
@@ -246,7 +276,7 @@ def _finish_request(response: Response) -> Response:
 def record_cache_error() -> None:
     """Mark the running request's cache result as ERROR (no-op outside a request)."""
     if has_request_context():
-        g.setdefault(_CACHE_ERROR, True)
+        _observation().cache_error = True
 
 
 def _observe_dynamodb_call(
