@@ -27,7 +27,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from werkzeug.middleware.proxy_fix import ProxyFix
 
     from cache_backends.cli import cache_cli
-    from ecommerce import categories, health, observability, openapi, security
+    from ecommerce import categories, health, observability, openapi, security, sessions
     from ecommerce.categories import cache_policy
     from ecommerce.config import ConfigError, load_config, unprefixed_settings
     from ecommerce.database import init_db_command
@@ -53,6 +53,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             ", ".join(f"FLASK_{name}" for name in unprefixed),
         )
     security.init_app(app)
+    sessions.init_app(app)  # an API without sessions opens none per request
 
     db.init_app(app)
     migrate.init_app(app, db)  # flask db upgrade|downgrade|current|history; init-db upgrades
