@@ -155,6 +155,29 @@ def test_one_json_line_per_request_with_every_field(
     assert not_found["status"] == 404
 
 
+def test_the_access_line_keeps_its_field_order(
+    client: FlaskClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The format's fields, then the request's, as the line has always been laid out:
+    a log pipeline reading it by position (or a person by eye) finds each in its place."""
+    _, line = one_request_logged(client, capsys, headers={"X-Amzn-Trace-Id": ALB_TRACE_ID})
+
+    assert list(line) == [
+        "time",
+        "level",
+        "logger",
+        "request_id",
+        "message",
+        "method",
+        "path",
+        "status",
+        "duration_ms",
+        "remote_addr",
+        "cache",
+        "trace_id",
+    ]
+
+
 def test_no_query_string_token_or_authorization_header_is_logged(
     make_app: Callable[..., Flask], capsys: pytest.CaptureFixture[str]
 ) -> None:
