@@ -20,7 +20,9 @@ unknown verbs into ``OTHER``, so no client can create series at will.
 
 from __future__ import annotations
 
+import functools
 import os
+from typing import TypeVar
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -32,8 +34,11 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client.metrics import MetricWrapperBase
 
 from ecommerce.metrics_archive import reading_directory
+
+Metric = TypeVar("Metric", bound=MetricWrapperBase)
 
 #: Read right after importing prometheus_client, which chose its storage (memory or
 #: mmap files) from the same variable at its own import.
@@ -170,6 +175,19 @@ CACHE_COHERENT_TIMESTAMP = Gauge(
 
 def method_label(method: str) -> str:
     return method if method in KNOWN_METHODS else OTHER_METHOD
+
+
+@functools.cache
+def labelled(metric: Metric, *label_values: str) -> Metric:
+    """``metric.labels(*label_values)``, looked up once per series and then kept.
+
+    ``labels()`` checks and converts its arguments and takes the metric's lock on
+    every call, and each request records three series. The child it returns is the
+    one the metric itself keeps for those values (and, in multiprocess mode,
+    reopens the right file after a fork), so keeping it changes nothing recorded.
+    Label values are bounded (the module docstring), so is this cache.
+    """
+    return metric.labels(*label_values)
 
 
 def render_latest() -> tuple[bytes, str]:

@@ -260,11 +260,11 @@ def _finish_request(response: Response) -> Response:
         CACHE_ERROR_RESULT if observation.cache_error else cache_header or NO_CACHE_RESULT
     )
 
-    metrics.HTTP_REQUESTS.labels(method, route, str(response.status_code)).inc()
-    metrics.HTTP_REQUEST_DURATION.labels(method, route).observe(seconds)
+    metrics.labelled(metrics.HTTP_REQUESTS, method, route, str(response.status_code)).inc()
+    metrics.labelled(metrics.HTTP_REQUEST_DURATION, method, route).observe(seconds)
     if cache_header is not None:
         # The cache is named after the blueprint whose view read it ("categories").
-        metrics.CACHE_REQUESTS.labels(current.blueprint, cache_result.lower()).inc()
+        metrics.labelled(metrics.CACHE_REQUESTS, current.blueprint, cache_result.lower()).inc()
 
     if ACCESS_LOGGER.isEnabledFor(logging.INFO):  # LOG_LEVEL=WARNING: no fields to build
         _log_access(current, response, seconds, cache_result, trace_id)
@@ -317,29 +317,29 @@ def _observe_dynamodb_call(
     A throttled call is counted apart: DynamoDB is up, a key is over its capacity.
     """
     if outcome != "skipped":
-        metrics.DYNAMODB_CALL_DURATION.labels(operation).observe(seconds)
+        metrics.labelled(metrics.DYNAMODB_CALL_DURATION, operation).observe(seconds)
     if outcome == "throttled":
-        metrics.DYNAMODB_THROTTLES.labels(operation).inc()
+        metrics.labelled(metrics.DYNAMODB_THROTTLES, operation).inc()
     elif outcome != "ok":
-        metrics.DYNAMODB_CALL_ERRORS.labels(operation).inc()
+        metrics.labelled(metrics.DYNAMODB_CALL_ERRORS, operation).inc()
     if outcome != "ok":
         record_cache_error()
 
 
 def _count_rejected_entry(entries: object, *, reason: str) -> None:
-    metrics.CACHE_REJECTED_ENTRIES.labels(reason).inc()
+    metrics.labelled(metrics.CACHE_REJECTED_ENTRIES, reason).inc()
 
 
 def _count_near_lookup(near: object, *, hit: bool) -> None:
-    metrics.NEAR_CACHE_LOOKUPS.labels("hit" if hit else "miss").inc()
+    metrics.labelled(metrics.NEAR_CACHE_LOOKUPS, "hit" if hit else "miss").inc()
 
 
 def _count_shared_copy(near: object, *, taken: bool) -> None:
-    metrics.SHARED_COPY_LOOKUPS.labels("taken" if taken else "read").inc()
+    metrics.labelled(metrics.SHARED_COPY_LOOKUPS, "taken" if taken else "read").inc()
 
 
 def _count_loader_event(region: object, *, name: str, event: str) -> None:
-    metrics.CACHE_LOADER_EVENTS.labels(name, event).inc()
+    metrics.labelled(metrics.CACHE_LOADER_EVENTS, name, event).inc()
 
 
 def _record_region_error(region: object, *, name: str) -> None:
@@ -347,23 +347,23 @@ def _record_region_error(region: object, *, name: str) -> None:
 
 
 def _count_owed(region: object, *, name: str, outcome: str) -> None:
-    metrics.CACHE_OWED_UPDATES.labels(name, outcome).inc()
+    metrics.labelled(metrics.CACHE_OWED_UPDATES, name, outcome).inc()
 
 
 def _set_owed_pending(region: object, *, name: str, pending: int) -> None:
-    metrics.CACHE_OWED_PENDING.labels(name).set(pending)
+    metrics.labelled(metrics.CACHE_OWED_PENDING, name).set(pending)
 
 
 def _count_reconcile(
     region: object, *, name: str, outcome: str, lag: int | None, repaired: bool, coherent: bool
 ) -> None:
-    metrics.CACHE_RECONCILES.labels(name, outcome).inc()
+    metrics.labelled(metrics.CACHE_RECONCILES, name, outcome).inc()
     if repaired:
-        metrics.CACHE_RECONCILE_REPAIRS.labels(name, outcome).inc()
+        metrics.labelled(metrics.CACHE_RECONCILE_REPAIRS, name, outcome).inc()
     if lag is not None:
-        metrics.CACHE_VERSION_LAG.labels(name).set(lag)
+        metrics.labelled(metrics.CACHE_VERSION_LAG, name).set(lag)
     if coherent:
-        metrics.CACHE_COHERENT_TIMESTAMP.labels(name).set_to_current_time()
+        metrics.labelled(metrics.CACHE_COHERENT_TIMESTAMP, name).set_to_current_time()
 
 
 def _subscribe_to_the_cache() -> None:

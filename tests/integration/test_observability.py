@@ -20,6 +20,7 @@ from cache_backends.dynamodb.entries import BAD_SIGNATURE
 from cache_backends.dynamodb.parts import MISSING, PART_KEY_MARKER
 from devtools.dynamodb_local import DynamoDBLocal
 from devtools.ports import free_port
+from ecommerce import metrics
 from ecommerce.extensions import cache
 from tests.support.app import post_category
 from tests.support.logs import json_log_lines, metric_value
@@ -295,6 +296,16 @@ def test_metrics_count_requests_by_url_rule_cache_result_and_db_load(client: Fla
     assert scrape(
         client, "ecommerce_http_request_duration_seconds_count", method="GET", route="/categories"
     )
+
+
+def test_a_kept_series_is_the_one_the_metric_holds() -> None:
+    """metrics.labelled keeps what labels() returns: the same child, so the same counts."""
+    labels = ("GET", metrics.UNMATCHED_ROUTE, "404")
+
+    kept = metrics.labelled(metrics.HTTP_REQUESTS, *labels)
+
+    assert kept is metrics.HTTP_REQUESTS.labels(*labels)
+    assert metrics.labelled(metrics.HTTP_REQUESTS, *labels) is kept
 
 
 def test_an_unknown_http_method_does_not_create_a_new_series(client: FlaskClient) -> None:
