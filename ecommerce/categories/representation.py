@@ -47,6 +47,7 @@ is served the same way (``ecommerce/openapi.py``).
 from __future__ import annotations
 
 import enum
+import functools
 import gzip
 import json
 import re
@@ -69,6 +70,10 @@ _GZIP_ISIZE_BYTES = 4
 #: Browsers send about 25 characters (``gzip, deflate, br, zstd``); a header far
 #: longer than any real client's is not parsed at all, so it costs nothing.
 MAX_ACCEPT_ENCODING_LENGTH = 1024
+#: Distinct ``Accept-Encoding`` values whose parse is kept: clients send a handful
+#: (each browser and HTTP library its own constant), so a hit parses none; a client
+#: sending a new one each time only cycles this many small entries.
+PARSED_ACCEPT_ENCODINGS_KEPT = 256
 #: The JSON Flask's ``jsonify`` writes outside debug mode, byte for byte (trailing
 #: newline included), so the identity tag of a list is the previous release's.
 _JSON_SEPARATORS = (",", ":")
@@ -220,8 +225,12 @@ class CodingPreferences:
 IDENTITY_ONLY = CodingPreferences(gzip=0.0, identity=1.0)
 
 
+@functools.lru_cache(maxsize=PARSED_ACCEPT_ENCODINGS_KEPT)
 def coding_preferences(header: str | None) -> CodingPreferences:
     """Parse ``Accept-Encoding`` as RFC 9110 (12.5.3) says; never raises.
+
+    A pure function of the header with an immutable result, so parses are kept
+    (:data:`PARSED_ACCEPT_ENCODINGS_KEPT`): the grammar check was a tenth of a hit.
 
     Not Werkzeug's ``request.accept_encodings``: its parser skips a malformed
     item (and RFC-valid weights such as ``q=0.``) instead of rejecting the
