@@ -61,6 +61,7 @@ from werkzeug.http import generate_etag
 
 JSON_MIMETYPE = "application/json"
 ACCEPT_ENCODING = "Accept-Encoding"
+VARY = "Vary"
 #: zlib's default balance: at 10,000 categories it takes ~10 ms once per load, and
 #: level 9 buys ~8 % more for four times the time.
 GZIP_LEVEL = 6
@@ -291,5 +292,6 @@ def negotiated_response(representation: Representation, request: Request) -> Res
         if coding is ContentCoding.GZIP:
             response.content_encoding = ContentCoding.GZIP.value
     response.set_etag(representation.tag(coding))
-    response.vary.add(ACCEPT_ENCODING)
+    # A new response has no Vary to merge with: set, not ``vary.add`` (a parse and a dump).
+    response.headers[VARY] = ACCEPT_ENCODING
     return response
