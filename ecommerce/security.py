@@ -19,13 +19,23 @@ ALWAYS = {
     "Content-Security-Policy": "frame-ancestors 'none'",
 }
 NO_STORE = "no-store"
+#: Header names compare without case; lowered once here rather than per request.
+_ALWAYS_BY_LOWER_NAME = {name.lower(): (name, value) for name, value in ALWAYS.items()}
 
 
 def _add_security_headers(response: Response) -> Response:
-    for name, value in ALWAYS.items():
-        response.headers.setdefault(name, value)
+    """Add each of ``ALWAYS`` that the response does not set itself.
+
+    One pass over the response's headers, not a ``setdefault`` per name: each of
+    those searches every header twice (present? then set).
+    """
+    headers = response.headers
+    present = {name.lower() for name, _ in headers}
+    for lower_name, (name, value) in _ALWAYS_BY_LOWER_NAME.items():
+        if lower_name not in present:
+            headers.add(name, value)
     if request.method not in SAFE_METHODS or response.status_code >= 400:
-        response.headers["Cache-Control"] = NO_STORE
+        headers["Cache-Control"] = NO_STORE
     return response
 
 
