@@ -155,6 +155,17 @@ class _ConsoleHandler(logging.StreamHandler):
     def stream(self, value: object) -> None:
         """Ignored: the stream is looked up at each record."""
 
+    def flush(self) -> None:
+        """Flush the console, looked up once: ``StreamHandler.flush`` reads ``stream``
+        three times, and each lookup asks click for its context."""
+        self.acquire()
+        try:
+            stream = self.stream
+            if hasattr(stream, "flush"):
+                stream.flush()
+        finally:
+            self.release()
+
 
 def configure_logging(level: str, log_format: str) -> None:
     """Send every log record to the console in ``log_format``, the app's loggers at ``level``.
