@@ -23,18 +23,18 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     A bad setting raises ``ecommerce.config.ConfigError`` naming it, before any
     extension connects anywhere.
     """
-    from flask import Flask
     from werkzeug.middleware.proxy_fix import ProxyFix
 
     from cache_backends.cli import cache_cli
-    from ecommerce import categories, health, observability, openapi, security, sessions
+    from ecommerce import categories, health, observability, openapi, security
     from ecommerce.categories import cache_policy
     from ecommerce.config import ConfigError, load_config, unprefixed_settings
     from ecommerce.database import init_db_command
     from ecommerce.errors import register_error_handlers
     from ecommerce.extensions import db, init_cache, migrate
+    from ecommerce.flask_app import ApiFlask
 
-    app = Flask(__name__, instance_relative_config=True)
+    app = ApiFlask(__name__, instance_relative_config=True)
     load_config(app.config, config)
     # Hop counts, not a trusted-address list: each proxy appends one X-Forwarded-For
     # entry, so the app takes the entry written by the last trusted hop and anything a
@@ -53,7 +53,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             ", ".join(f"FLASK_{name}" for name in unprefixed),
         )
     security.init_app(app)
-    sessions.init_app(app)  # an API without sessions opens none per request
 
     db.init_app(app)
     migrate.init_app(app, db)  # flask db upgrade|downgrade|current|history; init-db upgrades

@@ -22,7 +22,3 @@ class NoSessions(SessionInterface):
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
         """Never called: Flask skips saving a null session (``is_null_session``)."""
-
-
-def init_app(app: Flask) -> None:
-    app.session_interface = NoSessions()
