@@ -21,7 +21,7 @@ WRITES_NEED := @echo "Writes need: -H 'Authorization: Bearer $(FLASK_ADMIN_TOKEN
 
 export FLASK_APP := wsgi
 
-.PHONY: help install system-deps run reset-db run-dynamodb dynamodb-local cluster test lint lock bench bench-http bench-scale bench-fleet stampede release clean
+.PHONY: help install system-deps cluster-deps run reset-db run-dynamodb dynamodb-local cluster test lint lock bench bench-http bench-scale bench-fleet stampede release clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/$$(DDB_PORT)/$(DDB_PORT)/g' | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -83,15 +83,25 @@ install: $(DEV_INSTALLED)  ## Create .venv from the dev lock (requirements/dev.t
 # hence those checks. On a machine with systemd the packages also start the distribution's
 # nginx on port 80, redis on 6379 and PostgreSQL on 5432; nothing here uses those.
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
-system-deps:  ## Install nginx, wrk, redis-server and postgresql (Debian packages) if missing
+#: How to tell each Debian package is installed.
+HAS_nginx := command -v nginx >/dev/null || test -x /usr/sbin/nginx
+HAS_wrk := command -v wrk >/dev/null
+HAS_redis-server := command -v redis-server >/dev/null
+HAS_postgresql := ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1
+# $(call debian_packages,nginx wrk): apt-get install those of the packages that are missing.
+define debian_packages
 	@missing=""; \
-	command -v nginx >/dev/null || test -x /usr/sbin/nginx || missing="$$missing nginx"; \
-	command -v wrk >/dev/null || missing="$$missing wrk"; \
-	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
-	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	$(foreach package,$(1),{ $(HAS_$(package)); } || missing="$$missing $(package)";) \
 	test -z "$$missing" || \
 	  { $(SUDO) apt-get update && \
 	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends $$missing; }
+endef
+
+system-deps:  ## Install nginx, wrk, redis-server and postgresql (Debian packages) if missing
+	$(call debian_packages,nginx wrk redis-server postgresql)
+
+cluster-deps:  ## Install nginx (the Debian package) if missing: all make cluster runs besides Python and Java
+	$(call debian_packages,nginx)
 
 run: $(APP_INSTALLED)  ## Serve on http://127.0.0.1:8000 with SQLite + SimpleCache (no AWS needed)
 	$(BIN)/flask init-db
@@ -114,8 +124,9 @@ run-dynamodb: $(APP_INSTALLED) $(DDB_LOCAL)  ## Serve with the DynamoDB backend 
 	      FLASK_CACHE_DYNAMODB_SIGNING_KEY=$(DEV_SIGNING_KEY) \
 	      $(BIN)/gunicorn wsgi:app
 
-cluster: $(DEV_INSTALLED) $(DDB_LOCAL) system-deps  ## DynamoDB Local + two gunicorn instances + nginx on http://127.0.0.1:8080
-	$(BIN)/python -m scripts.cluster --port 8080
+CLUSTER_PORT ?= 8080
+cluster: $(APP_INSTALLED) $(DDB_LOCAL) cluster-deps  ## DynamoDB Local + two gunicorn instances + nginx on http://127.0.0.1:$(CLUSTER_PORT) (CLUSTER_PORT=)
+	$(BIN)/python -m scripts.cluster --port $(CLUSTER_PORT)
 
 test: $(DEV_INSTALLED) $(DDB_LOCAL) system-deps  ## Install everything, then run the test suite against DynamoDB Local
 	$(BIN)/pytest

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Self
 
-import boto3
+import botocore.session
 
 from devtools import REPOSITORY_ROOT
 from devtools.credentials import LOCAL_AWS_ENVIRONMENT
@@ -108,7 +108,9 @@ class DynamoDBLocal(StoppedAfterTheBlock):
         budget and be served from the database instead (a MISS where a person
         following the README expects a HIT). The scratch table is deleted after.
         """
-        client = boto3.client(
+        # botocore's own client (what boto3's wraps): `make run-dynamodb` runs on the app's
+        # lock, which has botocore and not boto3.
+        client = botocore.session.get_session().create_client(
             "dynamodb",
             endpoint_url=self.endpoint_url,
             region_name=LOCAL_AWS_ENVIRONMENT["AWS_DEFAULT_REGION"],
