@@ -17,7 +17,7 @@ Anything else can still be overridden per run with gunicorn's own GUNICORN_CMD_A
 which takes precedence over this file.
 
 A bad FLASK_* setting stops the master before it forks a worker, with one line that
-names it (on_starting below).
+names it (on_starting below); so does a GUNICORN_BIND address another process listens on.
 """
 
 from __future__ import annotations
@@ -30,14 +30,17 @@ import os
 import random
 import resource
 import shutil
+import socket
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from gunicorn.glogging import Logger
+from gunicorn.util import parse_address
 
-from ecommerce.config import DEFAULTS, check_environment
+from ecommerce.config import BAD_SETTING_EXIT_STATUS, DEFAULTS, check_environment
 
 # --- Prometheus multiprocess directory -------------------------------------------------
 # This block must run before anything imports prometheus_client: the library picks its
@@ -269,6 +272,7 @@ def on_starting(server: Any) -> None:
     # module loads Flask's Config and SQLAlchemy's URL parser, never the cache backend
     # (botocore and urllib3 must not be imported before the gevent workers patch).
     check_environment()
+    _check_the_address_is_free(bind[0])
     # A directory given by the operator may hold files from a previous run, whose
     # counters would be added to this run's: prometheus_client requires an empty
     # directory at start. Only *.db metric files are removed, never anything else.
@@ -285,6 +289,34 @@ def on_starting(server: Any) -> None:
             "Use GUNICORN_WORKERS=1 or the DynamoDB cache backend.",
             server.cfg.workers,
         )
+
+
+def _check_the_address_is_free(address: str) -> None:
+    """One line naming GUNICORN_BIND when another process listens there, and exit status 4.
+
+    gunicorn would retry five times, a second apart, then exit with "Can't connect",
+    which names neither the setting nor a way out. Not when gunicorn inherits its
+    sockets (a USR2 upgrade, systemd): the old master holds the address on purpose.
+    """
+    if "GUNICORN_FD" in os.environ or "LISTEN_FDS" in os.environ:
+        return
+    parsed = parse_address(address)
+    if not isinstance(parsed, tuple):
+        return  # a Unix socket or a file descriptor: gunicorn says what is wrong with it
+    host, port = parsed
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            print(
+                f"GUNICORN_BIND={address}: {error.strerror} (another server there?): "
+                f"set GUNICORN_BIND to a free address, e.g. GUNICORN_BIND={host}:{port + 1}",
+                file=sys.stderr,
+                flush=True,
+            )
+            raise SystemExit(BAD_SETTING_EXIT_STATUS) from None
 
 
 def post_fork(server: Any, worker: Any) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -368,3 +369,29 @@ def test_dynamodb_without_a_region_stops_start_up_with_one_line(
         "invalid configuration: CACHE_DYNAMODB_REGION is not set and the AWS chain gives no "
         "region: set FLASK_CACHE_DYNAMODB_REGION, or AWS_DEFAULT_REGION (or a profile's region)"
     )
+
+
+def test_gunicorn_on_a_taken_address_names_the_setting_at_once(tmp_path: Path) -> None:
+    """gunicorn retried five times, a second apart, then said "Can't connect"."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        environment = flask_environment({}) | {"GUNICORN_BIND": address, "TMPDIR": str(tmp_path)}
+        environment.pop("PROMETHEUS_MULTIPROC_DIR", None)
+
+        result = subprocess.run(
+            [sys.executable, "-m", "gunicorn", "wsgi:app"],
+            cwd=REPOSITORY_ROOT,
+            env=environment,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=REFUSAL_TIMEOUT_SECONDS,
+        )
+
+    output = result.stdout + result.stderr
+    assert result.returncode == BAD_SETTING_EXIT_STATUS, output
+    assert f"GUNICORN_BIND={address}: Address already in use" in output
+    assert "Retrying" not in output and "Booting worker" not in output
+    assert os.listdir(tmp_path) == [], "the Prometheus directory is removed on the way out"
