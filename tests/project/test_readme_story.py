@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import signal
 import subprocess
 from collections.abc import Iterator, Mapping
@@ -85,6 +86,14 @@ def run_block(block: str, port: int) -> str:
     return result.stdout
 
 
+def make_line(block: str) -> tuple[dict[str, str], str]:
+    """The settings the block's first line sets before ``make``, and make's target."""
+    words = shlex.split(block.split("\n", 1)[0], comments=True)
+    make_at = words.index("make")
+    settings = dict(word.split("=", 1) for word in words[:make_at])
+    return settings, words[make_at + 1]
+
+
 def cache_headers(output: str) -> list[str]:
     return re.findall(r"X-Cache: \w+", output)
 
@@ -95,8 +104,10 @@ def test_the_story_replays_as_written(
 ) -> None:
     """``dynamodb_local`` only makes sure the jar is there; make starts its own."""
     block = code_block_after(STORY_HEADING, "sh")
-    assert block.startswith("make run-dynamodb")
-    with make_serving(target, tmp_path) as port:
+    settings, make_target = make_line(block)
+    assert make_target == "run-dynamodb"
+    assert settings["FLASK_CATEGORIES_CACHE_TTL"] == "4", "the story's last line waits 4 s"
+    with make_serving(target, tmp_path, settings) as port:
         output = run_block(block, port)
 
     # The server's log says why a line differs (a cache error is logged, never raised).
