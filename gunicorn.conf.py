@@ -17,7 +17,8 @@ Anything else can still be overridden per run with gunicorn's own GUNICORN_CMD_A
 which takes precedence over this file.
 
 A bad FLASK_* setting stops the master before it forks a worker, with one line that
-names it (on_starting below); so does a GUNICORN_BIND address another process listens on.
+names it (on_starting below); so does a GUNICORN_BIND address another process listens on
+(unless gunicorn itself set GUNICORN_FD: a new master inheriting the old one's sockets).
 """
 
 from __future__ import annotations
