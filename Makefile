@@ -21,7 +21,7 @@ WRITES_NEED := @echo "Writes need: -H 'Authorization: Bearer $(FLASK_ADMIN_TOKEN
 
 export FLASK_APP := wsgi
 
-.PHONY: help install system-deps cluster-deps run reset-db run-dynamodb dynamodb-local cluster test lint lock bench bench-http bench-scale bench-fleet stampede release clean
+.PHONY: help install system-deps cluster-deps run reset-db run-dynamodb cache-status dynamodb-local cluster test lint lock bench bench-http bench-scale bench-fleet stampede release clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/$$(DDB_PORT)/$(DDB_PORT)/g' | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -114,15 +114,21 @@ reset-db: $(APP_INSTALLED)  ## Start the local database again from the seed data
 dynamodb-local: $(APP_INSTALLED) $(DDB_LOCAL)  ## Run DynamoDB Local on 127.0.0.1:$(DDB_PORT) in the foreground
 	$(BIN)/python -m scripts.dynamodb_local --port $(DDB_PORT)
 
+# The app's settings for the DynamoDB Local of `make run-dynamodb`, for it and for the
+# `flask` commands run beside it (the dummy AWS credentials are devtools/credentials.py's).
+LOCAL_DYNAMODB_ENV := env FLASK_CACHE_TYPE=cache_backends.dynamodb.DynamoDBCache \
+  FLASK_CACHE_DYNAMODB_ENDPOINT_URL=http://127.0.0.1:$(DDB_PORT) \
+  FLASK_CACHE_DYNAMODB_SIGNING_KEY=$(DEV_SIGNING_KEY)
+LOCAL_AWS_ENV := AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_DEFAULT_REGION=us-east-1
+
 run-dynamodb: $(APP_INSTALLED) $(DDB_LOCAL)  ## Serve with the DynamoDB backend on a DynamoDB Local started for the run
 	$(BIN)/flask init-db
 	$(WRITES_NEED)
 	$(BIN)/python -m scripts.dynamodb_local --port $(DDB_PORT) -- \
-	  env FLASK_CACHE_TYPE=cache_backends.dynamodb.DynamoDBCache \
-	      FLASK_CACHE_DYNAMODB_ENDPOINT_URL=http://127.0.0.1:$(DDB_PORT) \
-	      FLASK_CACHE_DYNAMODB_CREATE_TABLE=true \
-	      FLASK_CACHE_DYNAMODB_SIGNING_KEY=$(DEV_SIGNING_KEY) \
-	      $(BIN)/gunicorn wsgi:app
+	  $(LOCAL_DYNAMODB_ENV) FLASK_CACHE_DYNAMODB_CREATE_TABLE=true $(BIN)/gunicorn wsgi:app
+
+cache-status: $(APP_INSTALLED)  ## Beside make run-dynamodb: `flask cache status` on its table (the table's and the breaker's state, as JSON)
+	$(LOCAL_DYNAMODB_ENV) $(LOCAL_AWS_ENV) $(BIN)/flask cache status
 
 CLUSTER_PORT ?= 8080
 cluster: $(APP_INSTALLED) $(DDB_LOCAL) cluster-deps  ## DynamoDB Local + two gunicorn instances + nginx on http://127.0.0.1:$(CLUSTER_PORT) (CLUSTER_PORT=)

@@ -11,6 +11,7 @@ database latency than its 1.2 s to keep the suite quick.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -40,9 +41,13 @@ FIRST_STORY_CACHE_HEADERS = ["X-Cache: MISS", "X-Cache: HIT", "X-Cache: MISS"]
 
 @contextmanager
 def make_serving(
-    target: str, tmp_path: Path, settings: Mapping[str, str] = STORY_SETTINGS
+    target: str,
+    tmp_path: Path,
+    settings: Mapping[str, str] = STORY_SETTINGS,
+    ddb_port: int | None = None,
 ) -> Iterator[int]:
-    """``make <target>`` on a free port and a fresh database; its port. Ctrl-C at the end."""
+    """``make <target>`` on a free port and a fresh database (DynamoDB Local on ``ddb_port``,
+    else a free one); its port. Ctrl-C at the end."""
     port = free_port()
     environment = {k: v for k, v in os.environ.items() if not k.startswith("FLASK_")}
     environment |= {
@@ -54,7 +59,7 @@ def make_serving(
     log_path = tmp_path / f"{target}.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            ["make", target, f"DDB_PORT={free_port()}"],
+            ["make", target, f"DDB_PORT={ddb_port or free_port()}"],
             cwd=REPOSITORY_ROOT,
             env=environment,
             stdout=log,
@@ -126,6 +131,32 @@ def test_the_refresh_async_story_replays_as_written(tmp_path: Path) -> None:
 
     assert "HTTP/1.1 201" in output
     assert cache_headers(output) == ["X-Cache: STALE", "X-Cache: HIT"], output
+
+
+def test_the_cache_status_line_runs_as_written_beside_make_run_dynamodb(tmp_path: Path) -> None:
+    (line,) = code_block_after(STORY_HEADING, "sh", skip=2).strip().splitlines()
+    command = shlex.split(line, comments=True)
+    assert command == ["make", "cache-status"]
+    ddb_port = free_port()
+    with make_serving("run-dynamodb", tmp_path, ddb_port=ddb_port):
+        result = subprocess.run(
+            [*command, f"DDB_PORT={ddb_port}"],
+            cwd=REPOSITORY_ROOT,
+            env={k: v for k, v in os.environ.items() if not k.startswith(("FLASK_", "AWS_"))},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report == {
+        "backend": "dynamodb",
+        "table": "ecommerce-cache",
+        "ok": True,
+        "table_status": "ACTIVE",
+        "circuit": "closed",
+    }
 
 
 def test_the_conditional_get_lines_replay_as_written(tmp_path: Path) -> None:
