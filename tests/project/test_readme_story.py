@@ -149,7 +149,9 @@ def test_the_cache_status_line_runs_as_written_beside_make_run_dynamodb(tmp_path
         )
 
     assert result.returncode == 0, result.stdout + result.stderr
-    report = json.loads(result.stdout.strip().splitlines()[-1])
+    # Among make's own lines (the command; "Entering directory" when make runs make).
+    (report_line,) = [line for line in result.stdout.splitlines() if line.startswith("{")]
+    report = json.loads(report_line)
     assert report == {
         "backend": "dynamodb",
         "table": "ecommerce-cache",
