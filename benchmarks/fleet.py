@@ -77,7 +77,7 @@ HTTP_TIMEOUT_SECONDS = 10.0
 LIST_KEY = "ecommerce:categories:all"
 BENCH_FLEET_PAGE = REPOSITORY_ROOT / "docs" / "bench-fleet.md"
 DEPLOY_GUIDE = REPOSITORY_ROOT / "docs" / "deploy.md"
-#: In the key of each of the list's bodies (``cache_backends.loader.BODY_SUFFIX``).
+#: In the key of each of the list's bodies (``cache_backends.body_store.BODY_SUFFIX``).
 BODY_MARK = ":body:"
 #: Seconds after the ``changes`` window, unmeasured: a load of its last change (a second
 #: before its end) may take longer than that second on a slow database.

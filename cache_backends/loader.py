@@ -43,7 +43,6 @@ import dataclasses
 import logging
 import math
 import time
-import uuid
 from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import KW_ONLY, dataclass, field
@@ -51,7 +50,7 @@ from enum import IntEnum, StrEnum
 from typing import Any, Protocol
 
 from cache_backends.background import backoff
-from cache_backends.bodies import SharedBodies
+from cache_backends.body_store import BodyStore
 from cache_backends.held import Held, HeldCopy
 from cache_backends.lease import Lease, lease_key_for
 from cache_backends.refresher import BackgroundRefresher
@@ -68,8 +67,6 @@ POLL_MAX_SECONDS = 0.1
 #: mark_stale is a compare-and-set: each failed attempt means the entry changed
 #: between its read and its write (a store landed), so it reads again.
 MARK_STALE_ATTEMPTS = 3
-#: A value's body is stored under ``<key>:body:<write id>``.
-BODY_SUFFIX = ":body:"
 #: What ``_value`` answers for a body that expired or was evicted before its pointer.
 _GONE = object()
 
@@ -210,15 +207,13 @@ class VersionedLoader:
     newest: Newest = field(default_factory=NothingNewer)
     stale_if_error: float = 0.0
     stale_while_behind: bool = False
-    #: Reads a body from the cache (a key written once); None: the cache's own ``get``.
-    read_body: Callable[[str], Any] | None = None
-    #: Writes a body (key, value, timeout); None: the cache's own ``set``.
-    write_body: Callable[[str, Any, int], bool] | None = None
-    #: The instance's copies of the bodies (``bodies.py``); None: each process reads its own.
-    bodies: SharedBodies | None = None
+    #: Where the values' bodies are written and read (``body_store.py``); None: in
+    #: ``cache`` through its own ``get`` and ``set``.
+    bodies: BodyStore | None = None
 
     def __post_init__(self) -> None:
         self.cache = strict_interface(self.cache)
+        self._bodies = self.bodies or BodyStore(self.cache)
         self.lease_key = lease_key_for(self.key)
         self._flights: SingleFlight[Loaded] = SingleFlight()  # this process's load under way
         #: What this process served, read or loaded last (``held.py``).
@@ -388,12 +383,9 @@ class VersionedLoader:
         ttl = self.ttl()
         fresh_until = now + ttl if ttl > 0 else math.inf
         stale_until = fresh_until + self.stale_seconds
-        body = None if value is None else Body(f"{self.key}{BODY_SUFFIX}{uuid.uuid4().hex}")
-        if body is not None:
-            if not self._store_body(body, value, strict=strict):
-                return False  # refused (too large) or failed: the pointer must not name it
-            if self.bodies is not None:  # before the pointer: whoever reads it finds the file
-                self.bodies.publish(body.key, value)
+        body = None if value is None else BodyStore.new_body(self.key)
+        if body is not None and not self._store_body(body, value, strict=strict):
+            return False  # refused (too large) or failed: the pointer must not name it
         entry = VersionedEntry(
             value if body is None else body, version, version, fresh_until, stale_until
         )
@@ -548,7 +540,7 @@ class VersionedLoader:
         if known:
             return value
         try:
-            value = self._read_body(body.key)
+            value = self._bodies.get(body.key)
         except Exception as error:
             self._backend_failed("get", error)
             raise _BackendFailed from error
@@ -556,13 +548,6 @@ class VersionedLoader:
             return _GONE
         self._held.hold(Held(body.key, value, entry.version))
         return value
-
-    def _read_body(self, body_key: str) -> Any:
-        """A body from the cache, once per instance where the instance shares its bodies."""
-        read = self.read_body or self.cache.get
-        if self.bodies is None:
-            return read(body_key)
-        return self.bodies.get(body_key, lambda: read(body_key))
 
     def _without_the_cache(self, load: Load) -> Loaded:
         """The cache failed: the copy this process holds while it may, else one load.
@@ -597,8 +582,7 @@ class VersionedLoader:
         longest = self._longest_life()
         timeout = 0 if longest == 0 else 2 * longest + self.lease_seconds
         try:
-            write = self.write_body or self.cache.set
-            return bool(write(body.key, value, timeout))
+            return self._bodies.put(body, value, timeout)
         except Exception as error:
             self._backend_failed("store", error)
             if not strict:

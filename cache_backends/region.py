@@ -47,6 +47,7 @@ from typing import Any
 from cache_backends import signals
 from cache_backends.background import InstanceLock, SharedVersion
 from cache_backends.bodies import Sealer, SharedBodies
+from cache_backends.body_store import BodyStore
 from cache_backends.loader import CacheStatus, Load, Loaded, LoaderEvent, StaleMark, VersionedLoader
 from cache_backends.near import WhileLive
 from cache_backends.newest import NewestVersion, VersionSource
@@ -190,6 +191,13 @@ class Region:
             hold_seconds=RECOVERY_HOLD_INTERVALS * max(reconcile_seconds, 1),
             check_seconds=reconcile_seconds if reconcile_seconds > 0 else DEFAULT_CHECK_SECONDS,
         )
+        strict = strict_interface(cache)
+        #: The bodies' store: the instance's files join it once ``instance_dir`` is shared.
+        self._bodies = BodyStore(
+            strict,
+            read=_beneath(strict, "get_written_once"),
+            write=_beneath(strict, "set_written_once"),
+        )
         self.loader = VersionedLoader(
             cache,
             key,
@@ -202,8 +210,7 @@ class Region:
             newest=self.newest,
             stale_if_error=stale_if_error,
             stale_while_behind=self.strategy is Strategy.REFRESH_ASYNC,
-            read_body=_beneath(strict_interface(cache), "get_written_once"),
-            write_body=_beneath(strict_interface(cache), "set_written_once"),
+            bodies=self._bodies,
         )
         self.reconciler = Reconciler(
             self.loader,
@@ -240,7 +247,7 @@ class Region:
                     ),
                 )
             if sealer is not None:
-                self.loader.bodies = SharedBodies(
+                self._bodies.shared = SharedBodies(
                     instance_dir / f"{self.name}{SHARED_BODIES_SUFFIX}", sealer
                 )
             self.newest.share_owed_with(
