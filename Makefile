@@ -171,9 +171,11 @@ $(CHECKOV_VENV)/bin/checkov: requirements/checkov.txt
 	$(CHECKOV_VENV)/bin/pip install --quiet --require-hashes -r requirements/checkov.txt
 	touch $@
 
-lint: $(DEV_INSTALLED) $(CHECKOV_VENV)/bin/checkov  ## ruff on the code, cfn-lint and checkov on the CloudFormation template, pip-audit on every lock
+lint: $(DEV_INSTALLED) $(CHECKOV_VENV)/bin/checkov  ## ruff on the code, the docs site (reference pages current, mkdocs --strict), cfn-lint and checkov on the CloudFormation template, pip-audit on every lock
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python -m scripts.reference_docs --check
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 	$(BIN)/cfn-lint deploy/cloudformation.yaml
 	$(CHECKOV_VENV)/bin/checkov -f deploy/cloudformation.yaml --framework cloudformation --quiet --compact --skip-download
 	@$(call pip_audit,$(AUDIT_REPORT),-r requirements/app.txt -r requirements/dev.txt)

@@ -2,28 +2,34 @@
 
 Each check is one a past edit broke: an env example offering a variable nothing
 read (GUNICORN_THREADS after the switch to gevent), internal issue numbers users
-cannot follow, a curl write without the bearer token (401).
+cannot follow, a curl write without the bearer token (401). The site builds with
+``mkdocs build --strict`` (every page in the nav, every link and anchor found), and
+its reference tables are the ones the code gives (``scripts/reference_docs.py``).
 """
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from cache_backends.dynamodb.settings import SETTINGS
 from ecommerce.config import DEFAULTS, misspelled_settings
+from scripts import reference_docs
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV_EXAMPLE = ROOT / "deploy" / "ecommerce.env.example"
 GUNICORN_CONF = ROOT / "gunicorn.conf.py"
-USER_DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+USER_DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 #: Files whose shell examples readers copy.
 EXAMPLE_FILES = [*USER_DOCS, *sorted((ROOT / "scripts").glob("*.py"))]
 
 FLASK_SETTINGS = set(DEFAULTS) | {setting.name for setting in SETTINGS}
-#: Shown on purpose: the README's example of a name the app refuses, naming the setting.
+#: Shown on purpose: the docs' example of a name the app refuses, naming the setting.
 DOCUMENTED_MISSPELLINGS = {"CATEGORIES_CACHE_STRATAGY"}
 #: Read by gunicorn itself or by gunicorn.conf.py, not as GUNICORN_*.
 OTHER_VARIABLES = {"FORWARDED_ALLOW_IPS", "PROMETHEUS_MULTIPROC_DIR"}
@@ -55,7 +61,11 @@ def test_every_gunicorn_variable_read_is_in_the_docstring() -> None:
     assert {name for name in gunicorn_variables() if name not in docstring} == set()
 
 
-@pytest.mark.parametrize("document", USER_DOCS, ids=lambda path: path.name)
+def page_id(path: Path) -> str:
+    return str(path.relative_to(ROOT))
+
+
+@pytest.mark.parametrize("document", USER_DOCS, ids=page_id)
 def test_documented_flask_settings_exist(document: Path) -> None:
     named = set(re.findall(r"\bFLASK_([A-Z][A-Z0-9_]*[A-Z0-9])\b", document.read_text()))
     assert named - FLASK_SETTINGS - DOCUMENTED_MISSPELLINGS == set()
@@ -66,7 +76,7 @@ def test_the_misspelling_the_readme_shows_is_refused_as_it_says() -> None:
     assert len(misspelled_settings(variables)) == len(DOCUMENTED_MISSPELLINGS)
 
 
-@pytest.mark.parametrize("document", USER_DOCS, ids=lambda path: path.name)
+@pytest.mark.parametrize("document", USER_DOCS, ids=page_id)
 def test_docs_cite_no_internal_issue_numbers(document: Path) -> None:
     assert re.findall(r"\bissue \d+", document.read_text(), re.IGNORECASE) == []
 
@@ -85,7 +95,7 @@ def curl_commands(text: str) -> list[str]:
     return commands
 
 
-@pytest.mark.parametrize("example_file", EXAMPLE_FILES, ids=lambda path: path.name)
+@pytest.mark.parametrize("example_file", EXAMPLE_FILES, ids=page_id)
 def test_curl_writes_carry_the_bearer_token(example_file: Path) -> None:
     writes = [c for c in curl_commands(example_file.read_text()) if WRITE_METHOD.search(c)]
     assert [c for c in writes if "Authorization: Bearer" not in c] == []
@@ -105,3 +115,27 @@ def test_the_deploy_guides_costs_are_the_fleet_benchmarks_model() -> None:
     model = generated_block(ROOT / "docs" / "deploy.md", "model")
     table = model.split("\n\n(`make bench-fleet`", 1)[0]
     assert table in run, "docs/deploy.md's model is not the one of docs/bench-fleet.md's run"
+
+
+def test_the_reference_pages_are_what_the_code_says() -> None:
+    """Settings, metrics, commands and routes as the generator writes them from the code."""
+    stale = reference_docs.stale_pages()
+    assert [page_id(page) for page in stale] == [], reference_docs.REGENERATE
+
+
+def test_every_setting_meaning_belongs_to_a_setting() -> None:
+    assert reference_docs.unused_meanings() == set()
+
+
+def test_the_site_builds_strictly(tmp_path: Path) -> None:
+    """``mkdocs build --strict``, as ``make lint`` runs it: a page missing from the nav, a
+    broken link or anchor, a missing include fail it."""
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path)],
+        cwd=ROOT,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr

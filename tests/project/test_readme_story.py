@@ -1,12 +1,14 @@
-"""The README's curl story, run as written against ``make run`` and ``make run-dynamodb``.
+"""The curl story, run as written against ``make run`` and ``make run-dynamodb``.
 
-Each story's shell block runs in bash, line for line. Two things differ from a
-person's terminal, both through settings the README names: the server listens
-on a free port (``localhost:8000`` in the block becomes that port, so a
-developer's own ``make run`` does not collide), and the database is a fresh
-SQLite file, as after ``make reset-db``. The settings the README asks for to
-replay its numbers (``FLASK_CATEGORIES_CACHE_TTL=4``) are set, with a shorter
-database latency than its 1.2 s to keep the suite quick.
+The tutorial (docs/tutorial/curl-story.md) tells it step by step; the README shows
+its first part in one block, which must be the tutorial's first steps line for line,
+so that one run checks both. Each story's shell blocks run in bash, line for line.
+Two things differ from a person's terminal, both through settings the pages name:
+the server listens on a free port (``localhost:8000`` in a block becomes that port,
+so a developer's own ``make run`` does not collide), and the database is a fresh
+SQLite file, as after ``make reset-db``. The settings the story asks for to replay
+its numbers (``FLASK_CATEGORIES_CACHE_TTL=4``) are set, with a shorter database
+latency than its 1.2 s to keep the suite quick.
 """
 
 from __future__ import annotations
@@ -27,15 +29,21 @@ from devtools import REPOSITORY_ROOT
 from devtools.dynamodb_local import DynamoDBLocal
 from devtools.fleet import wait_until_healthy
 from devtools.ports import free_port
-from tests.support.readme import code_block_after
+from tests.support.readme import TUTORIAL, code_block_after, code_blocks_between, commands
 
 pytestmark = pytest.mark.slow
 
-STORY_HEADING = "## The story, with curl"
+README_STORY_HEADING = "## The story, with curl"
+#: The tutorial's steps the README's block tells: from the make line to the expiry.
+FIRST_STEP = "## 1. Start the app on a slow database"
+AFTER_THE_FIRST_STORY = "## 5. Write-through"
+REFRESH_ASYNC_STEP = "## 6. Refresh-async"
+CACHE_STATUS_STEP = "## 7. Ask the cache how it is"
+REVALIDATION_STEP = "## 8. Revalidate"
 README_PORT = "localhost:8000"
 STORY_SETTINGS = {"FLASK_CATEGORIES_CACHE_TTL": "4", "FLASK_DB_LATENCY_MS": "300"}
 STOP_TIMEOUT_SECONDS = 30.0
-#: What a curl line of the story shows, in the README's order.
+#: What a curl line of the story shows, in the tutorial's order.
 FIRST_STORY_CACHE_HEADERS = ["X-Cache: MISS", "X-Cache: HIT", "X-Cache: MISS"]
 
 
@@ -103,12 +111,27 @@ def cache_headers(output: str) -> list[str]:
     return re.findall(r"X-Cache: \w+", output)
 
 
+def first_story() -> str:
+    """The tutorial's steps 1 to 4 as one script: the make line, then the curl lines."""
+    steps = code_blocks_between(FIRST_STEP, AFTER_THE_FIRST_STORY, "sh", document=TUTORIAL)
+    return "\n".join(steps)
+
+
+def tutorial_block(step: str) -> str:
+    return code_block_after(step, "sh", document=TUTORIAL)
+
+
+def test_the_readmes_story_is_the_tutorials_first_steps() -> None:
+    """What the README shows is what the tutorial runs, so the run below checks both."""
+    assert commands(code_block_after(README_STORY_HEADING, "sh")) == commands(first_story())
+
+
 @pytest.mark.parametrize("target", ["run", "run-dynamodb"])
 def test_the_story_replays_as_written(
     target: str, tmp_path: Path, dynamodb_local: DynamoDBLocal
 ) -> None:
     """``dynamodb_local`` only makes sure the jar is there; make starts its own."""
-    block = code_block_after(STORY_HEADING, "sh")
+    block = first_story()
     settings, make_target = make_line(block)
     assert make_target == "run-dynamodb"
     assert settings["FLASK_CATEGORIES_CACHE_TTL"] == "4", "the story's last line waits 4 s"
@@ -123,7 +146,7 @@ def test_the_story_replays_as_written(
 
 
 def test_the_refresh_async_story_replays_as_written(tmp_path: Path) -> None:
-    block = code_block_after(STORY_HEADING, "sh", skip=1)
+    block = tutorial_block(REFRESH_ASYNC_STEP)
     settings = {**STORY_SETTINGS, "FLASK_CATEGORIES_CACHE_STRATEGY": "refresh-async"}
     with make_serving("run-dynamodb", tmp_path, settings) as port:
         subprocess.run(["curl", "-s", f"localhost:{port}/categories"], check=True)  # cached
@@ -134,7 +157,7 @@ def test_the_refresh_async_story_replays_as_written(tmp_path: Path) -> None:
 
 
 def test_the_cache_status_line_runs_as_written_beside_make_run_dynamodb(tmp_path: Path) -> None:
-    (line,) = code_block_after(STORY_HEADING, "sh", skip=2).strip().splitlines()
+    (line,) = tutorial_block(CACHE_STATUS_STEP).strip().splitlines()
     command = shlex.split(line, comments=True)
     assert command == ["make", "cache-status"]
     ddb_port = free_port()
@@ -162,7 +185,7 @@ def test_the_cache_status_line_runs_as_written_beside_make_run_dynamodb(tmp_path
 
 
 def test_the_conditional_get_lines_replay_as_written(tmp_path: Path) -> None:
-    block = code_block_after("Reads (`GET /categories`", "sh")
+    block = tutorial_block(REVALIDATION_STEP)
     with make_serving("run", tmp_path) as port:
         output = run_block("make\n" + block, port)
     assert output.strip() == "HTTP/1.1 304 NOT MODIFIED"
