@@ -2,9 +2,9 @@
 
 The settings (``ecommerce/config.py``'s ``DEFAULTS`` and ``REQUIRED_SETTINGS``, the
 DynamoDB backend's ``SETTINGS``), the Prometheus metrics (``ecommerce/metrics.py``),
-the ``make`` targets (the Makefile's ``## `` lines, as ``make help``
-shows them), the ``flask`` commands (their click definitions) and the HTTP API (the OpenAPI
-document ``/openapi.json`` serves) each have a page under ``docs/reference/``. The
+the ``make`` targets (the Makefile's ``## `` lines, as ``make help`` shows them), the
+``flask`` commands (their click definitions) and the HTTP API (the OpenAPI document
+``/openapi.json`` serves) each have a page under ``docs/reference/``. The
 parts of those pages that restate the code sit between ``<!-- generated:<name> -->``
 and ``<!-- /generated:<name> -->`` markers and are written here, so a default, a
 check, a metric or a route changed in the code changes the page with it; the prose
@@ -182,6 +182,8 @@ def unused_meanings() -> set[str]:
 # -- metrics ------------------------------------------------------------------------
 
 
+# prometheus_client has no public accessor for a metric's definition (name, type, labels,
+# help): these attributes are what its constructor stored.
 def _exported_name(metric: MetricWrapperBase) -> str:
     """The name a scrape shows: prometheus_client adds ``_total`` to a counter's."""
     return f"{metric._name}_total" if metric._type == "counter" else metric._name
@@ -248,9 +250,10 @@ def make_targets_table() -> str:
 def _resolve(document: Mapping[str, Any], node: Mapping[str, Any]) -> Mapping[str, Any]:
     """``node``, or what its ``$ref`` points to within ``document``."""
     while "$ref" in node:
+        target: Mapping[str, Any] = document
         for part in node["$ref"].removeprefix("#/").split("/"):
-            document = document[part]
-        node = document
+            target = target[part]
+        node = target
     return node
 
 
