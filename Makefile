@@ -134,8 +134,10 @@ CLUSTER_PORT ?= 8080
 cluster: $(APP_INSTALLED) $(DDB_LOCAL) cluster-deps  ## DynamoDB Local + two gunicorn instances + nginx on http://127.0.0.1:$(CLUSTER_PORT) (CLUSTER_PORT=)
 	$(BIN)/python -m scripts.cluster --port $(CLUSTER_PORT)
 
+# One pytest-xdist worker per core, each with a DynamoDB Local and a PostgreSQL of its own
+# (session fixtures); worksteal evens out the few long multi-process tests.
 test: $(DEV_INSTALLED) $(DDB_LOCAL) system-deps  ## Install everything, then run the test suite against DynamoDB Local
-	$(BIN)/pytest
+	$(BIN)/pytest --numprocesses auto --dist worksteal
 
 # pip-audit refuses a lock with an unpinned or unhashed line, then asks PyPI's JSON API
 # about each pinned release and fails on any known vulnerability. A release PyPI cannot
