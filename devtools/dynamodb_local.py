@@ -106,7 +106,7 @@ class DynamoDBLocal(StoppedAfterTheBlock):
 
         Without it the first reads of a fresh server can outlast the app's get
         budget and be served from the database instead (a MISS where a person
-        following the README expects a HIT). The scratch table is deleted after.
+        following the tutorial expects a HIT). The scratch table is deleted after.
         """
         # botocore's own client (what boto3's wraps): `make run-dynamodb` runs on the app's
         # lock, which has botocore and not boto3.

@@ -177,7 +177,7 @@ def _seed() -> None:
     "--reset",
     is_flag=True,
     help="Drop every table of the database first (all categories are lost), then start "
-    "again from the seed data: for a local database, e.g. to replay the README's story.",
+    "again from the seed data: for a local database, e.g. to replay the tutorial's story.",
 )
 @click.option("--yes", is_flag=True, help="With --reset: do not ask for confirmation.")
 @with_appcontext

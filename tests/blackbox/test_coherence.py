@@ -132,8 +132,8 @@ def test_after_an_outage_longer_than_the_deployed_cool_down_no_older_list_comes_
     assert_converged(outcome)
 
 
-def test_the_readme_command_prints_the_table(tmp_path: Path) -> None:
-    """``python -m scripts.coherence`` as the README shows it, cut to one scenario."""
+def test_the_documented_command_prints_the_table(tmp_path: Path) -> None:
+    """``python -m scripts.coherence`` as the coherence page shows it, cut to one scenario."""
     result = subprocess.run(
         [sys.executable, "-m", "scripts.coherence", "--strategies", "invalidate",
          "--scenarios", "sql-insert"],

@@ -4,7 +4,7 @@ The same scenarios as ``make stampede`` (devtools/stampede.py), on the
 session's DynamoDB Local, with the counts asserted. Loads are counted by the
 app's own ``ecommerce_db_loads_total`` summed over the workers, so nothing
 here depends on timing luck: however the requests interleave, a second load
-would show. Without the lease these bursts caused 14-18 loads (README).
+would show. Without the lease these bursts caused 14-18 loads.
 """
 
 from __future__ import annotations

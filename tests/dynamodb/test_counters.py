@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import http.server
 import multiprocessing
@@ -115,10 +116,9 @@ class LateAnswerProxy:
                         self.send_header(name, value)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
-                try:
+                # The late answer's client timed out and left, as the test intends.
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                     self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the late answer's client timed out and left, as the test intends
 
         self.late_operations = late_operations
         self.delay = delay
