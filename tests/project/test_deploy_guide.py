@@ -51,6 +51,7 @@ from devtools import REPOSITORY_ROOT
 from devtools.credentials import LOCAL_AWS_ENVIRONMENT
 from devtools.ports import free_port, wait_for_port
 from devtools.processes import background_process
+from tests.support.locks import read_lock
 
 GUIDE = REPOSITORY_ROOT / "docs" / "deploy.md"
 AWS_VENV = REPOSITORY_ROOT / ".venv" / "aws"
@@ -231,6 +232,12 @@ def release_hash(root: Path, version: str) -> str:
 
 def parameters(look: dict[str, Any]) -> dict[str, str]:
     return {p["ParameterKey"]: p["ParameterValue"] for p in look["Parameters"]}
+
+
+def test_the_aws_lock_pins_and_hashes_the_cli_and_moto() -> None:
+    """What ``make test`` installs in .venv/aws: pinned and hashed, as every lock here."""
+    pins = read_lock(REPOSITORY_ROOT / "requirements" / "awscli.txt")
+    assert {"awscli", "moto", "flask", "flask-cors"} <= set(pins)  # flask*: moto's server
 
 
 def test_every_scenario_block_is_marked_once_in_the_guide() -> None:
