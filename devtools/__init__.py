@@ -16,6 +16,8 @@ Modules, in the order a reader needs them:
 - ``fleet``: gunicorn instances of the app, nginx in front (``make cluster``).
 - ``stampede``: concurrent bursts at a cold, expired or stale cache (``make stampede``).
 - ``environment``: what a measurement ran on (machine, versions, DynamoDB Local release).
+- ``moto_server``: moto's server mode, AWS's control plane for the deploy guide's test
+  (runs in ``.venv/aws``, not in the app's virtualenv).
 """
 
 from pathlib import Path

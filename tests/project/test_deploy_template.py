@@ -2,7 +2,9 @@
 
 What the operator is promised in docs/deploy.md (readiness gates traffic and roll-outs,
 failed boots roll back, every alarm pages the topic) is checked on the template itself,
-and the user data's signalling is run in bash with a fake cfn-signal.
+and the user data's signalling is run in bash with a fake cfn-signal. So are the limits
+AWS sets on its size, which cfn-lint does not check; tests/project/test_deploy_guide.py
+runs the guide's commands with the template.
 """
 
 from __future__ import annotations
@@ -20,6 +22,16 @@ from ecommerce import metrics
 from tests.support.locks import read_lock
 
 TEMPLATE_PATH = Path(__file__).resolve().parents[2] / "deploy" / "cloudformation.yaml"
+GUIDE_PATH = TEMPLATE_PATH.parents[1] / "docs" / "deploy.md"
+#: CloudFormation's limits on a template (its quotas page): the body sent inline, which
+#: `aws cloudformation deploy` refuses to send past it unless given --s3-bucket; a template
+#: in S3, 1 MB (read as 10**6 bytes, the stricter reading); and the counts of a template.
+INLINE_TEMPLATE_BYTES = 51_200
+S3_TEMPLATE_BYTES = 1_000_000
+MAX_RESOURCES, MAX_PARAMETERS, MAX_OUTPUTS = 500, 200, 200
+#: EC2's limit on user data, before base64; the rest of the 16 KB is left to what !Sub puts
+#: in (the stack's name, the region, the parameters' values).
+USER_DATA_BYTES = 16 * 1024 - 2048
 #: Substituted for each ${...} of the user data's !Sub, for a syntax check and a run.
 SAMPLE_SUB_VALUE = "sample"
 
@@ -84,6 +96,25 @@ def created_resources(template: dict[str, Any], parameters: dict[str, Any]) -> s
         if "Condition" not in resource
         or evaluate_condition(template, {"Condition": resource["Condition"]}, parameters)
     }
+
+
+def test_the_template_fits_how_the_guide_deploys_it(template: dict[str, Any]) -> None:
+    size = len(TEMPLATE_PATH.read_bytes())
+    assert size <= S3_TEMPLATE_BYTES
+    deploys = re.findall(
+        r"aws cloudformation deploy\b(?:[^\n]*\\\n)*[^\n]*", GUIDE_PATH.read_text()
+    )
+    assert len(deploys) >= 5  # create, update, the key rotation's two, a roll-back
+    if size > INLINE_TEMPLATE_BYTES:
+        for command in deploys:
+            assert '--s3-bucket "$BUCKET"' in command, command
+    assert len(template["Resources"]) <= MAX_RESOURCES
+    assert len(template["Parameters"]) <= MAX_PARAMETERS
+    assert len(template["Outputs"]) <= MAX_OUTPUTS
+
+
+def test_the_user_data_fits_ec2s_limit(user_data: str) -> None:
+    assert len(user_data.encode()) <= USER_DATA_BYTES
 
 
 def test_target_group_checks_readiness(resources: dict[str, Any]) -> None:
