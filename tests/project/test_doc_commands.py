@@ -123,6 +123,7 @@ def assert_the_curl_lines_answer_as_their_comments_say(output: str) -> None:
     assert output.rstrip().endswith(WRITTEN_PRICES), output
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("heading", ["## Run it on SimpleCache", "## Run it on DynamoDB"])
 def test_the_prices_app_runs_as_the_page_says(
     heading: str, tmp_path: Path, dynamodb_local: DynamoDBLocal
