@@ -18,6 +18,9 @@ This module takes the rest, block by block, found by the heading above it:
   ``aws`` call names an operation and options of the service's API, and its ``--query``
   fields exist in the answer (botocore's own service models); each ``flask`` command
   exists (``--help``); each repository file a block installs exists.
+
+``BLOCK_TESTS`` at the end names, for every fenced block of the README and the docs site,
+the test that runs or reads it, so that a new block without one fails here.
 """
 
 from __future__ import annotations
@@ -341,8 +344,8 @@ def make_accepts(target: str, *variables: str, dry_run: bool = True) -> str:
 
 def test_the_single_host_block_would_be_accepted() -> None:
     """Accepted only (sudo, systemd and a release build): its ``make release VERSION=`` passes
-    the version on, its ``flask`` commands exist, and the files it installs are the
-    repository's."""
+    the version on, its ``flask`` commands exist, the files it installs are the
+    repository's, and the credentials' drop-in extends the unit the repository ships."""
     heading = "## 10. Single host: systemd and nginx"
     block = code_block_after(heading, "sh", document=GUIDE)
     (release,) = [line for line in commands(block) if line.startswith("make ")]
@@ -360,6 +363,11 @@ def test_the_single_host_block_would_be_accepted() -> None:
     for flask_command in flask_commands:
         help_line = f".venv/bin/flask --app wsgi {flask_command} --help"
         run_shell(with_test_venv(help_line), clean_environment())
+
+    credentials = code_block_after(heading, "sh", skip=2, document=GUIDE)
+    drop_ins = re.findall(r"/etc/systemd/system/([\w-]+\.service)\.d/", credentials)
+    assert drop_ins, "the credentials block adds a drop-in to the unit"
+    assert [unit for unit in drop_ins if not (REPOSITORY_ROOT / "deploy" / unit).is_file()] == []
 
 
 # --- README.md: make run, make test ---------------------------------------------------------
@@ -391,3 +399,95 @@ def test_the_layout_names_files_that_exist() -> None:
     ]
     assert len(paths) > 10, entries
     assert [path for path in paths if not (REPOSITORY_ROOT / path).exists()] == []
+
+
+# --- Every block has its test ----------------------------------------------------------------
+
+#: What runs or reads each fenced block of the README and the docs site, by page, heading,
+#: language and rank under that heading. Not listed: the deploy guide's blocks marked
+#: ``<!-- tested: NAME -->`` (test_deploy_guide.py runs them) and the commands reference's
+#: ``--help`` texts (test_docs.py checks them against the code).
+BLOCK_TESTS = {
+    ("README.md", "# Categories API with a DynamoDB cache", "sh", 0): "test_doc_commands.py",
+    ("README.md", "## The story, with curl", "sh", 0): "test_readme_story.py",
+    ("README.md", "## Use the backend in your own Flask app", "python", 0): "test_readme.py",
+    ("docs/deploy.md", "# Deploying the categories API", "", 0): "none: a diagram",
+    ("docs/deploy.md", "### Run a command on the instances (SSM Run Command)", "sh", 1): (
+        "test_doc_commands.py"
+    ),
+    ("docs/deploy.md", "### Run a command on the instances (SSM Run Command)", "sh", 2): (
+        "test_doc_commands.py"
+    ),
+    ("docs/deploy.md", "### Schema migrations during a roll-out", "sh", 0): "test_doc_commands.py",
+    ("docs/deploy.md", "## 8. Roll back", "sh", 2): "test_doc_commands.py",
+    ("docs/deploy.md", "## 9. What to watch", "", 0): "test_doc_commands.py",
+    ("docs/deploy.md", "## 9. What to watch", "", 1): "test_doc_commands.py",
+    ("docs/deploy.md", "## 9. What to watch", "sh", 0): "test_doc_commands.py",
+    ("docs/deploy.md", "## 10. Single host: systemd and nginx", "sh", 0): "test_doc_commands.py",
+    ("docs/deploy.md", "## 10. Single host: systemd and nginx", "sh", 1): "test_doc_commands.py",
+    ("docs/deploy.md", "## 10. Single host: systemd and nginx", "sh", 2): "test_doc_commands.py",
+    ("docs/explanation/caching-strategies.md", "## The loader, without Flask", "python", 0): (
+        "test_readme.py"
+    ),
+    ("docs/explanation/hot-path.md", "## A near-cache over any backend", "python", 0): (
+        "test_readme.py"
+    ),
+    ("docs/how-to/migrations.md", "## Bring a database up to date", "sh", 0): "test_readme.py",
+    ("docs/reference/backend.md", "## Without Flask", "python", 0): "test_doc_commands.py",
+    ("docs/reference/layout.md", "# Source layout", "", 0): "test_doc_commands.py",
+    ("docs/region.md", "## The app", "python", 0): "test_region_example.py",
+    ("docs/region.md", "## Run it on SimpleCache", "sh", 0): "test_doc_commands.py",
+    ("docs/region.md", "## Run it on SimpleCache", "sh", 1): "test_doc_commands.py",
+    ("docs/region.md", "## Run it on DynamoDB", "sh", 0): "test_doc_commands.py",
+    ("docs/region.md", "## Run the contract on your own backend", "python", 0): (
+        "test_region_example.py"
+    ),
+    **{
+        ("docs/tutorial/curl-story.md", heading, "sh", 0): "test_readme_story.py"
+        for heading in [
+            "## 1. Start the app on a slow database",
+            "## 2. A miss, then a hit",
+            "## 3. A write changes the list",
+            "## 4. Past the TTL",
+            "## 6. Refresh-async: the reload off the write",
+            "## 7. Ask the cache how it is",
+            "## 8. Revalidate: a 304 without database work",
+        ]
+    },
+}
+FENCE = re.compile(r"^\s*```(\w*)\s*$")
+DEPLOY_GUIDE_MARK = re.compile(r"^\s*<!-- tested: [a-z-]+ -->$")
+REFERENCE_HELP_TEXTS = ("docs/reference/cli.md", "text")
+
+
+def fenced_blocks(document: Path) -> list[tuple[str, str, str, int]]:
+    """(page, heading, language, rank among the heading's blocks of that language) of each
+    block, but the deploy guide's marked blocks and the commands reference's help texts."""
+    page = str(document.relative_to(REPOSITORY_ROOT))
+    blocks: list[tuple[str, str, str, int]] = []
+    heading, inside, previous = "", False, ""
+    ranks: dict[tuple[str, str], int] = {}
+    for line in document.read_text().splitlines():
+        fence = FENCE.match(line)
+        if fence and not inside:
+            language = fence.group(1)
+            rank = ranks[heading, language] = ranks.get((heading, language), -1) + 1
+            marked = DEPLOY_GUIDE_MARK.match(previous)
+            if not marked and (page, language) != REFERENCE_HELP_TEXTS:
+                blocks.append((page, heading, language, rank))
+        elif not inside and line.startswith("#"):
+            heading = line
+        inside = inside != bool(fence)
+        previous = line if line.strip() else previous
+    return blocks
+
+
+def test_every_block_has_a_test() -> None:
+    """A new block of the README or a docs page needs a test, or a reason it has none."""
+    documents = [README, *sorted(DOCS.rglob("*.md"))]
+    found = {block for document in documents for block in fenced_blocks(document)}
+    assert sorted(found - set(BLOCK_TESTS)) == [], "blocks no test runs"
+    assert sorted(set(BLOCK_TESTS) - found) == [], "listed blocks the pages no longer have"
+    named = {test for test in BLOCK_TESTS.values() if not test.startswith("none: ")}
+    tests = REPOSITORY_ROOT / "tests"
+    assert [test for test in named if not list(tests.rglob(test))] == []
