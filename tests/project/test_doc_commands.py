@@ -18,6 +18,10 @@ This module takes the rest, block by block, found by the heading above it:
   ``aws`` call names an operation and options of the service's API, and its ``--query``
   fields exist in the answer (botocore's own service models); each ``flask`` command
   exists (``--help``); each repository file a block installs exists.
+- The commands the text names inline (`make cluster CLUSTER_PORT=8090`, `flask cache clear
+  --yes`, `python -m benchmarks.http --sustained 180`) are checked as accepted the same
+  way: the target and variables are the Makefile's, the options the script's or the
+  ``flask`` command's.
 
 ``BLOCK_TESTS`` at the end names, for every fenced block of the README and the docs site,
 the test that runs or reads it, so that a new block without one fails here.
@@ -25,6 +29,8 @@ the test that runs or reads it, so that a new block without one fails here.
 
 from __future__ import annotations
 
+import importlib.util
+import itertools
 import os
 import re
 import shlex
@@ -399,6 +405,88 @@ def test_the_layout_names_files_that_exist() -> None:
     ]
     assert len(paths) > 10, entries
     assert [path for path in paths if not (REPOSITORY_ROOT / path).exists()] == []
+
+
+# --- Commands inside the text ------------------------------------------------------------
+
+#: A command in a sentence (`make run`, `flask cache status`), with the settings before it.
+INLINE_COMMAND = re.compile(r"`((?:[A-Z_]+=\S+ )*(?:make|flask|python -m)(?: [^`]*)?)`")
+FENCED = re.compile(r"^\s*```.*?^\s*```", re.MULTILINE | re.DOTALL)
+MAKEFILE = REPOSITORY_ROOT / "Makefile"
+
+
+def inline_commands(program: str) -> list[str]:
+    """Each distinct ``program ...`` command the README and the docs name in their text."""
+    found: dict[str, None] = {}
+    for document in [README, *sorted(DOCS.rglob("*.md"))]:
+        text = FENCED.sub("", document.read_text())
+        for command in INLINE_COMMAND.findall(text):
+            words = shlex.split(command)
+            settings = list(itertools.takewhile(lambda word: "=" in word, words))
+            if words[len(settings)] == program:
+                found[" ".join(command.split())] = None
+    return list(found)
+
+
+def recipe(target: str) -> str:
+    """The Makefile's recipe lines of ``target``."""
+    match = re.search(rf"^{re.escape(target)}:.*\n((?:\t.*\n)*)", MAKEFILE.read_text(), re.M)
+    assert match, f"no make target {target}"
+    return match.group(1)
+
+
+def options_the_module_defines(module: str) -> set[str]:
+    """Every ``"--option"`` string in ``module``'s source (its package's, for a package)."""
+    spec = importlib.util.find_spec(module)
+    assert spec and spec.origin, f"no module {module}"
+    origin = Path(spec.origin)
+    sources = origin.parent.glob("*.py") if origin.name == "__init__.py" else [origin]
+    return {
+        option for source in sources for option in re.findall(r'"(--[a-z-]+)"', source.read_text())
+    }
+
+
+def assert_options_exist(module: str, arguments: str) -> None:
+    given = set(re.findall(r"(?<!\S)(--[a-z-]+)", arguments))
+    assert given - options_the_module_defines(module) == set(), f"{module} {arguments}"
+
+
+@pytest.mark.parametrize("command", inline_commands("make"))
+def test_the_texts_make_commands_name_targets_and_variables(command: str) -> None:
+    """Accepted only (the targets are the suite, servers and benchmarks): the target is the
+    Makefile's, each ``VAR=`` one it reads, and ``ARGS``' options the script's."""
+    words = shlex.split(command)
+    arguments = words[words.index("make") + 1 :]
+    if not arguments:
+        return  # make alone: the README's "make" as a tool
+    target, *variables = arguments
+    steps = recipe(target)
+    for name, value in (variable.split("=", 1) for variable in variables):
+        assert f"$({name})" in MAKEFILE.read_text(), f"the Makefile reads no {name}"
+        if name == "ARGS":
+            (module,) = re.findall(r"-m (\S+) \$\(ARGS\)", steps)
+            assert_options_exist(module, value)
+
+
+@pytest.mark.parametrize("command", inline_commands("python"))
+def test_the_texts_python_modules_take_their_options(command: str) -> None:
+    """Accepted only (benchmarks run for minutes): the module exists, its options too."""
+    module, _, arguments = command.removeprefix("python -m ").partition(" ")
+    assert_options_exist(module, arguments)
+
+
+@pytest.mark.parametrize("command", inline_commands("flask"))
+def test_the_texts_flask_commands_exist_with_their_options(command: str, tmp_path: Path) -> None:
+    """Accepted only (``--help``: click refuses an unknown command or option before it
+    helps); ``<...>`` placeholders get a value. The prices app keeps its database here."""
+    words = command.split()
+    if words[1:] in ([], ["--app", "wsgi", "db", "..."]):
+        return  # the tool itself, Flask-Migrate's commands as a whole
+    line = re.sub(r"<[^>]*>", "x", command.replace("'", ""))
+    if "--app" not in line:
+        line = line.replace("flask ", "flask --app wsgi ", 1)
+    environment = clean_environment(FLASK_DATABASE=str(tmp_path / "prices.sqlite"))
+    run_shell(with_test_venv(f".venv/bin/{line} --help"), environment)
 
 
 # --- Every block has its test ----------------------------------------------------------------
