@@ -157,8 +157,21 @@ def test_the_prices_app_runs_as_the_page_says(
 # --- docs/reference/backend.md: the backend without Flask ---------------------------------
 
 
+@pytest.fixture
+def page_table_dropped(dynamodb_local: DynamoDBLocal) -> Iterator[list[str]]:
+    """Tables the test names are dropped after it: the page's is the app's default table,
+    which the session's other tests must not find."""
+    created: list[str] = []
+    yield created
+    client = botocore.session.get_session().create_client(
+        "dynamodb", endpoint_url=dynamodb_local.endpoint_url, region_name="us-east-1"
+    )
+    for name in created:
+        client.delete_table(TableName=name)
+
+
 def test_the_backend_without_flask_batches_as_its_comments_say(
-    dynamodb_local: DynamoDBLocal, monkeypatch: pytest.MonkeyPatch
+    dynamodb_local: DynamoDBLocal, monkeypatch: pytest.MonkeyPatch, page_table_dropped: list[str]
 ) -> None:
     """As written, with the environment the page names; the table made first, as it says."""
     use_local_aws_credentials()
@@ -168,6 +181,7 @@ def test_the_backend_without_flask_batches_as_its_comments_say(
     setup, calls = block.split("cache.set_many", 1)
     namespace: dict[str, Any] = {"__name__": "backend_page"}
     exec(compile(setup, BACKEND_PAGE.name, "exec"), namespace)
+    page_table_dropped.append(namespace["cache"].table_name)
     namespace["cache"].create_table()
     call_log = CallLog()
     signals.dynamodb_call.connect(call_log)
