@@ -139,3 +139,22 @@ def test_the_site_builds_strictly() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     opened = re.search(r"file://(\S+)", result.stdout)
     assert opened and Path(opened.group(1)).is_file(), result.stdout
+
+
+def test_the_backend_manual_and_the_how_to_rotate_in_the_same_order() -> None:
+    """The backend's docstring (the library's manual) and the how-to tell one order: accept
+    the new key everywhere first, sign with it second, drop the old key last. Told the
+    other way round, every instance not yet rolled rejects what the rolled ones write."""
+    from cache_backends.dynamodb import DynamoDBCache
+
+    manual = " ".join((DynamoDBCache.__doc__ or "").split())
+    assert (
+        manual.index("first deploy the new key here")
+        < manual.index("then deploy it as ``signing_key`` with the old one here")
+        < manual.index("drop the old one")
+    )
+    how_to = (ROOT / "docs" / "how-to" / "rotate-signing-keys.md").read_text()
+    steps = re.findall(r"^\d\. (.+(?:\n   .+)*)", how_to, flags=re.MULTILINE)
+    assert 'OLD_SIGNING_KEYS=["<new>"]' in steps[0]
+    assert "SIGNING_KEY=<new>" in steps[1] and 'OLD_SIGNING_KEYS=["<old>"]' in steps[1]
+    assert "OLD_SIGNING_KEYS=[]" in steps[2]
