@@ -1,4 +1,5 @@
-"""The OpenAPI 3.1 description of the HTTP API, served at ``GET /openapi.json``.
+"""The OpenAPI 3.1 description of the HTTP API, served at ``GET /openapi.json``, and
+rendered for a person at ``GET /docs``.
 
 Hand-kept, as Python data in this one module, rather than generated:
 
@@ -56,6 +57,15 @@ from ecommerce.observability import (
 bp = Blueprint("openapi", __name__)
 
 OPENAPI_DOCUMENT_PATH = "/openapi.json"
+OPENAPI_PAGE_PATH = "/docs"
+#: Redoc renders the document in the reader's browser. The bundle (2.3 MB) comes from
+#: jsDelivr, which serves npm's published files byte for byte, rather than from the wheel,
+#: pinned by Subresource Integrity: a changed file is refused by the browser, not run. To
+#: move it: ``npm pack redoc@<version>``, then
+#: ``openssl dgst -sha384 -binary package/bundles/redoc.standalone.js | openssl base64 -A``.
+REDOC_SCRIPT_URL = "https://cdn.jsdelivr.net/npm/redoc@3.0.1/bundles/redoc.standalone.js"
+REDOC_SCRIPT_INTEGRITY = "sha384-j07qRKHNNmcwU1/Y1elJc7pDLHXP/QfbQXTtSkbOJ7uYGJikqAzsFVbY2zR9FqOT"
+HTML_MIMETYPE = "text/html"
 OPENAPI_VERSION = "3.1.0"
 #: The distribution whose version the document carries: the API changes with releases.
 DISTRIBUTION_NAME = "ecommerce-dynamodb-cache"
@@ -317,6 +327,19 @@ def _operations_paths() -> dict[str, Any]:
                     "200": _response(
                         "Prometheus' text exposition format.",
                         content=_content(METRICS_MIMETYPE, {"type": "string"}),
+                    )
+                },
+            )
+        },
+        OPENAPI_PAGE_PATH: {
+            "get": _operation(
+                "getApiPage",
+                "This document as a page to read (Redoc, loaded by the browser)",
+                OPERATIONS_TAG,
+                {
+                    "200": _response(
+                        "An HTML page that renders /openapi.json.",
+                        content=_content(HTML_MIMETYPE, {"type": "string"}),
                     )
                 },
             )
@@ -586,6 +609,34 @@ def _document_representation() -> Representation:
 @bp.get(OPENAPI_DOCUMENT_PATH)
 def get_openapi_document() -> Response:
     response = negotiated_response(_document_representation(), request)
+    response.cache_control.public = True
+    response.cache_control.max_age = DOCUMENT_MAX_AGE_SECONDS
+    return response
+
+
+#: The page asks for the document by a relative URL, so it works under a path prefix too;
+#: without JavaScript (or the CDN) it still links to the document itself.
+API_PAGE = f"""<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Categories API</title>
+</head>
+<body>
+<redoc spec-url="{OPENAPI_DOCUMENT_PATH.lstrip("/")}"></redoc>
+<noscript>The API's OpenAPI 3.1 document:
+<a href="{OPENAPI_DOCUMENT_PATH.lstrip("/")}">{OPENAPI_DOCUMENT_PATH}</a>.</noscript>
+<script type="module" src="{REDOC_SCRIPT_URL}" integrity="{REDOC_SCRIPT_INTEGRITY}"
+ crossorigin="anonymous"></script>
+</body>
+</html>
+"""
+
+
+@bp.get(OPENAPI_PAGE_PATH)
+def get_api_page() -> Response:
+    response = Response(API_PAGE, mimetype=HTML_MIMETYPE)
     response.cache_control.public = True
     response.cache_control.max_age = DOCUMENT_MAX_AGE_SECONDS
     return response

@@ -252,3 +252,19 @@ def test_the_document_goes_gzipped_to_a_client_that_accepts_it(client: FlaskClie
             OPENAPI_DOCUMENT_PATH, headers={"Accept-Encoding": "gzip", "If-None-Match": held}
         )
         assert (again.status_code, again.headers["ETag"]) == (304, held)
+
+
+def test_the_document_has_a_page_a_person_can_read(client: FlaskClient) -> None:
+    """``/docs``: Redoc renders ``/openapi.json`` (by a relative URL, so a path prefix keeps
+    working); its script is pinned by Subresource Integrity, and the page links to the
+    document for a reader without JavaScript."""
+    response = client.get("/docs")
+    assert response.status_code == 200
+    assert response.mimetype == "text/html"
+    page = response.get_data(as_text=True)
+    assert '<redoc spec-url="openapi.json">' in page
+    assert '<a href="openapi.json">' in page
+    script = re.search(r'<script type="module" src="([^"]+)" integrity="([^"]+)"', page)
+    assert script and script.group(1).startswith("https://cdn.jsdelivr.net/npm/redoc@")
+    assert re.fullmatch(r"sha384-[A-Za-z0-9+/]{64}", script.group(2))
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
