@@ -24,11 +24,14 @@ cache result, so gunicorn.conf.py leaves it off.
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
+import math
+import os
 import re
 import sys
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TextIO
@@ -56,6 +59,9 @@ TRACE_ID_HEADER = "X-Amzn-Trace-Id"
 #: half a trace id finds nothing.
 _TRACE_ID_PATTERN = re.compile(r"[A-Za-z0-9]+=[A-Za-z0-9._:+-]+(;[A-Za-z0-9]+=[A-Za-z0-9._:+-]+)*")
 MAX_TRACE_ID_LENGTH = 256
+#: Where WSGI puts the two headers (``HTTP_`` and the name upper-cased, ``-`` as ``_``).
+_REQUEST_ID_KEY = "HTTP_X_REQUEST_ID"
+_TRACE_ID_KEY = "HTTP_X_AMZN_TRACE_ID"
 #: Written where no request is running (start-up, CLI commands) or none was assigned.
 NO_REQUEST_ID = "-"
 #: The cache field of a request that did not read a cache (a POST, /healthz).
@@ -75,6 +81,7 @@ ACCESS_FIELDS = "access_fields"
 ACCESS_MESSAGE = "%s %s %d %.1fms cache=%s"
 
 MILLISECONDS_PER_SECOND = 1000
+MICROSECONDS_PER_SECOND = 1_000_000
 #: The record attribute the request id filter sets (``%(request_id)s`` in the formats).
 REQUEST_ID_ATTRIBUTE = "request_id"
 _ACCESS_LEVEL_NAME = logging.getLevelName(logging.INFO)
@@ -99,8 +106,25 @@ class _RequestObservation:
 # --- logging ------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=4)
+def _utc_second(whole_seconds: int) -> str:
+    """``YYYY-MM-DDTHH:MM:SS`` of a Unix second in UTC: the same for every line in it."""
+    return datetime.fromtimestamp(whole_seconds, UTC).replace(tzinfo=None).isoformat()
+
+
 def _utc_iso(created: float) -> str:
-    return datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")
+    """``datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")``, the
+    date and time formatted once per second rather than once per line.
+
+    The microseconds are rounded as ``fromtimestamp`` rounds them (half to even, of
+    the fraction) before the milliseconds are cut from them, as ``isoformat`` does.
+    """
+    fraction, whole = math.modf(created)
+    microseconds = round(fraction * MICROSECONDS_PER_SECOND)
+    if microseconds >= MICROSECONDS_PER_SECOND:
+        microseconds -= MICROSECONDS_PER_SECOND
+        whole += 1
+    return f"{_utc_second(int(whole))}.{microseconds // 1000:03d}+00:00"
 
 
 class _UtcIsoTime(logging.Formatter):
@@ -149,7 +173,13 @@ class _JsonLogFormatter(_UtcIsoTime, JsonFormatter):
         }
         log_data: dict[str, Any] = {}
         self._add_access_fields(log_data, attributes, fields)
-        return self.serialize_log_record(self.process_log_record(log_data))
+        log_data = self.process_log_record(log_data)
+        if self.prefix or self.json_serializer is not json.dumps or self.json_indent is not None:
+            return self.serialize_log_record(log_data)
+        # Every value is a str, an int, a float or None: the library's encoder (for
+        # dates, enums, exceptions...) would never be asked, and json.dumps with its
+        # default settings reuses one encoder instead of building one per line.
+        return json.dumps(log_data, ensure_ascii=self.json_ensure_ascii)
 
 
 class _RequestIdFilter(logging.Filter):
@@ -287,7 +317,20 @@ def _request_id_from(header_value: str | None) -> str:
         and header_value.isprintable()
     ):
         return header_value
-    return uuid.uuid4().hex
+    return new_request_id()
+
+
+def new_request_id() -> str:
+    """A random (version 4) UUID's 32 hex digits: ``uuid.uuid4().hex``, a third of its cost.
+
+    The bits RFC 9562 (5.4) fixes are set on 16 bytes from ``os.urandom``, as
+    ``uuid4`` does, without building a ``UUID`` object (its checks and its int
+    round trip were most of the cost).
+    """
+    random = bytearray(os.urandom(16))
+    random[6] = (random[6] & 0x0F) | 0x40  # version 4
+    random[8] = (random[8] & 0x3F) | 0x80  # variant: RFC 9562
+    return random.hex()
 
 
 def trace_id_from(header_value: str | None) -> str | None:
@@ -317,11 +360,11 @@ def _observation() -> _RequestObservation:
     """
     observation: _RequestObservation | None = g.get(_OBSERVATION)
     if observation is None:
-        headers = request.headers
+        environ = request.environ  # read there: no header object's key folding
         observation = _RequestObservation(
             started_at=time.perf_counter(),
-            request_id=_request_id_from(headers.get(REQUEST_ID_HEADER)),
-            trace_id=trace_id_from(headers.get(TRACE_ID_HEADER)),
+            request_id=_request_id_from(environ.get(_REQUEST_ID_KEY)),
+            trace_id=trace_id_from(environ.get(_TRACE_ID_KEY)),
         )
         setattr(g, _OBSERVATION, observation)
     return observation
