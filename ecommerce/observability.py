@@ -160,7 +160,12 @@ class _JsonLogFormatter(_UtcIsoTime, JsonFormatter):
         log_data.update(fields)
 
     def format_access(
-        self, created: float, logger_name: str, request_id: str, message: str, fields: dict[str, Any]
+        self,
+        created: float,
+        logger_name: str,
+        request_id: str,
+        message: str,
+        fields: dict[str, Any],
     ) -> str:
         """The line :meth:`format` writes for an INFO access record with these values,
         built without the record (see :func:`_console_writing_alone`)."""

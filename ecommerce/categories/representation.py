@@ -320,9 +320,7 @@ def negotiated_response(
     if held is None:
         coding = ranked[0]
         tag = representation.tag(coding)
-        return Response(
-            representation.body(coding), headers=_headers_of_200(tag, coding, headers)
-        )
+        return Response(representation.body(coding), headers=_headers_of_200(tag, coding, headers))
     response = Response(status=304)
     response.set_etag(representation.tag(held))
     # A new response has no Vary to merge with: set, not ``vary.add`` (a parse and a dump).
