@@ -367,23 +367,33 @@ def _freeze_what_the_worker_built(worker: Any) -> None:
         gc.freeze()
 
 
+#: Seconds between two looks at a worker's limits (its first request always looks).
+#: getrusage is a syscall, and per request it was ~4 % of a worker's CPU under load
+#: (py-spy); a limit is now noticed within this long of being crossed instead.
+RECYCLE_CHECK_INTERVAL_SECONDS = 1.0
+
+
 def _recycle_reason(worker: Any) -> str | None:
-    """Why ``worker`` should be replaced now, or None; a syscall's cost per request."""
+    """Why ``worker`` should be replaced now, or None; looked at once a second at most."""
+    now = time.monotonic()
     limits = getattr(worker, "recycle_limits", None)
     if limits is None:  # this worker's own jittered limits, drawn once
         spread = 1 - random.uniform(0, RECYCLE_JITTER_FRACTION)
         limits = worker.recycle_limits = (
             MAX_WORKER_MEMORY_MB * spread,
             MAX_WORKER_AGE_SECONDS * spread,
-            time.monotonic(),
+            now,
         )
+    elif now - worker.recycle_checked_at < RECYCLE_CHECK_INTERVAL_SECONDS:
+        return None
+    worker.recycle_checked_at = now
     memory_limit_mb, age_limit_seconds, started = limits
     # ru_maxrss: the peak resident size, in KiB on Linux. Peak, not current: memory a
     # worker grew into is rarely given back to the system anyway.
     resident_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if resident_mb > memory_limit_mb:
         return f"resident memory {resident_mb:.0f} MB above {memory_limit_mb:.0f} MB"
-    age = time.monotonic() - started
+    age = now - started
     if age_limit_seconds and age > age_limit_seconds:
         return f"age {age:.0f} s above {age_limit_seconds:.0f} s"
     return None

@@ -20,6 +20,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, NoReturn
 
+from cachelib.serializers import SimpleSerializer
+
 
 class NotFreezable(TypeError):
     """The value holds something mutable that :func:`freeze` does not know how to copy."""
@@ -126,3 +128,47 @@ def _freeze_dataclass(value: Any) -> Any:
                 raise NotFreezable(f"{kind.__name__}.{field.name}")
             changes[field.name] = frozen
     return dataclasses.replace(value, **changes) if changes else value
+
+
+def is_immutable(value: Any) -> bool:
+    """Whether ``value`` is deeply immutable as it is (:func:`freeze` would keep it)."""
+    try:
+        return freeze(value) is value
+    except NotFreezable:
+        return False
+
+
+#: Stored copies whose unpickled value :class:`ReusingSerializer` keeps.
+REUSED_VALUES_KEPT = 8
+
+
+class ReusingSerializer(SimpleSerializer):
+    """cachelib's pickle serializer, unpickling an immutable value once per stored copy.
+
+    cachelib's SimpleCache keeps each value pickled and unpickles it on every
+    ``get``, so that no caller can change what the next one gets. A value that is
+    immutable already (a frozen dataclass of bytes and strings, as the categories'
+    HTTP representation) cannot be changed: the object unpickled from one stored
+    copy (the same ``bytes`` object in the cache's dict) is handed out again, as
+    the near-cache hands out its frozen copy; with it what the object memoizes
+    (the representation's decompressed body). Anything mutable is unpickled per
+    ``get`` as before. A ``set`` stores a new ``bytes`` object, so a new value is
+    never mistaken for the one before.
+    """
+
+    def __init__(self, kept: int = REUSED_VALUES_KEPT) -> None:
+        self.kept = kept
+        #: id of a stored copy -> (that copy, its value); the copy is held, so its
+        #: id cannot be reused by another object while the entry exists.
+        self._values: dict[int, tuple[bytes, Any]] = {}
+
+    def loads(self, bvalue: bytes) -> Any:
+        found = self._values.get(id(bvalue))
+        if found is not None and found[0] is bvalue:
+            return found[1]
+        value = super().loads(bvalue)
+        if is_immutable(value):
+            if len(self._values) >= self.kept:  # the oldest goes (dicts keep insertion order)
+                self._values.pop(next(iter(self._values), None), None)
+            self._values[id(bvalue)] = (bvalue, value)
+        return value

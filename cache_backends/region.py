@@ -228,6 +228,7 @@ class Region:
         #: The newest version whose strategy this process applied, and when (monotonic).
         self._written = (0, -math.inf)
         self._written_lock = threading.Lock()
+        self._started = False
         on_recovery(self.loader.cache, self.owed.wake)  # retry what is owed at once
         on_recovery(self.loader.cache, self.newest.cache_recovered)
 
@@ -353,12 +354,19 @@ class Region:
     # -- lifecycle -------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the reconciler and the version source (idempotent, cheap once started)."""
-        if self.reconciler.running:
+        """Start the reconciler and the version source (idempotent, cheap once started).
+
+        An app calls it on every request: after the first, one attribute read (asking
+        the reconciler's thread whether it is alive took a lock, under gevent too).
+        Both starts are idempotent and neither thread is ever started twice, so two
+        requests racing through here start each once.
+        """
+        if self._started:
             return
         self.reconciler.start()
         if self.source is not None:
             self.source.start()
+        self._started = True
 
     def stop(self, timeout: float = DRAIN_TIMEOUT_SECONDS) -> bool:
         """A process's graceful stop: True if every queued refresh finished in time.

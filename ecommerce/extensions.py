@@ -14,6 +14,7 @@ from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy.orm import DeclarativeBase
 
+from cache_backends.frozen import ReusingSerializer
 from cache_backends.near import NearCache
 
 
@@ -38,6 +39,9 @@ def init_cache(app: Flask) -> None:
     cache.init_app(app)
     near_ttl = app.config["CACHE_NEAR_TTL"]
     backends = app.extensions["cache"]
+    if isinstance(backends[cache], SimpleCache):
+        # A hit of an immutable value (the categories' representation) unpickles nothing.
+        backends[cache].serializer = ReusingSerializer()
     if near_ttl <= 0:
         return
     if isinstance(backends[cache], SimpleCache):

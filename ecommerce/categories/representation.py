@@ -57,7 +57,10 @@ from typing import Any
 
 from flask import Request, Response
 from werkzeug.datastructures import ETags
-from werkzeug.http import generate_etag
+from werkzeug.http import generate_etag, quote_etag
+
+#: Response headers as (name, value) pairs, hashable so that lists built from them keep.
+Headerlist = tuple[tuple[str, str], ...]
 
 JSON_MIMETYPE = "application/json"
 ACCEPT_ENCODING = "Accept-Encoding"
@@ -75,6 +78,13 @@ MAX_ACCEPT_ENCODING_LENGTH = 1024
 #: (each browser and HTTP library its own constant), so a hit parses none; a client
 #: sending a new one each time only cycles this many small entries.
 PARSED_ACCEPT_ENCODINGS_KEPT = 256
+#: Rankings kept: per distinct header (as above) and set of stored codings (two).
+RANKINGS_KEPT = 2 * PARSED_ACCEPT_ENCODINGS_KEPT
+#: 200 header lists kept: per variant (a representation has at most two) and set of
+#: caller headers (one per cache status): a few per list; old ones cycle out.
+HEADER_LISTS_KEPT = 64
+#: Where WSGI puts the request's Accept-Encoding (read there: no header-object lookup).
+_ACCEPT_ENCODING_KEY = "HTTP_ACCEPT_ENCODING"
 #: The JSON Flask's ``jsonify`` writes outside debug mode, byte for byte (trailing
 #: newline included), so the identity tag of a list is the previous release's.
 _JSON_SEPARATORS = (",", ":")
@@ -266,7 +276,7 @@ def coding_preferences(header: str | None) -> CodingPreferences:
 
 
 def _held_by_client(
-    representation: Representation, ranked: list[ContentCoding], if_none_match: ETags
+    representation: Representation, ranked: Sequence[ContentCoding], if_none_match: ETags
 ) -> ContentCoding | None:
     """The best-ranked acceptable coding whose tag the client sent; ``*`` matches the best."""
     for coding in ranked:
@@ -275,23 +285,46 @@ def _held_by_client(
     return None
 
 
-def negotiated_response(representation: Representation, request: Request) -> Response:
+@functools.lru_cache(maxsize=RANKINGS_KEPT)
+def _ranked(header: str | None, available: tuple[ContentCoding, ...]) -> tuple[ContentCoding, ...]:
+    return tuple(coding_preferences(header).ranked(available))
+
+
+@functools.lru_cache(maxsize=HEADER_LISTS_KEPT)
+def _headers_of_200(
+    tag: str, coding: ContentCoding, headers: Headerlist
+) -> tuple[tuple[str, str], ...]:
+    """What a 200 of the body tagged ``tag`` in ``coding`` carries, Content-Length aside.
+
+    A pure function of its arguments, so kept: a hit hands the list to its Response
+    whole instead of setting six headers one by one, each a search of the others.
+    """
+    prebuilt = [("Content-Type", JSON_MIMETYPE)]
+    if coding is ContentCoding.GZIP:
+        prebuilt.append(("Content-Encoding", ContentCoding.GZIP.value))
+    prebuilt += [("ETag", quote_etag(tag)), (VARY, ACCEPT_ENCODING), *headers]
+    return tuple(prebuilt)
+
+
+def negotiated_response(
+    representation: Representation, request: Request, headers: Headerlist = ()
+) -> Response:
     """A 200 with the stored body the client accepts best, or a 304 if it holds one already.
 
-    Both carry ``Vary: Accept-Encoding`` and the ETag of the variant they stand
-    for; the caller adds its ``Cache-Control`` (and anything else) to either.
+    Both carry ``Vary: Accept-Encoding``, the ETag of the variant they stand for
+    and ``headers`` (the caller's ``Cache-Control``, ``X-Cache``...: pass what never
+    changes between hits here, where a 200's headers are built once per variant).
     """
-    ranked = coding_preferences(request.headers.get(ACCEPT_ENCODING)).ranked(representation.codings)
+    ranked = _ranked(request.environ.get(_ACCEPT_ENCODING_KEY), representation.codings)
     held = _held_by_client(representation, ranked, request.if_none_match)
-    if held is not None:
-        response = Response(status=304)
-        coding = held
-    else:
+    if held is None:
         coding = ranked[0]
-        response = Response(representation.body(coding), mimetype=JSON_MIMETYPE)
-        if coding is ContentCoding.GZIP:
-            response.content_encoding = ContentCoding.GZIP.value
-    response.set_etag(representation.tag(coding))
+        tag = representation.tag(coding)
+        return Response(representation.body(coding), headers=_headers_of_200(tag, coding, headers))
+    response = Response(status=304)
+    response.set_etag(representation.tag(held))
     # A new response has no Vary to merge with: set, not ``vary.add`` (a parse and a dump).
     response.headers[VARY] = ACCEPT_ENCODING
+    for name, value in headers:
+        response.headers[name] = value
     return response

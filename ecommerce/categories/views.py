@@ -15,6 +15,8 @@ database, so it is encoded per request and never compressed.
 
 from __future__ import annotations
 
+import functools
+
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from werkzeug.exceptions import (
     BadRequest,
@@ -28,8 +30,9 @@ from ecommerce.auth import admin_token_required
 from ecommerce.categories import repository
 from ecommerce.categories.cache_policy import after_categories_changed, read_categories
 from ecommerce.categories.names import InvalidName, normalize_name
-from ecommerce.categories.representation import negotiated_response
+from ecommerce.categories.representation import Headerlist, negotiated_response
 from ecommerce.observability import CACHE_STATUS_HEADER
+from ecommerce.security import ALWAYS
 
 bp = Blueprint("categories", __name__)
 
@@ -81,12 +84,18 @@ def _revalidated(response: Response) -> Response:
 @bp.get("/categories")
 def list_categories() -> Response:
     representation, cache_status = read_categories()
-    response = negotiated_response(representation, request)
-    response.headers[CACHE_STATUS_HEADER] = cache_status.value
-    # Set, not ``cache_control.no_cache = True``: the new response has no Cache-Control
-    # to merge with, and the property parses and dumps the header (a twentieth of a hit).
-    response.headers[CACHE_CONTROL] = NO_CACHE
-    return response
+    return negotiated_response(representation, request, _list_headers(cache_status))
+
+
+@functools.cache
+def _list_headers(cache_status: str) -> Headerlist:
+    """What every answer of the list carries besides its variant's own headers.
+
+    The security headers are included, as their hook would add them, so that a
+    hit's headers are built once per variant (``negotiated_response``). One tuple
+    per cache status (HIT, MISS, STALE).
+    """
+    return ((CACHE_STATUS_HEADER, str(cache_status)), (CACHE_CONTROL, NO_CACHE), *ALWAYS.items())
 
 
 @bp.get("/categories/<int:category_id>")

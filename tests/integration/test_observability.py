@@ -6,9 +6,13 @@ Log lines are read from the real stdout handler (capsys), metrics from the real
 
 from __future__ import annotations
 
+import logging
 import os
 import re
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -20,7 +24,7 @@ from cache_backends.dynamodb.entries import BAD_SIGNATURE
 from cache_backends.dynamodb.parts import MISSING, PART_KEY_MARKER
 from devtools.dynamodb_local import DynamoDBLocal
 from devtools.ports import free_port
-from ecommerce import metrics
+from ecommerce import metrics, observability
 from ecommerce.extensions import cache
 from tests.support.app import post_category
 from tests.support.logs import json_log_lines, metric_value
@@ -214,6 +218,113 @@ def test_log_level_warning_silences_the_access_lines(
     client.get("/categories")
 
     assert capsys.readouterr().out == ""
+
+
+@contextmanager
+def console_alone() -> Iterator[None]:
+    """The root logger's other handlers (pytest's log capture, which it adds once the
+    test runs) set aside: the app's console handler alone, as under gunicorn."""
+    root = logging.getLogger()
+    others = [handler for handler in root.handlers if handler is not _console_handler()]
+    for handler in others:
+        root.removeHandler(handler)
+    try:
+        yield
+    finally:
+        for handler in others:
+            root.addHandler(handler)
+
+
+def _console_handler() -> logging.Handler:
+    (console,) = [h for h in logging.getLogger().handlers if type(h).__name__ == "_ConsoleHandler"]
+    return console
+
+
+def _comparable(line: dict[str, Any]) -> dict[str, Any]:
+    """``line`` without what differs between two requests (time and duration)."""
+    kept = {key: value for key, value in line.items() if key not in {"time", "duration_ms"}}
+    kept["message"] = re.sub(r" [0-9.]+ms ", " <duration> ", line["message"])
+    return kept
+
+
+@pytest.mark.parametrize(
+    "path", ["/categories", "/categories/caf%C3%A9%22%5C"]
+)  # a hit; a 404 whose path needs JSON escapes
+def test_the_line_written_straight_to_the_console_is_the_one_logging_writes(
+    client: FlaskClient, capsys: pytest.CaptureFixture[str], path: str
+) -> None:
+    access = logging.getLogger(ACCESS_LOGGER)
+    headers = {"X-Request-ID": "one-id", "X-Amzn-Trace-Id": ALB_TRACE_ID}
+    client.get(path)  # the cache is warm for both lines
+    with console_alone():
+        assert observability._console_writing_alone(access) is _console_handler()
+        capsys.readouterr()
+        client.get(path, headers=headers)
+        direct_text = capsys.readouterr().out
+
+        access.addFilter(lambda record: True)  # any filter: logging.Logger.handle must run it
+        try:
+            assert observability._console_writing_alone(access) is None
+            client.get(path, headers=headers)
+            logged_text = capsys.readouterr().out
+        finally:
+            access.filters.clear()
+
+    (direct,) = json_log_lines(direct_text)
+    (logged,) = json_log_lines(logged_text)
+    assert list(direct) == list(logged)
+    assert _comparable(direct) == _comparable(logged)
+    # Byte for byte but the time and the duration: same escapes, spacing and order.
+    assert (
+        direct_text.split('"request_id"')[1].split('"message"')[0]
+        == (logged_text.split('"request_id"')[1].split('"message"')[0])
+    )
+    assert (
+        direct_text.split('"path"')[1].split('"duration_ms"')[0]
+        == (logged_text.split('"path"')[1].split('"duration_ms"')[0])
+    )
+
+
+def test_a_handler_added_anywhere_gets_the_access_record(
+    client: FlaskClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The direct path is taken only while the console is the record's one destination."""
+    records: list[logging.LogRecord] = []
+    collector = logging.Handler()
+    collector.emit = records.append  # type: ignore[method-assign]
+    parent = logging.getLogger("ecommerce")
+    with console_alone():
+        parent.addHandler(collector)
+        try:
+            _, line = one_request_logged(client, capsys)
+        finally:
+            parent.removeHandler(collector)
+    (record,) = [r for r in records if r.name == ACCESS_LOGGER]
+    assert record.getMessage() == line["message"]
+
+
+@pytest.mark.parametrize(
+    "created",
+    [
+        0.0,
+        1.0,
+        1_765_000_000.0005,
+        1_765_000_000.9994999,
+        1_765_000_000.9999995,
+        1_765_000_059.99995,
+    ],
+)
+def test_the_log_time_is_the_one_datetime_formats(created: float) -> None:
+    expected = datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")
+    assert observability._utc_iso(created) == expected
+
+
+def test_a_generated_request_id_is_a_random_uuid4_hex() -> None:
+    ids = {observability.new_request_id() for _ in range(100)}
+    assert len(ids) == 100
+    for request_id in ids:
+        parsed = uuid.UUID(hex=request_id)
+        assert (parsed.version, parsed.variant, parsed.hex) == (4, uuid.RFC_4122, request_id)
 
 
 def test_building_many_apps_writes_each_line_once(
