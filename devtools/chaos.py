@@ -64,7 +64,7 @@ from devtools.chaos_checker import (
     check,
 )
 from devtools.chaos_schedule import (
-    WRITE_PATHS,
+    MIN_LIVE_NAMES,
     PlannedFault,
     next_write,
     plan_faults,
@@ -125,8 +125,8 @@ def bounds_for(database: str) -> Bounds:
 class ChaosOptions:
     """One run: ``strategy`` None picks one from the seed (seeds 1, 2, 3 cover all three);
     ``overrides``: app settings on top of the deployed ones (a planted fault);
-    ``faults`` False: traffic only (the planted faults' runs); ``write_paths``: the API,
-    plain SQL or both (a plain-SQL-only run shows what the reconciler alone repairs)."""
+    ``faults`` False: traffic only (the planted faults' runs); ``write_kinds``: which of
+    WRITE_KINDS the writer makes (plain-SQL inserts alone show what the reconciler repairs)."""
 
     seed: int
     database: str
@@ -134,7 +134,7 @@ class ChaosOptions:
     strategy: str | None = None
     overrides: Mapping[str, Any] = field(default_factory=dict)
     faults: bool = True
-    write_paths: tuple[str, ...] = WRITE_PATHS
+    write_kinds: tuple[str, ...] = WRITE_KINDS
 
     @property
     def chosen_strategy(self) -> str:
@@ -336,9 +336,9 @@ class Writer:
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
-            planned = next_write(self.rng, self.options.write_paths)
+            planned = next_write(self.rng, self.options.write_kinds)
             path, _, operation = planned.kind.partition("-")
-            if operation == DELETE and self.live:
+            if operation == DELETE and len(self.live) > MIN_LIVE_NAMES:
                 name, category_id = next(iter(self.live.items()))
                 del self.live[name]
                 self.write(planned.kind, name, category_id)
@@ -498,13 +498,23 @@ def app_settings(options: ChaosOptions, endpoint_url: str, database_url: str) ->
 
 @contextmanager
 def running_fleet(
-    options: ChaosOptions, workdir: Path, postgresql: LocalPostgreSQL | None = None
+    options: ChaosOptions,
+    workdir: Path,
+    postgresql: LocalPostgreSQL | None = None,
+    dynamodb: DynamoDBLocal | None = None,
 ) -> Iterator[Fleet]:
-    """DynamoDB Local behind a proxy, the database, two instances; all stopped after."""
+    """DynamoDB Local behind a proxy, the database, two instances; all stopped after.
+
+    ``dynamodb``: a running DynamoDB Local to share (a test session's), only for a run
+    without faults: the faults stop and restart the run's own.
+    """
     use_local_aws_credentials()
+    if dynamodb is not None and options.faults:
+        raise ValueError("a shared DynamoDB Local is for runs without faults")
     with ExitStack() as stack:
-        dynamodb = stack.enter_context(DynamoDBLocal())
-        dynamodb.warm_up()
+        if dynamodb is None:
+            dynamodb = stack.enter_context(DynamoDBLocal())
+            dynamodb.warm_up()
         cache_proxy = stack.enter_context(PartitionProxy(dynamodb.port))
         database = stack.enter_context(chaos_database(options.database, workdir, postgresql))
         settings = app_settings(options, cache_proxy.endpoint_url, database.app_url)
@@ -529,16 +539,21 @@ def run_chaos(
     options: ChaosOptions,
     *,
     postgresql: LocalPostgreSQL | None = None,
+    dynamodb: DynamoDBLocal | None = None,
     workdir: Path | None = None,
     progress: Callable[[str], None] = lambda line: None,
 ) -> RunOutcome:
-    """One seeded run, checked; everything it started is stopped when it returns."""
+    """One seeded run, checked; everything it started is stopped when it returns.
+
+    ``postgresql`` and ``dynamodb``: servers to share (a test session's) instead of
+    starting the run's own (see :func:`running_fleet`).
+    """
     with ExitStack() as stack:
         if workdir is None:
             workdir = Path(
                 stack.enter_context(tempfile.TemporaryDirectory(prefix="ecommerce-chaos-"))
             )
-        fleet = stack.enter_context(running_fleet(options, workdir, postgresql))
+        fleet = stack.enter_context(running_fleet(options, workdir, postgresql, dynamodb))
         history = History()
         plan = (
             plan_faults(options.seed, options.seconds, options.database) if options.faults else []

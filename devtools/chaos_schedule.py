@@ -23,7 +23,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from devtools.chaos_checker import API, DELETE, INSERT, SQL
+from devtools.chaos_checker import API, DELETE, INSERT, SQL, WRITE_KINDS
 
 CACHE_FAULTS = ("partition", "flapping", "dynamodb-hung", "dynamodb-restarted", "worker-killed")
 DATABASE_FAULTS_BY_DATABASE = {
@@ -42,6 +42,9 @@ WRITE_INTERVAL_SECONDS = (0.3, 0.9)
 #: The share of writes that delete a category the run created (when one is left).
 DELETE_SHARE = 0.35
 SQL_SHARE = 0.4
+#: Deletes leave this many of the run's names listed: an insert then lives a few writes
+#: (seconds), long enough for the reads to have to show it.
+MIN_LIVE_NAMES = 3
 
 
 @dataclass(frozen=True)
@@ -115,7 +118,8 @@ def plan_faults(seed: int, seconds: float, database: str) -> list[PlannedFault]:
 @dataclass(frozen=True)
 class PlannedWrite:
     """The writer's next move: ``kind`` one of WRITE_KINDS (a delete picks the oldest
-    live name the run created; with none, it inserts instead), then a pause."""
+    name the run created and has not deleted, when more than MIN_LIVE_NAMES are left; else
+    it inserts instead), then a pause."""
 
     kind: str
     pause: float
@@ -127,12 +131,10 @@ def plan_writes(seed: int) -> random.Random:
     return random.Random(f"writes-{seed}")
 
 
-WRITE_PATHS = (API, SQL)
-
-
-def next_write(rng: random.Random, paths: tuple[str, ...] = WRITE_PATHS) -> PlannedWrite:
-    """The next write, through one of ``paths`` (the API, plain SQL, or both)."""
-    drawn = SQL if rng.random() < SQL_SHARE else API
-    path = drawn if drawn in paths else paths[0]
+def next_write(rng: random.Random, kinds: tuple[str, ...] = WRITE_KINDS) -> PlannedWrite:
+    """The next write, one of ``kinds`` (all four by default; a planted fault's run may
+    keep to plain-SQL inserts, which only the reconciler brings to the cache on SQLite)."""
+    path = SQL if rng.random() < SQL_SHARE else API
     operation = DELETE if rng.random() < DELETE_SHARE else INSERT
-    return PlannedWrite(f"{path}-{operation}", rng.uniform(*WRITE_INTERVAL_SECONDS))
+    kind = f"{path}-{operation}"
+    return PlannedWrite(kind if kind in kinds else kinds[0], rng.uniform(*WRITE_INTERVAL_SECONDS))
