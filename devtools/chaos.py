@@ -676,6 +676,7 @@ TABLE_HEADER = (
     "reads checked",
     "writes acknowledged",
     *(f"worst lag: {kind}" for kind in WRITE_KINDS),
+    "slowest GET",
     "violations",
 )
 
@@ -695,6 +696,7 @@ def table_row(outcome: RunOutcome) -> list[str]:
             f"{report.worst_lag[kind]:.2f} s" if kind in report.worst_lag else "-"
             for kind in WRITE_KINDS
         ),
+        f"{report.slowest_read:.2f} s",
         str(len(report.violations)),
     ]
 

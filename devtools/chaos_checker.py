@@ -180,6 +180,9 @@ class Report:
     #: Per write kind: the worst lag (ack to the last read sent that did not show it yet).
     worst_lag: dict[str, float] = field(default_factory=dict)
     acknowledged: dict[str, int] = field(default_factory=dict)
+    #: The longest a GET took, answered or not: measured, not held to a bound (the
+    #: house's rule: speed is for benchmarks), but a GET hung by a fault shows here.
+    slowest_read: float = 0.0
 
 
 def name_histories(writes: Iterable[Write]) -> dict[str, NameHistory]:
@@ -404,4 +407,5 @@ def check(
         reads_checked=sum(1 for read in reads if read.listed),
         worst_lag=worst_lag,
         acknowledged=dict(acknowledged),
+        slowest_read=max((read.answered - read.sent for read in reads), default=0.0),
     )

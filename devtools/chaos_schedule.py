@@ -23,6 +23,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from cache_backends.dynamodb.settings import DEFAULT_BREAKER_COOLDOWN
 from devtools.chaos_checker import API, DELETE, INSERT, SQL, WRITE_KINDS
 
 CACHE_FAULTS = ("partition", "flapping", "dynamodb-hung", "dynamodb-restarted", "worker-killed")
@@ -33,7 +34,7 @@ DATABASE_FAULTS_BY_DATABASE = {
 DATABASES = tuple(DATABASE_FAULTS_BY_DATABASE)
 #: deploy/cloudformation.yaml leaves CACHE_DYNAMODB_BREAKER_COOLDOWN at its default, 10 s:
 #: a long partition outlasts it, so circuits open, probe and open again while writes are owed.
-DEPLOYED_BREAKER_COOLDOWN_SECONDS = 10.0
+DEPLOYED_BREAKER_COOLDOWN_SECONDS = DEFAULT_BREAKER_COOLDOWN
 LONG_PARTITION_SHARE = 0.25
 #: Quiet between faults: time for the reads to show what the last fault left behind.
 GAP_SECONDS = (1.0, 3.0)

@@ -221,3 +221,4 @@ def test_a_clean_history_has_no_violation_and_counts_what_was_checked() -> None:
     assert report.reads_checked == 4
     assert report.acknowledged == {"api-insert": 1, "sql-insert": 1, "api-delete": 1}
     assert set(report.worst_lag) == {"api-insert", "sql-insert", "api-delete"}
+    assert report.slowest_read == pytest.approx(0.01)
