@@ -50,6 +50,7 @@ from typing import Any
 import sqlalchemy
 from sqlalchemy.pool import NullPool
 
+from cache_backends.dynamodb.settings import DEFAULT_BREAKER_COOLDOWN
 from devtools import REPOSITORY_ROOT
 from devtools.chaos_checker import (
     DELETE,
@@ -103,10 +104,12 @@ READ_INTERVAL_SECONDS = 0.1
 SETTLE_SECONDS = DEPLOYED_RECONCILE_SECONDS + DEPLOYED_NEAR_TTL_SECONDS + 2 * MACHINE_SLACK_SECONDS
 #: Rounds of repinning at the end, for a worker forked after a SIGKILL (seconds of imports).
 FINAL_REPIN_ROUNDS = 50
-#: Log lines shown around a violation: this far either side of its read, WARNING and up.
-EVIDENCE_WINDOW_SECONDS = 2.0
+#: Log lines shown around a violation: this far either side of its write and read, WARNING
+#: and up; and the faults that ended at most this long before its write (a long partition).
+EVIDENCE_WINDOW_SECONDS = 1.0
+EVIDENCE_FAULT_LOOKBACK_SECONDS = 15.0
 EVIDENCE_LEVELS = frozenset({"WARNING", "ERROR", "CRITICAL"})
-#: Violations printed with their evidence; the rest are counted.
+#: Violations printed with their evidence (one per kind and write); the rest are counted.
 VIOLATIONS_SHOWN = 8
 REQUEST_ID_HEADER = "X-Request-Id"
 
@@ -118,6 +121,7 @@ def bounds_for(database: str) -> Bounds:
         heal=HEALED_BOUND_SECONDS,
         slack=MACHINE_SLACK_SECONDS,
         notifications=database == "postgresql",
+        cooldown=DEFAULT_BREAKER_COOLDOWN,
     )
 
 
@@ -607,9 +611,10 @@ def run_chaos(
             final_rows=final_rows,
             prefix=options.prefix,
         )
+        records = sorted(log_records(fleet.instances), key=lambda record: record["epoch"])
         evidence = [
-            describe(violation, fleet.instances, history.wall_offset)
-            for violation in report.violations[:VIOLATIONS_SHOWN]
+            describe(violation, alike, records, history.faults, history.wall_offset)
+            for violation, alike in first_of_each(report.violations)[:VIOLATIONS_SHOWN]
         ]
         return RunOutcome(
             options,
@@ -641,25 +646,58 @@ def log_records(instances: Sequence[Instance]) -> list[dict[str, Any]]:
     return records
 
 
-def describe(violation: Violation, instances: Sequence[Instance], wall_offset: float) -> str:
-    """The violation, then the app's log lines for its request ids, and the warnings
-    logged around its read."""
-    records = log_records(instances)
-    ids = {r.request_id for r in (violation.read, violation.write) if r is not None}
-    ids.discard(None)
-    moment = (
-        violation.read.sent
-        if violation.read
-        else (violation.write.sent if violation.write else None)
-    )
-    lines = [f"[{violation.kind}] {violation.message}"]
-    for record in records:
-        near = (
-            moment is not None
-            and abs(record["epoch"] - (moment + wall_offset)) <= EVIDENCE_WINDOW_SECONDS
-            and record.get("level") in EVIDENCE_LEVELS
+def violation_span(violation: Violation) -> tuple[float, float]:
+    """From the write (if any) to the read (if any): where its evidence lies."""
+    moments = [
+        moment
+        for record in (violation.write, violation.read)
+        if record is not None
+        for moment in (record.sent, record.answered)
+        if moment is not None
+    ]
+    return min(moments), max(moments)
+
+
+def first_of_each(violations: Sequence[Violation]) -> list[tuple[Violation, int]]:
+    """One violation per kind and write (or worker), with how many it stands for: a write
+    seen late by every worker for a second is one finding, not forty."""
+    groups: dict[tuple[str, str], list[Violation]] = {}
+    for violation in violations:
+        subject = (
+            violation.write.name
+            if violation.write
+            else (violation.read.worker if violation.read else "")
         )
-        if record.get("request_id") in ids or near:
+        groups.setdefault((violation.kind, subject), []).append(violation)
+    return [(group[0], len(group)) for group in groups.values()]
+
+
+def describe(
+    violation: Violation,
+    alike: int,
+    records: Sequence[dict[str, Any]],
+    faults: Sequence[FaultWindow],
+    wall_offset: float,
+) -> str:
+    """The violation; the faults around it (seconds relative to its first moment); the app's
+    log lines for its request ids and the warnings logged from its write to its read."""
+    start, end = violation_span(violation)
+    more = f" (and {alike - 1} more like it)" if alike > 1 else ""
+    lines = [f"[{violation.kind}] {violation.message}{more}"]
+    for fault in faults:
+        if fault.overlaps(start - EVIDENCE_FAULT_LOOKBACK_SECONDS, end):
+            lines.append(
+                f"    fault {fault.kind} {fault.detail}: {fault.start - start:+.2f} s to "
+                f"{fault.end - start:+.2f} s"
+            )
+    ids = {r.request_id for r in (violation.read, violation.write) if r is not None} - {None}
+    low, high = (
+        start + wall_offset - EVIDENCE_WINDOW_SECONDS,
+        end + wall_offset + EVIDENCE_WINDOW_SECONDS,
+    )
+    for record in records:
+        warning = record.get("level") in EVIDENCE_LEVELS and low <= record["epoch"] <= high
+        if record.get("request_id") in ids or warning:
             fields = {k: v for k, v in record.items() if k not in ("epoch", "time")}
             lines.append(f"    {record['time']} {json.dumps(fields, default=str)}")
     return "\n".join(lines)

@@ -40,6 +40,9 @@ INSERT = "insert"
 DELETE = "delete"
 WRITE_KINDS = tuple(f"{path}-{operation}" for path in (API, SQL) for operation in (INSERT, DELETE))
 
+#: Faults between the app and DynamoDB: they may open circuits, which stay open for the
+#: breaker's cool-down after the heal.
+CACHE_FAULTS = frozenset({"partition", "flapping", "dynamodb-hung", "dynamodb-restarted"})
 #: Faults on the app's path to its database: 5xx answers are allowed while they last.
 DATABASE_FAULTS = frozenset({"database-partition", "database-slow", "database-locked"})
 #: A request answered just after a database fault ends may still have met it (a pooled
@@ -116,6 +119,10 @@ class Bounds:
     ``notifications``: PostgreSQL's change listener (README, "On PostgreSQL, events, not
     polling"): plain SQL is served everywhere "within tens of milliseconds instead of
     CACHE_NEAR_TTL", so its bound is the API's.
+    ``cooldown``: ``CACHE_DYNAMODB_BREAKER_COOLDOWN`` (10 s, the deploy's): a circuit a
+    cache fault opened stays open this long after the heal, and meanwhile each process
+    serves the copy it holds "while the database's version, read once per reconcile
+    interval, has not moved past it" (README, the hung DynamoDB): the reconcile bound.
     """
 
     near_ttl: float
@@ -123,6 +130,7 @@ class Bounds:
     heal: float
     slack: float
     notifications: bool
+    cooldown: float
 
     def quiet(self, kind: str) -> float:
         """The bound with no fault around: a near copy's life, plus a reconcile for plain
@@ -139,13 +147,20 @@ class Bounds:
     def deadline(self, write: Write, faults: Sequence[FaultWindow]) -> float | None:
         """The time from which every read sent must show ``write``; None if unacknowledged.
 
-        A fault overlapping the write or its quiet bound moves the deadline to the later
-        of the reconcile bound from the ack and the heal bound from the fault's end.
+        A fault overlapping the write or its quiet bound (a cache fault: or the cool-down
+        after it) moves the deadline to the later of the reconcile bound from the ack and
+        the heal bound from the fault's end.
         """
         if not write.acknowledged or write.answered is None:
             return None
         quiet = write.answered + self.quiet(write.kind)
-        overlapping = [f for f in faults if f.overlaps(write.sent, quiet)]
+        overlapping = [
+            fault
+            for fault in faults
+            if fault.overlaps(
+                write.sent, quiet, self.cooldown if fault.kind in CACHE_FAULTS else 0.0
+            )
+        ]
         if not overlapping:
             return quiet
         healed = max(fault.end for fault in overlapping)

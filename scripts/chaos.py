@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from devtools.chaos import ChaosOptions, RunOutcome, markdown_table, run_chaos
 from devtools.chaos_schedule import DATABASES
@@ -63,6 +64,13 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="one strategy for every seed (default: the seed picks)",
     )
+    parser.add_argument(
+        "--keep-logs",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="keep each run's logs (the instances', the SQLite file) in DIR/<database>-seed<N>",
+    )
     args = parser.parse_args(argv)
 
     def progress(line: str) -> None:
@@ -75,7 +83,11 @@ def main(argv: list[str] | None = None) -> int:
                 options = ChaosOptions(
                     seed, database, args.minutes * SECONDS_PER_MINUTE, args.strategy
                 )
-                outcome = run_chaos(options, progress=progress)
+                workdir = None
+                if args.keep_logs is not None:
+                    workdir = args.keep_logs / f"{database}-seed{seed}"
+                    workdir.mkdir(parents=True)
+                outcome = run_chaos(options, workdir=workdir, progress=progress)
                 outcomes.append(outcome)
                 progress(
                     f"seed {seed}, {database}: {outcome.report.reads_checked} reads checked, "

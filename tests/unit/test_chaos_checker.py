@@ -26,8 +26,12 @@ from devtools.chaos_checker import (
 )
 
 PREFIX = "Chaos1N"
-SQLITE = Bounds(near_ttl=1.0, reconcile=2.0, heal=3.0, slack=1.0, notifications=False)
-POSTGRESQL = Bounds(near_ttl=1.0, reconcile=2.0, heal=3.0, slack=1.0, notifications=True)
+SQLITE = Bounds(
+    near_ttl=1.0, reconcile=2.0, heal=3.0, slack=1.0, notifications=False, cooldown=10.0
+)
+POSTGRESQL = Bounds(
+    near_ttl=1.0, reconcile=2.0, heal=3.0, slack=1.0, notifications=True, cooldown=10.0
+)
 
 
 def write(kind: str, name: str, sent: float, acknowledged: bool = True, status: int = 201) -> Write:
@@ -86,11 +90,20 @@ class TestStaleReads:
         assert stale([insert], [read("a/1", 17.9)], faults=[partition]) == []
         assert len(stale([insert], [read("a/1", 18.1)], faults=[partition])) == 1
 
-    def test_a_fault_long_over_before_the_write_changes_nothing(self) -> None:
-        insert = write("api-insert", A, 10.0)
-        partition = FaultWindow("partition", 1.0, 5.0)
+    def test_within_the_cool_down_after_a_cache_fault_the_reconcile_bound_applies(self) -> None:
+        """The circuit may still be open: held copies are checked every reconcile interval."""
+        insert = write("api-insert", A, 10.0)  # acknowledged at 10.1: deadline 14.1
+        partition = FaultWindow("partition", 1.0, 5.0)  # healed 5 s before: circuits open
 
-        assert len(stale([insert], [read("a/1", 12.2)], faults=[partition])) == 1
+        assert stale([insert], [read("a/1", 14.0)], faults=[partition]) == []
+        assert len(stale([insert], [read("a/1", 14.2)], faults=[partition])) == 1
+
+    def test_a_fault_over_before_the_write_and_its_cool_down_changes_nothing(self) -> None:
+        insert = write("api-insert", A, 20.0)
+        partition = FaultWindow("partition", 1.0, 5.0)
+        database = FaultWindow("database-partition", 17.0, 19.0)
+
+        assert len(stale([insert], [read("a/1", 22.2)], faults=[partition, database])) == 1
 
     def test_an_unacknowledged_write_has_no_deadline(self) -> None:
         insert = write("api-insert", A, 10.0, acknowledged=False, status=503)
