@@ -16,6 +16,8 @@ Modules, in the order a reader needs them:
 - ``fleet``: gunicorn instances of the app, nginx in front (``make cluster``).
 - ``stampede``: concurrent bursts at a cold, expired or stale cache (``make stampede``).
 - ``environment``: what a measurement ran on (machine, versions, DynamoDB Local release).
+- ``chaos``: a seeded schedule of faults (``chaos_schedule``) on two instances under
+  traffic, every answer checked against the README's bounds (``chaos_checker``); ``make chaos``.
 """
 
 from pathlib import Path

@@ -95,6 +95,7 @@ DEPLOYED_NEAR_TTL_SECONDS = 1.0
 #: The bounds the checker holds every run to: the deployed settings' promises (see
 #: Bounds for each one's source), whatever a run's overrides set (a planted fault).
 DEPLOYED_RECONCILE_SECONDS = float(DEFAULTS["CATEGORIES_CACHE_RECONCILE_SECONDS"])
+#: The harness's own allowance, not a promise of the app: see Bounds.
 MACHINE_SLACK_SECONDS = 1.0
 #: Between a reader's rounds over its instance's workers: ~10 answers a second per
 #: worker, and CPU left for the app on a 2-core machine.
@@ -281,7 +282,11 @@ def read_once(connection: HTTPConnection, worker: str, request_id: str) -> tuple
 
 
 class Reader:
-    """GETs on every worker of one instance in turn until stopped."""
+    """GETs on every worker of one instance in turn until stopped.
+
+    Pinning a connection to a new worker (after a SIGKILL) costs one GET that is not
+    recorded: PinnedWorkers needs an answer to learn which worker took the connection.
+    """
 
     def __init__(self, instance: Instance, history: History, tag: str) -> None:
         self.instance = instance

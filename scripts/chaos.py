@@ -12,6 +12,7 @@ what it checks and each bound's source.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
@@ -22,6 +23,8 @@ from devtools.processes import stopping_on_sigterm
 from scripts.coherence import comma_separated
 
 SECONDS_PER_MINUTE = 60
+#: While DynamoDB Local restarts the proxy warns once per refused connection: dozens.
+QUIET_LOGGERS = ("devtools.partition",)
 
 
 def _seeds(value: str) -> list[int]:
@@ -76,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     def progress(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
     outcomes: list[RunOutcome] = []
     with stopping_on_sigterm():
         for database in args.databases:
