@@ -719,7 +719,7 @@ TABLE_HEADER = (
     "reads checked",
     "writes acknowledged",
     *(f"worst lag: {kind}" for kind in WRITE_KINDS),
-    "slowest GET",
+    "slowest GET (database up)",
     "violations",
 )
 
