@@ -235,3 +235,21 @@ def test_a_clean_history_has_no_violation_and_counts_what_was_checked() -> None:
     assert report.acknowledged == {"api-insert": 1, "sql-insert": 1, "api-delete": 1}
     assert set(report.worst_lag) == {"api-insert", "sql-insert", "api-delete"}
     assert report.slowest_read == pytest.approx(0.01)
+
+
+def test_the_slowest_get_leaves_out_those_a_database_fault_held_up() -> None:
+    held_up = Read("a/1", 10.0, 16.0, 503, "-", None, "r-held-up")
+    slow = Read("a/1", 20.0, 20.8, 200, "MISS", frozenset(), "r-slow")
+
+    report = check(
+        writes=[],
+        reads=[held_up, slow],
+        faults=[FaultWindow("database-partition", 11.0, 15.0)],
+        bounds=SQLITE,
+        final_reads={},
+        final_rows=frozenset(),
+        prefix=PREFIX,
+    )
+
+    assert report.slowest_read == pytest.approx(0.8)
+    assert report.violations == []
