@@ -579,6 +579,9 @@ def run_chaos(
         writer = Writer(options, fleet, history)
         injector = FaultInjector(fleet, history, plan)
         traffic_stop, reads_stop = threading.Event(), threading.Event()
+        # However the run ends (Ctrl-C included), the threads stop before the fleet does.
+        stack.callback(reads_stop.set)
+        stack.callback(traffic_stop.set)
         started = time.monotonic()
         threads = [
             threading.Thread(target=reader.run, args=(reads_stop,), daemon=True)

@@ -7,8 +7,8 @@ instance and a writer through the API and plain SQL, and devtools/chaos_checker.
 the history (its bounds, and their sources, are in its docstrings; tests/unit/
 test_chaos_checker.py proves the checks on synthetic histories). Here:
 
-- SQLite, through the command docs/chaos.md shows (``python -m scripts.chaos``): exit
-  status 0 (no violation) and the table's row;
+- SQLite, through the command docs/chaos.md shows (``python -m scripts.chaos --seeds 1
+  --minutes 0.5 --databases sqlite``): exit status 0 (no violation) and the table's row;
 - PostgreSQL (the session's server, the app behind a proxy that partitions and slows it):
   no violation, faults injected, reads checked;
 - the planted faults, on the same bounds: the reconciler switched off (plain SQL then
