@@ -198,7 +198,11 @@ class Report:
     #: The longest a GET took while the database was not faulted, answered or not:
     #: measured, not held to a bound (speed is for benchmarks), but a GET that a cache
     #: fault held up shows here (the README: a hung DynamoDB costs a GET one timeout).
-    slowest_read: float = 0.0
+    slowest: Read | None = None
+
+    @property
+    def slowest_read(self) -> float:
+        return self.slowest.answered - self.slowest.sent if self.slowest else 0.0
 
 
 def name_histories(writes: Iterable[Write]) -> dict[str, NameHistory]:
@@ -428,12 +432,9 @@ def check(
         reads_checked=sum(1 for read in reads if read.listed),
         worst_lag=worst_lag,
         acknowledged=dict(acknowledged),
-        slowest_read=max(
-            (
-                read.answered - read.sent
-                for read in reads
-                if not during_database_fault(read.sent, read.answered, faults)
-            ),
-            default=0.0,
+        slowest=max(
+            (read for read in reads if not during_database_fault(read.sent, read.answered, faults)),
+            key=lambda read: read.answered - read.sent,
+            default=None,
         ),
     )

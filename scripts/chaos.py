@@ -49,6 +49,14 @@ def _positive_minutes(value: str) -> float:
     return minutes
 
 
+def slowest(outcome: RunOutcome) -> str:
+    """The slowest GET while the database answered: its time, worker, X-Cache, request id."""
+    read = outcome.report.slowest
+    if read is None:
+        return "none"
+    return f"{outcome.report.slowest_read:.2f} s ({read.worker}, {read.cache}, {read.request_id})"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=_seeds, default=[1, 2, 3], help="comma-separated")
@@ -96,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
                 outcomes.append(outcome)
                 progress(
                     f"seed {seed}, {database}: {outcome.report.reads_checked} reads checked, "
-                    f"{len(outcome.violations)} violations"
+                    f"{len(outcome.violations)} violations; slowest GET {slowest(outcome)}"
                 )
                 for evidence in outcome.evidence:
                     progress(evidence)
