@@ -149,7 +149,10 @@ class Bounds:
 
         A fault overlapping the write or its quiet bound (a cache fault: or the cool-down
         after it) moves the deadline to the later of the reconcile bound from the ack and
-        the heal bound from the fault's end.
+        the heal bound from the fault's end. Then a database fault that begins before the
+        deadline moves it to its own heal bound, and so on: every repair (a load, the
+        version a held copy is checked against) goes through the database, and none of
+        the README's bounds holds while it is cut off or slowed.
         """
         if not write.acknowledged or write.answered is None:
             return None
@@ -161,10 +164,14 @@ class Bounds:
                 write.sent, quiet, self.cooldown if fault.kind in CACHE_FAULTS else 0.0
             )
         ]
-        if not overlapping:
-            return quiet
-        healed = max(fault.end for fault in overlapping)
-        return max(quiet, write.answered + self.around_faults(), healed + self.heal)
+        deadline = quiet
+        if overlapping:
+            healed = max(fault.end for fault in overlapping)
+            deadline = max(quiet, write.answered + self.around_faults(), healed + self.heal)
+        for fault in sorted(faults, key=lambda fault: fault.start):
+            if fault.kind in DATABASE_FAULTS and fault.overlaps(write.sent, deadline):
+                deadline = max(deadline, fault.end + self.heal)
+        return deadline
 
 
 @dataclass(frozen=True)

@@ -98,6 +98,17 @@ class TestStaleReads:
         assert stale([insert], [read("a/1", 14.0)], faults=[partition]) == []
         assert len(stale([insert], [read("a/1", 14.2)], faults=[partition])) == 1
 
+    def test_a_database_fault_begun_before_the_deadline_moves_it_past_its_heal(self) -> None:
+        """Every repair reads the database: a slow one delays it, and one after it more."""
+        insert = write("api-insert", A, 10.0)  # quiet deadline 12.1
+        slow = FaultWindow("database-slow", 12.0, 14.0)  # deadline 17
+        partition = FaultWindow("database-partition", 16.0, 17.5)  # deadline 20.5
+        later = FaultWindow("database-partition", 21.0, 25.0)  # after it: no effect
+
+        faults = [slow, partition, later]
+        assert stale([insert], [read("a/1", 20.4)], faults=faults) == []
+        assert len(stale([insert], [read("a/1", 20.6)], faults=faults)) == 1
+
     def test_a_fault_over_before_the_write_and_its_cool_down_changes_nothing(self) -> None:
         insert = write("api-insert", A, 20.0)
         partition = FaultWindow("partition", 1.0, 5.0)
