@@ -23,7 +23,7 @@ WRITES_NEED := @echo "Writes need: -H 'Authorization: Bearer $(FLASK_ADMIN_TOKEN
 
 export FLASK_APP := wsgi
 
-.PHONY: help docs install system-deps cluster-deps run reset-db run-dynamodb cache-status dynamodb-local cluster test lint lock bench bench-http bench-scale bench-fleet stampede release clean
+.PHONY: help docs install system-deps cluster-deps run reset-db run-dynamodb cache-status dynamodb-local cluster test lint lock bench bench-http bench-scale bench-fleet stampede chaos release clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/$$(DDB_PORT)/$(DDB_PORT)/g' | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -225,6 +225,12 @@ bench-fleet: $(DEV_INSTALLED) $(DDB_LOCAL) system-deps  ## DynamoDB's traffic fr
 
 stampede: $(DEV_INSTALLED) $(DDB_LOCAL)  ## Concurrent GETs at a cold cache, at expiry, stale; POST latency per strategy
 	$(BIN)/python -m scripts.stampede
+
+# Seeds and minutes of faults per run, on each database: docs/chaos.md.
+SEEDS ?= 1,2,3
+MINUTES ?= 2
+chaos: $(DEV_INSTALLED) $(DDB_LOCAL) system-deps  ## Seeded random faults on 2 instances x 2 workers, SQLite and PostgreSQL, every read checked (SEEDS=1,2,3 MINUTES=2)
+	$(BIN)/python -m scripts.chaos --seeds $(SEEDS) --minutes $(MINUTES)
 
 # One tarball per release, which instances install with pip --no-index (docs/deploy.md,
 # section 2): the app's wheel, every locked dependency of requirements/app.txt as wheels for

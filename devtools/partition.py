@@ -46,6 +46,7 @@ import logging
 import socket
 import struct
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -118,6 +119,8 @@ class PartitionProxy(StoppedAfterTheBlock):
         self._threads: list[threading.Thread] = []
         self._listener: socket.socket | None = None
         self._stopping = threading.Event()
+        #: Seconds each forwarded chunk waits first (a slow network, a loaded server): 0, none.
+        self.delay_seconds = 0.0
 
     # --- the API ---------------------------------------------------------------------
 
@@ -158,6 +161,19 @@ class PartitionProxy(StoppedAfterTheBlock):
             yield self
         finally:
             self.heal()
+
+    @contextmanager
+    def slowed(self, delay_seconds: float) -> Iterator[PartitionProxy]:
+        """Every chunk, each way, waits ``delay_seconds`` before it is forwarded, for the block.
+
+        A slow path rather than a dead one: every statement of a database behind the
+        proxy costs a round trip's worth of it more.
+        """
+        self.delay_seconds = delay_seconds
+        try:
+            yield self
+        finally:
+            self.delay_seconds = 0.0
 
     def start(self) -> Self:
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -245,6 +261,8 @@ class PartitionProxy(StoppedAfterTheBlock):
         """Copy ``source`` to ``target`` until either ends; drop the bytes once blackholed."""
         try:
             while chunk := source.recv(CHUNK_BYTES):
+                if self.delay_seconds:
+                    time.sleep(self.delay_seconds)
                 with connection.lock:
                     if connection.blackholed or target is None:
                         self._count(dropped=len(chunk))

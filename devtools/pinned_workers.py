@@ -11,6 +11,7 @@ load-balanced client would only meet by chance.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from http.client import HTTPConnection, HTTPException
 from typing import Any
@@ -38,10 +39,18 @@ class Answer:
 
 
 def request(
-    connection: HTTPConnection, method: str, path: str, body: Any = None
+    connection: HTTPConnection,
+    method: str,
+    path: str,
+    body: Any = None,
+    extra_headers: Mapping[str, str] | None = None,
 ) -> tuple[int, Any, dict[str, str]]:
-    """One request on a kept-alive connection: status, JSON body (or None), headers."""
+    """One request on a kept-alive connection: status, JSON body (or None), headers.
+
+    ``extra_headers``: e.g. an ``X-Request-Id`` to find the request in the app's log.
+    """
     headers = {"Content-Type": "application/json", **DEV_ADMIN_AUTHORIZATION} if body else {}
+    headers |= extra_headers or {}
     connection.request(method, path, body=json.dumps(body) if body else None, headers=headers)
     response = connection.getresponse()
     raw = response.read()

@@ -27,7 +27,8 @@ from devtools.coherence import (
 )
 
 
-def _comma_separated(value: str, allowed: tuple[str, ...]) -> list[str]:
+def comma_separated(value: str, allowed: tuple[str, ...]) -> list[str]:
+    """An argparse type: names from ``allowed``, comma-separated (scripts.chaos's too)."""
     chosen = [item.strip() for item in value.split(",") if item.strip()]
     unknown = sorted(set(chosen) - set(allowed))
     if unknown:
@@ -39,13 +40,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--strategies",
-        type=lambda value: _comma_separated(value, STRATEGIES),
+        type=lambda value: comma_separated(value, STRATEGIES),
         default=list(STRATEGIES),
         help="comma-separated",
     )
     parser.add_argument(
         "--scenarios",
-        type=lambda value: _comma_separated(value, SCENARIOS),
+        type=lambda value: comma_separated(value, SCENARIOS),
         default=list(SCENARIOS),
         help="comma-separated",
     )

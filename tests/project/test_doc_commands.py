@@ -514,6 +514,7 @@ BLOCK_TESTS = {
     ("README.md", "## The story, with curl", "sh", 0): "test_readme_story.py",
     ("README.md", "## Use the backend in your own Flask app", "python", 0): "test_readme.py",
     ("docs/deploy.md", "# Deploying the categories API", "", 0): "none: a diagram",
+    ("docs/chaos.md", "# Randomized faults, checked", "sh", 0): "test_chaos.py",
     ("docs/deploy.md", "### Run a command on the instances (SSM Run Command)", "sh", 1): (
         "test_doc_commands.py"
     ),
