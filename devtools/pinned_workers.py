@@ -11,6 +11,7 @@ load-balanced client would only meet by chance.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from http.client import HTTPConnection, HTTPException
@@ -23,8 +24,12 @@ from devtools.processes import accepting_worker, worker_pids
 #: Longer than any write the app makes (retries included), so a slow answer is measured,
 #: not cut off: the "before" POSTs of the coherence table take up to ~4 s.
 HTTP_TIMEOUT_SECONDS = 15.0
-#: Connections opened at most to find one accepted by each worker.
-MAX_PINNING_CONNECTIONS = 40
+#: How long pinning keeps trying to reach every worker: a worker accepts only once it has
+#: imported the app, seconds after its pid appears when the machine is busy, and until
+#: then its siblings accept every connection.
+PINNING_TIMEOUT_SECONDS = 30.0
+#: Between two connections that reached a worker already pinned.
+PINNING_PAUSE_SECONDS = 0.05
 #: Per round of GETs while a worker has no connection yet (a replacement booting).
 REPIN_ATTEMPTS_PER_ROUND = 3
 
@@ -91,11 +96,17 @@ class PinnedWorkers:
 
     def pin_all(self) -> None:
         """Until every current worker has a connection (they are all up: at start)."""
-        for _ in range(MAX_PINNING_CONNECTIONS):
-            if set(self.connections) >= worker_pids(self.instance.process.pid):
-                return
+        deadline = time.monotonic() + PINNING_TIMEOUT_SECONDS
+        while not set(self.connections) >= worker_pids(self.instance.process.pid):
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"in {PINNING_TIMEOUT_SECONDS:.0f} s, connections reached only "
+                    f"{set(self.connections)} of {worker_pids(self.instance.process.pid)}"
+                )
+            pinned = len(self.connections)
             self._connect_once()
-        raise RuntimeError(f"{MAX_PINNING_CONNECTIONS} connections reached {set(self.connections)}")
+            if len(self.connections) == pinned:
+                time.sleep(PINNING_PAUSE_SECONDS)
 
     def repin(self) -> None:
         """Drop connections to dead workers; try a few times to reach new ones."""
