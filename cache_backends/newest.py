@@ -53,7 +53,9 @@ class NewestVersion:
       when its retry lands), by the version the instance heard (another instance's
       write, plain SQL), and for a
       while after the cache recovers from an outage by the database's version then
-      (others' writes failed too, and their debts are in their memory).
+      (others' writes failed too, and their debts are in their memory); and, for as long,
+      by the database's version when this process's reconcile found the cache behind it
+      and could not repair it (its own calls to the cache fail, its neighbours' may not).
     - :meth:`served`: no *value* older than it is served, as ``HIT`` or ``STALE``.
       Raised by every value this process served, and by the database's
       version after a recovery: a stale mark that lands late, after an outage, on a
@@ -80,6 +82,8 @@ class NewestVersion:
         self._after_recovery_until = -math.inf
         self._database_checked = 0
         self._database_checked_until = -math.inf
+        self._unrepaired = 0
+        self._unrepaired_until = -math.inf
         self._written = 0
         self._instance_owed: SharedVersion | None = None
 
@@ -98,7 +102,8 @@ class NewestVersion:
 
     def instance_floor(self) -> int:
         """The newest version the instance knows without asking (no I/O): the one its
-        listener heard, or one a process of it owes. What ends a near copy early."""
+        listener heard, or one a process of it owes (or found the cache behind and could not
+        repair). What ends a near copy early."""
         heard = 0 if self._source is None else self._source.latest() or 0
         owed = None if self._instance_owed is None else self._instance_owed.read()
         if owed is None or owed[1] <= time.time():
@@ -108,7 +113,7 @@ class NewestVersion:
     def known(self) -> int:
         """The lowest fence an entry may carry to be served; 0 when nothing newer is known."""
         owed = self.owed.versions.get(self.key, 0)  # a lookup, not a call: on every hit
-        return max(owed, self.instance_floor(), self._recovery())
+        return max(owed, self.instance_floor(), self._recovery(), self._unrepaired_floor())
 
     def served(self) -> int:
         """The oldest value version this process may still serve."""
@@ -138,6 +143,35 @@ class NewestVersion:
                     self._served,
                 )
                 self._served, self._served_raised_at = version, self.clock()
+
+    def cache_behind(self, database_version: int) -> None:
+        """A reconcile read the database at ``database_version``, past what the cache names,
+        and could not repair the cache: this process's calls to it fail.
+
+        What the process holds (a near copy read before, or a neighbour's shared copy) is
+        then known to be older than the database: for ``hold_seconds`` the instance's
+        processes serve nothing fenced below it. A neighbour whose cache answers repairs
+        the cache on its next read (it loads, or refreshes, and stores); this one loads
+        once. Otherwise both serve the older list as a HIT until the writer's owed update
+        lands, or this process's circuit closes, plus a near copy's life.
+        """
+        with self._lock:
+            if database_version >= self._unrepaired:
+                self._unrepaired = database_version
+                self._unrepaired_until = self.clock() + self.hold_seconds
+        if self._instance_owed is not None:
+            self._instance_owed.raise_to(database_version, time.time() + self.hold_seconds)
+
+    def _unrepaired_floor(self) -> int:
+        """The database's version a failed repair read (:meth:`cache_behind`), while held;
+        forgotten after, so that a hit reads no clock for it."""
+        unrepaired = self._unrepaired
+        if unrepaired and self.clock() >= self._unrepaired_until:
+            with self._lock:
+                if self.clock() >= self._unrepaired_until:  # not raised again meanwhile
+                    self._unrepaired = 0
+            return 0
+        return unrepaired
 
     def cache_recovered(self) -> None:
         """The cache answers again after failing (the breaker's first good probe)."""

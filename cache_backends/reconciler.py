@@ -135,6 +135,19 @@ class Reconciliation:
             return 0
         return self.database_version - self.cached_version
 
+    @property
+    def unrepaired_version(self) -> int | None:
+        """The database's version when the cache was found behind it and not repaired (the
+        cache failed at the lease or the repair); None otherwise."""
+        if (
+            self.outcome is not ReconcileOutcome.FAILED
+            or self.database_version is None
+            or self.cached_version is None
+            or self.cached_version >= self.database_version
+        ):
+            return None
+        return self.database_version
+
 
 @dataclass(eq=False)
 class Reconciler:

@@ -79,7 +79,8 @@ RECOVERY_HOLD_INTERVALS = 3
 RECONCILER_LOCK_SUFFIX = ".reconciler.lock"
 #: The instance's shared near copy of the pointer in ``instance_dir``: ``<name>.near``.
 SHARED_COPY_SUFFIX = ".near"
-#: The version a write of one of the instance's processes owes: ``<name>.owed``.
+#: The version a write of one of the instance's processes owes (or a reconcile of one of
+#: them found the cache behind and could not repair): ``<name>.owed``.
 SHARED_OWED_SUFFIX = ".owed"
 #: The instance's shared bodies in ``instance_dir``: the folder ``<name>.bodies``.
 SHARED_BODIES_SUFFIX = ".bodies"
@@ -475,3 +476,6 @@ class Region:
             repaired=outcome in REPAIRS,
             coherent=outcome in COHERENT,
         )
+        unrepaired = reconciliation.unrepaired_version
+        if unrepaired is not None:  # what this process holds is older than the database
+            self.newest.cache_behind(unrepaired)

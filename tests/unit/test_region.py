@@ -81,6 +81,16 @@ def test_a_write_this_process_owes_is_known_until_it_lands() -> None:
     assert newest.known() == 0
 
 
+def test_a_cache_found_behind_and_not_repaired_is_known_for_a_while_only() -> None:
+    clock = FakeClock()
+    newest = newest_version(clock=clock)
+    newest.cache_behind(5)
+    newest.cache_behind(4)  # an older reconcile's finding does not lower it
+    assert newest.known() == 5
+    clock.advance(6.0)
+    assert newest.known() == 0  # by then repaired, or the circuit closed and read the database
+
+
 def test_what_was_served_is_never_served_older_unless_the_database_went_back() -> None:
     """Reads never go back in time, but a database restored to an older version is the truth."""
     clock = FakeClock()
@@ -489,3 +499,45 @@ def test_without_stale_if_error_every_read_the_cache_fails_is_loaded() -> None:
     assert answers(region, 3) == [("list at 1", CacheStatus.MISS)] * 3
     assert catalogue.loads == loads + 3
     region.stop()
+
+
+class ProcessView(FlakyCache):
+    """One process's way to a shared cache: its own circuit (``failing``), the store shared
+    with every other view of ``shared`` (DynamoDB, as two workers each reach it)."""
+
+    def __init__(self, shared: SimpleCache) -> None:
+        super().__init__()
+        self._cache = shared._cache
+
+
+def test_a_reconcile_that_finds_the_cache_behind_and_cannot_repair_ends_the_older_copies(
+    tmp_path: Path,
+) -> None:
+    """The randomized fault run's HIT: another instance's write is owed (its circuit is
+    open), and the worker elected to reconcile here has its own circuit open too, while its
+    neighbour's is closed. The reconcile reads the pointer through the near layer (version
+    1), the database (version 2), and cannot take the repair lease. Both workers must stop
+    serving version 1 at once: the reconciler's worker loads the change, the neighbour
+    repairs the cache on its next read. Fails without it: both answer HIT 'list at 1' for
+    as long as their near copies live (ten minutes here; CACHE_NEAR_TTL deployed)."""
+    shared, catalogue, clock = SimpleCache(), Catalogue(), FakeClock()
+    reconciling_view, neighbour_view = ProcessView(shared), ProcessView(shared)
+    reconciling, neighbour = (
+        held_copy_region(NearCache(view, ttl=600), catalogue, clock, instance_dir=tmp_path)
+        for view in (reconciling_view, neighbour_view)
+    )
+    assert neighbour.get().status is CacheStatus.MISS
+    assert reconciling.get() == Loaded("list at 1", 1, CacheStatus.HIT)  # both kept near
+    catalogue.write()  # by the other instance, whose update is owed
+    reconciling_view.failing = True  # this worker's circuit is open; its neighbour's is not
+
+    reconciliation = reconciling.reconcile_once()
+
+    assert (reconciliation.outcome, reconciliation.database_version) == ("failed", 2)
+    assert reconciliation.cached_version == 1  # read through the near layer
+    assert reconciling.get() == Loaded("list at 2", 2, CacheStatus.MISS)
+    assert neighbour.get() == Loaded("list at 2", 2, CacheStatus.MISS)  # loaded and stored
+    entry = neighbour.current_entry()
+    assert entry is not None and (entry.value, entry.version) == ("list at 2", 2), "not repaired"
+    reconciling.stop()
+    neighbour.stop()
