@@ -299,19 +299,25 @@ class VersionedLoader:
             if led:
                 self._held.hold(Held(None, loaded.value, loaded.version))
                 return loaded
-            if loaded.version >= min_version:
+            if loaded.version >= min_version and loaded.version >= self.newest.served():
                 return Loaded(loaded.value, loaded.version, CacheStatus.HIT)
 
     def _load_under_lease(self, load: Load, min_version: int = 0) -> Loaded:
         """Win the lease and load, or wait for the winner's value, or give up and load.
 
         A fresh entry older than ``min_version`` is not an answer: it can only be
-        one whose fence expired, and the caller saw a newer write.
+        one whose fence expired, and the caller saw a newer write. Nor is one below
+        what this process knows or has served (:meth:`_below_newest`), read when it
+        is found: a cache emptied under a waiter (a table re-created) fences nothing,
+        and an older update owed elsewhere may land there while it waits.
         """
 
         def usable(entry: VersionedEntry | None) -> bool:
             return (
-                entry is not None and entry.is_fresh(self.clock()) and entry.version >= min_version
+                entry is not None
+                and entry.is_fresh(self.clock())
+                and entry.version >= min_version
+                and not self._below_newest(entry)
             )
 
         deadline = time.monotonic() + self.lease_seconds
@@ -515,6 +521,11 @@ class VersionedLoader:
         value, version = load()
         self.store(value, version)
         return value, version
+
+    def _below_newest(self, entry: VersionedEntry) -> bool:
+        """Whether ``entry`` is fenced below a version this process knows of, or holds a
+        value older than one it has served: never an answer, however it was found."""
+        return entry.fence < self.newest.known() or entry.version < self.newest.served()
 
     def _served(self, entry: VersionedEntry | None, status: CacheStatus) -> Loaded | None:
         """``entry`` answered as ``status``; None if its body is gone (load it again).

@@ -295,14 +295,14 @@ class Region:
         self.newest.wrote(version)
         read_back = self._read_back()
 
-        def apply() -> bool:
-            return self._apply_strategy(version, read_back)
+        def retry() -> bool:
+            return self._retry_owed(version, read_back)
 
         with request_path():
             try:
-                apply()
+                self._apply_strategy(version, read_back)
             except CacheUnavailable as error:
-                self.owed.owe(self.key, version, apply, reason=error)
+                self.owed.owe(self.key, version, retry, reason=error)
                 self.newest.owe(version)
                 return
         self.owed.settle(self.key, version)
@@ -434,6 +434,28 @@ class Region:
             if mark is not StaleMark.REFUSED:
                 return True  # CURRENT: loaded at (or past) the write already, nothing to refresh
         return self.loader.invalidate(version, strict=True)
+
+    def _retry_owed(self, version: int, read_back: tuple[Any, int] | None) -> bool:
+        """An owed update's retry: the strategy for ``version``, with a list read back
+        again when the one read at the write is older than a version this process has
+        served since, or its instance knows of.
+
+        The fence is the stored entry: a table emptied meanwhile (DynamoDB restarted, the
+        table created again) keeps none, and the older list would land there, to be
+        served as a HIT by every process that has not seen the newer one.
+        """
+        if read_back is not None:
+            newest = max(self.newest.served(), self.newest.instance_floor())
+            if read_back[1] < newest:
+                logger.info(
+                    "%s: owed write-through of version %d is older than version %d known "
+                    "here: reading the list back again",
+                    self.name,
+                    read_back[1],
+                    newest,
+                )
+                read_back = self._read_back()
+        return self._apply_strategy(version, read_back)
 
     def _repair(self, version: int) -> bool:
         """The reconciler's repair of a cache behind ``version``: the write path's strategy.

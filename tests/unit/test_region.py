@@ -137,19 +137,27 @@ class Catalogue:
         return value, version
 
 
-def refresh_async_region(cache: FlakyCache, catalogue: Catalogue) -> Region:
+def region_on(
+    cache: FlakyCache, catalogue: Catalogue, strategy: Strategy, **options: Any
+) -> Region:
+    """A region over ``catalogue`` whose owed updates are retried when the test says."""
     region = Region(
         cache,
         KEY,
         load=catalogue.load,
         database_version=lambda: catalogue.version,
-        strategy=Strategy.REFRESH_ASYNC,
+        strategy=strategy,
         ttl=300,
         lease_seconds=5,
         reconcile_seconds=2,
+        **options,
     )
-    region.owed.background = False  # the test says when owed updates are retried
+    region.owed.background = False
     return region
+
+
+def refresh_async_region(cache: FlakyCache, catalogue: Catalogue) -> Region:
+    return region_on(cache, catalogue, Strategy.REFRESH_ASYNC)
 
 
 def test_a_stale_mark_landing_after_an_outage_never_brings_back_an_older_list() -> None:
@@ -541,3 +549,76 @@ def test_a_reconcile_that_finds_the_cache_behind_and_cannot_repair_ends_the_olde
     assert entry is not None and (entry.value, entry.version) == ("list at 2", 2), "not repaired"
     reconciling.stop()
     neighbour.stop()
+
+
+# -- an emptied table fences nothing: what the process knows must ------------------------
+
+
+def write_through_region(cache: FlakyCache, catalogue: Catalogue) -> Region:
+    """Write-through; a read the cache fails is loaded (and raises what was served)."""
+    return region_on(cache, catalogue, Strategy.WRITE_THROUGH, stale_if_error=0)
+
+
+def test_a_neighbours_older_update_landing_in_an_emptied_table_is_not_served_while_waiting() -> (
+    None
+):
+    """The randomized fault run's "went back": this worker served version 3 (a delete),
+    then DynamoDB restarted empty. Its next read finds nothing and waits for another
+    process's lease; meanwhile a neighbour's owed write-through of version 2 lands, with
+    no newer item left to fence it. The waiter must not take it as a HIT: it is older than
+    what this worker has shown. Forced: the neighbour's retry runs when the reader is seen
+    waiting. Fails without the floor in the lease's wait: HIT 'list at 2'."""
+    shared, catalogue = SimpleCache(), Catalogue()
+    reader_view, neighbour_view = ProcessView(shared), ProcessView(shared)
+    reader = write_through_region(reader_view, catalogue)
+    neighbour = write_through_region(neighbour_view, catalogue)
+    assert reader.get().status is CacheStatus.MISS
+    neighbour_view.failing = True
+    neighbour.after_write(catalogue.write())  # version 2, owed: the neighbour's circuit is open
+    reader.after_write(catalogue.write())  # version 3 (the delete) lands
+    assert reader.get() == Loaded("list at 3", 3, CacheStatus.HIT)
+
+    shared.clear()  # DynamoDB Local restarted empty; the app created the table again
+    assert shared.add(reader.loader.lease_key, "another process loading", timeout=5)
+    neighbour_view.heal()
+    retried: list[int] = []
+
+    def neighbours_retry_lands(sender: object, *, name: str, event: str) -> None:
+        if event == LoaderEvent.LEASE_WAITED and sender is reader and not retried:
+            retried.append(neighbour.owed.retry_due(everything=True))
+            shared.delete(reader.loader.lease_key)  # the other process gave up
+
+    try:
+        with signals.loader_event.connected_to(neighbours_retry_lands):
+            loaded = reader.get()
+    finally:
+        reader.stop()
+        neighbour.stop()
+
+    assert retried == [0], "the neighbour's update was not retried while the reader waited"
+    assert (loaded.value, loaded.version) == ("list at 3", 3), loaded
+
+
+def test_an_owed_write_through_older_than_what_the_process_served_is_read_back_again() -> None:
+    """This process's write-through of version 2 is owed; meanwhile it served version 3
+    (another instance's change, loaded while its cache failed), and the table came back
+    empty: nothing there fences the retry. It must not land the list at 2 (every other
+    process would serve it as a HIT until the reconciler repairs it): it reads the list
+    back again and lands version 3. Fails without it: the cache holds 'list at 2'."""
+    cache, catalogue = FlakyCache(), Catalogue()
+    region = write_through_region(cache, catalogue)
+    assert region.get().status is CacheStatus.MISS
+    cache.failing = True
+    region.after_write(catalogue.write())  # version 2: owed
+    catalogue.write()  # version 3, by another instance
+    assert region.get() == Loaded("list at 3", 3, CacheStatus.MISS)
+
+    cache.heal()
+    cache.clear()  # restarted empty
+    try:
+        assert region.owed.retry_due(everything=True) == 0
+        entry = region.current_entry()
+    finally:
+        region.stop()
+
+    assert entry is not None and (entry.value, entry.version) == ("list at 3", 3), entry
