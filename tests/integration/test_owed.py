@@ -11,12 +11,13 @@ import logging
 import threading
 from typing import Any
 
+import boto3
 import pytest
 
 from cache_backends.dynamodb import DynamoDBCache
-from cache_backends.loader import CacheStatus, VersionedLoader
+from cache_backends.loader import CacheStatus, Loaded, VersionedLoader
 from cache_backends.owed import MAX_RETRY_SECONDS, RETRY_JITTER_FRACTION, OwedOutcome, OwedUpdates
-from cache_backends.region import NewestVersion
+from cache_backends.region import NewestVersion, Region, Strategy
 from cache_backends.strict import CacheUnavailable, on_recovery, request_path
 from devtools.dynamodb_local import DynamoDBLocal
 from tests.support.caches import (
@@ -272,3 +273,48 @@ def test_an_owed_retry_paused_on_the_wire_loses_to_a_newer_write(
     assert outcomes.seen == [OwedOutcome.OWED, OwedOutcome.FENCED]
     entry = here.current_entry()
     assert entry is not None and (entry.value, entry.version) == ("v5", 5)
+
+
+def test_an_owed_write_through_never_lands_an_older_list_in_a_table_created_again(
+    dynamodb_cache: DynamoDBCache, dynamodb_local: DynamoDBLocal
+) -> None:
+    """DynamoDB Local restarted empty: the write-through of version 2 finds no table and is
+    owed (the circuit opens); this process then serves version 3 (another instance's
+    change, loaded); the table is created again, empty. Nothing in it fences the retry, so
+    the retry itself must not store the list at 2, which every process that has not seen 3
+    would serve as a HIT: it reads the list back again. Fails without it: 'v2' is cached."""
+    database = {"version": 1}
+
+    def load() -> tuple[str, int]:
+        return f"v{database['version']}", database["version"]
+
+    region = Region(
+        dynamodb_cache,
+        KEY,
+        load=load,
+        database_version=lambda: database["version"],
+        strategy=Strategy.WRITE_THROUGH,
+        ttl=60,
+        stale_if_error=0,  # a read the cache fails is loaded
+        reconcile_seconds=0,
+    )
+    region.owed.background = False
+    assert region.get().status is CacheStatus.MISS
+    boto3.client("dynamodb", endpoint_url=dynamodb_local.endpoint_url).delete_table(
+        TableName=dynamodb_cache.table_name
+    )
+    database["version"] = 2
+    region.after_write(2)
+    assert region.owed.pending() == {KEY: 2}
+    database["version"] = 3  # another instance's change
+    assert region.get() == Loaded("v3", 3, CacheStatus.MISS)  # the circuit is open: loaded
+    dynamodb_cache.create_table()  # empty (or already created again in the background)
+    dynamodb_cache.strict.transport.breaker.cooldown = 0.0  # the retry is the probe
+
+    try:
+        assert region.owed.retry_due(everything=True) == 0
+        entry = region.current_entry()
+    finally:
+        region.stop()
+
+    assert entry is not None and (entry.value, entry.version) == ("v3", 3), entry
