@@ -45,6 +45,9 @@ WRITE_KINDS = tuple(f"{path}-{operation}" for path in (API, SQL) for operation i
 CACHE_FAULTS = frozenset({"partition", "flapping", "dynamodb-hung", "dynamodb-restarted"})
 #: Faults on the app's path to its database: 5xx answers are allowed while they last.
 DATABASE_FAULTS = frozenset({"database-partition", "database-slow", "database-locked"})
+#: Faults a repair goes through (the cache's and the database's): one that begins before a
+#: write's deadline moves the deadline to its own heal bound.
+REPAIR_FAULTS = CACHE_FAULTS | DATABASE_FAULTS
 #: A request answered just after a database fault ends may still have met it (a pooled
 #: connection the fault broke, replaced by pool_pre_ping on the next checkout).
 DATABASE_RECOVERY_GRACE_SECONDS = 0.5
@@ -149,10 +152,12 @@ class Bounds:
 
         A fault overlapping the write or its quiet bound (a cache fault: or the cool-down
         after it) moves the deadline to the later of the reconcile bound from the ack and
-        the heal bound from the fault's end. Then a database fault that begins before the
-        deadline moves it to its own heal bound, and so on: every repair (a load, the
-        version a held copy is checked against) goes through the database, and none of
-        the README's bounds holds while it is cut off or slowed.
+        the heal bound from the fault's end. Then any fault that begins before the
+        deadline moves it to its own heal bound, and so on: every repair goes through the
+        database (a load, the version a held copy is checked against) and through the
+        cache (the reconciler's tombstone, stale mark or store), and none of the
+        documented bounds holds while either is cut off, hung or slowed; a killed worker
+        repairs nothing and delays nothing.
         """
         if not write.acknowledged or write.answered is None:
             return None
@@ -169,7 +174,7 @@ class Bounds:
             healed = max(fault.end for fault in overlapping)
             deadline = max(quiet, write.answered + self.around_faults(), healed + self.heal)
         for fault in sorted(faults, key=lambda fault: fault.start):
-            if fault.kind in DATABASE_FAULTS and fault.overlaps(write.sent, deadline):
+            if fault.kind in REPAIR_FAULTS and fault.overlaps(write.sent, deadline):
                 deadline = max(deadline, fault.end + self.heal)
         return deadline
 

@@ -109,6 +109,16 @@ class TestStaleReads:
         assert stale([insert], [read("a/1", 20.4)], faults=faults) == []
         assert len(stale([insert], [read("a/1", 20.6)], faults=faults)) == 1
 
+    def test_a_cache_fault_begun_before_the_deadline_moves_it_past_its_heal(self) -> None:
+        """The repair stores through the cache: DynamoDB hung before it lands delays it."""
+        delete = write("sql-delete", A, 10.0)  # PostgreSQL, a database fault: deadline 14.1
+        partition = FaultWindow("database-partition", 8.0, 10.5)
+        hung = FaultWindow("dynamodb-hung", 13.5, 14.8)  # deadline 17.8
+
+        faults = [partition, hung]
+        assert stale([delete], [read("a/1", 17.7, A)], POSTGRESQL, faults) == []
+        assert len(stale([delete], [read("a/1", 17.9, A)], POSTGRESQL, faults)) == 1
+
     def test_a_fault_over_before_the_write_and_its_cool_down_changes_nothing(self) -> None:
         insert = write("api-insert", A, 20.0)
         partition = FaultWindow("partition", 1.0, 5.0)
