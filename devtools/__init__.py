@@ -19,7 +19,8 @@ Modules, in the order a reader needs them:
 - ``moto_server``: moto's server mode, AWS's control plane for the deploy guide's test
   (runs in ``.venv/aws``, not in the app's virtualenv).
 - ``chaos``: a seeded schedule of faults (``chaos_schedule``) on two instances under
-  traffic, every answer checked against the documented bounds (``chaos_checker``); ``make chaos``.
+  traffic, every answer checked against the documented bounds (``chaos_checker``), a violation
+  shown with its faults and log lines (``chaos_evidence``); ``make chaos``.
 """
 
 from pathlib import Path
