@@ -117,6 +117,7 @@ def bounds_for(database: str) -> Bounds:
         slack=MACHINE_SLACK_SECONDS,
         notifications=database == "postgresql",
         cooldown=DEFAULT_BREAKER_COOLDOWN,
+        lease=float(DEFAULTS["CATEGORIES_CACHE_LEASE_SECONDS"]),
     )
 
 

@@ -48,6 +48,8 @@ DATABASE_FAULTS = frozenset({"database-partition", "database-slow", "database-lo
 #: Faults a repair goes through (the cache's and the database's): one that begins before a
 #: write's deadline moves the deadline to its own heal bound.
 REPAIR_FAULTS = CACHE_FAULTS | DATABASE_FAULTS
+#: A worker SIGKILLed: whatever lease it held runs out before another process repairs.
+WORKER_KILLED = "worker-killed"
 #: A request answered just after a database fault ends may still have met it (a pooled
 #: connection the fault broke, replaced by pool_pre_ping on the next checkout).
 DATABASE_RECOVERY_GRACE_SECONDS = 0.5
@@ -126,6 +128,10 @@ class Bounds:
     cache fault opened stays open this long after the heal, and meanwhile each process
     serves the copy it holds "while the database's version, read once per reconcile
     interval, has not moved past it" (README, the hung DynamoDB): the reconcile bound.
+    ``lease``: ``CATEGORIES_CACHE_LEASE_SECONDS`` (5): a worker killed while it holds the
+    load's lease (a refresh-async refresh, a repair) frees it only by expiry, and readers
+    serve the stale mark until the next one loads (docs/explanation/coherence.md measures
+    6.15 s for a writer killed after its POST).
     """
 
     near_ttl: float
@@ -134,6 +140,7 @@ class Bounds:
     slack: float
     notifications: bool
     cooldown: float
+    lease: float
 
     def quiet(self, kind: str) -> float:
         """The bound with no fault around: a near copy's life, plus a reconcile for plain
@@ -176,6 +183,8 @@ class Bounds:
         for fault in sorted(faults, key=lambda fault: fault.start):
             if fault.kind in REPAIR_FAULTS and fault.overlaps(write.sent, deadline):
                 deadline = max(deadline, fault.end + self.heal)
+            elif fault.kind == WORKER_KILLED and fault.overlaps(write.sent, deadline):
+                deadline = max(deadline, fault.end + self.lease + self.near_ttl + self.slack)
         return deadline
 
 

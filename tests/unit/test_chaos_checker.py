@@ -27,10 +27,10 @@ from devtools.chaos_checker import (
 
 PREFIX = "Chaos1N"
 SQLITE = Bounds(
-    near_ttl=1.0, reconcile=2.0, heal=3.0, slack=1.0, notifications=False, cooldown=10.0
+    near_ttl=1.0, reconcile=2.0, heal=3.0, slack=1.0, notifications=False, cooldown=10.0, lease=5.0
 )
 POSTGRESQL = Bounds(
-    near_ttl=1.0, reconcile=2.0, heal=3.0, slack=1.0, notifications=True, cooldown=10.0
+    near_ttl=1.0, reconcile=2.0, heal=3.0, slack=1.0, notifications=True, cooldown=10.0, lease=5.0
 )
 
 
@@ -118,6 +118,14 @@ class TestStaleReads:
         faults = [partition, hung]
         assert stale([delete], [read("a/1", 17.7, A)], POSTGRESQL, faults) == []
         assert len(stale([delete], [read("a/1", 17.9, A)], POSTGRESQL, faults)) == 1
+
+    def test_a_worker_killed_before_the_deadline_adds_its_lease(self) -> None:
+        """It may have held the refresh's lease: readers serve the stale mark until it expires."""
+        delete = write("sql-delete", A, 10.0)  # PostgreSQL, quiet: deadline 12.1
+        killed = FaultWindow("worker-killed", 11.0, 11.0)  # deadline 11 + 5 + 1 + 1 = 18
+
+        assert stale([delete], [read("a/1", 17.9, A)], POSTGRESQL, [killed]) == []
+        assert len(stale([delete], [read("a/1", 18.1, A)], POSTGRESQL, [killed])) == 1
 
     def test_a_fault_over_before_the_write_and_its_cool_down_changes_nothing(self) -> None:
         insert = write("api-insert", A, 20.0)
