@@ -28,6 +28,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from cache_backends.cli import cache_cli
     from ecommerce import categories, health, observability, openapi, security
     from ecommerce.categories import cache_policy
+    from ecommerce.categories.hit_path import ListHitPath
     from ecommerce.config import ConfigError, load_config, unprefixed_settings
     from ecommerce.database import init_db_command
     from ecommerce.errors import register_error_handlers
@@ -36,15 +37,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     app = ApiFlask(__name__, instance_relative_config=True)
     load_config(app.config, config)
-    # Hop counts, not a trusted-address list: each proxy appends one X-Forwarded-For
-    # entry, so the app takes the entry written by the last trusted hop and anything a
-    # client put before it is ignored. 0 (the default) leaves the headers unused.
-    app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
-        app.wsgi_app,
-        x_for=app.config["PROXY_FIX_X_FOR"],
-        x_proto=app.config["PROXY_FIX_X_PROTO"],
-        x_host=app.config["PROXY_FIX_X_HOST"],
-    )
     observability.init_app(app)  # before cache.init_app: it sets the backend's metric hooks
     if unprefixed := unprefixed_settings(os.environ):
         app.logger.warning(
@@ -70,4 +62,21 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     register_error_handlers(app)
     app.cli.add_command(init_db_command)
     app.cli.add_command(cache_cli)  # flask cache create-table | status | clear
+
+    # WSGI layers around Flask, innermost first. The list's hit path answers GET
+    # /categories without Flask's machinery (hit_path.py). ProxyFix: hop counts, not a
+    # trusted-address list: each proxy appends one X-Forwarded-For entry, so the app
+    # takes the entry written by the last trusted hop and anything a client put before
+    # it is ignored; 0 (the default) leaves the headers unused. Outermost, each
+    # request's observation (id, trace id, start), which every path finds.
+    app.wsgi_app = ListHitPath(  # type: ignore[method-assign]
+        app, cache_policy.categories_region(app), app.wsgi_app
+    )
+    app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+        app.wsgi_app,
+        x_for=app.config["PROXY_FIX_X_FOR"],
+        x_proto=app.config["PROXY_FIX_X_PROTO"],
+        x_host=app.config["PROXY_FIX_X_HOST"],
+    )
+    app.wsgi_app = observability.ObservedRequests(app.wsgi_app)  # type: ignore[method-assign]
     return app

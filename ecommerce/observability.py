@@ -17,6 +17,11 @@ What each request gets, in one place so views stay HTTP-only:
   X-Ray, and the background refreshes run outside the request that caused them;
 - request count and latency metrics by URL rule, and the cache result counter.
 
+Both paths an answer takes end the same way: Flask's ``after_request`` hook and the
+list's hit path (``ecommerce/categories/hit_path.py``) call :func:`record_request`,
+and find the request's :class:`RequestObservation` where :class:`ObservedRequests`,
+the app's outermost WSGI layer, put it.
+
 Never logged: request headers (Authorization carries the admin token), the query
 string and the body. gunicorn's own access log repeats this line without the
 cache result, so gunicorn.conf.py leaves it off.
@@ -32,6 +37,8 @@ import os
 import re
 import sys
 import time
+from collections.abc import Callable, Iterable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TextIO
@@ -85,22 +92,66 @@ MICROSECONDS_PER_SECOND = 1_000_000
 #: The record attribute the request id filter sets (``%(request_id)s`` in the formats).
 REQUEST_ID_ATTRIBUTE = "request_id"
 _ACCESS_LEVEL_NAME = logging.getLevelName(logging.INFO)
-#: The ``g`` attribute holding the running request's :class:`_RequestObservation`.
+#: The ``g`` attribute holding the running request's :class:`RequestObservation`.
 _OBSERVATION = "observability"
 
 
 @dataclass(slots=True)
-class _RequestObservation:
-    """What the request hooks and log filter know about the running request.
+class RequestObservation:
+    """What the request's hooks, its answer and the log filter know about the running request.
 
-    One object in ``g`` rather than one ``g`` attribute each: every ``g`` access goes
-    through a context-local proxy, and a hit reads these several times.
+    Started by :class:`ObservedRequests`, the app's outermost WSGI layer, and found
+    through a context variable by whichever path answers (Flask's hooks, the
+    list's hit path), the log filter and the cache's signals: one lookup, where
+    ``g`` goes through a context-local proxy per access.
     """
 
     started_at: float
     request_id: str
     trace_id: str | None
     cache_error: bool = False
+
+    @classmethod
+    def of(cls, environ: dict[str, Any]) -> RequestObservation:
+        """The observation of the request ``environ`` describes, started now."""
+        return cls(
+            started_at=time.perf_counter(),
+            request_id=_request_id_from(environ.get(_REQUEST_ID_KEY)),
+            trace_id=trace_id_from(environ.get(_TRACE_ID_KEY)),
+        )
+
+    def headers(self) -> list[tuple[str, str]]:
+        """What every answer carries: the request id, and the trace id when there is one."""
+        if self.trace_id is None:
+            return [(REQUEST_ID_HEADER, self.request_id)]
+        return [(REQUEST_ID_HEADER, self.request_id), (TRACE_ID_HEADER, self.trace_id)]
+
+
+#: The running request's observation, for the whole of the WSGI call (ObservedRequests).
+_CURRENT: ContextVar[RequestObservation | None] = ContextVar("request_observation", default=None)
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+class ObservedRequests:
+    """The app's outermost WSGI layer: each request's observation (id, trace id, start).
+
+    Outermost so that every path an answer takes, Flask's or the list's hit path
+    (``ecommerce.categories.hit_path``), and everything they call (the cache's
+    signals, log lines) finds the same observation without a request context.
+    Greenlets and threads each have their own context variables, so concurrent
+    requests in one gevent worker never see each other's.
+    """
+
+    def __init__(self, app: WSGIApp) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        token = _CURRENT.set(RequestObservation.of(environ))
+        try:
+            return self.app(environ, start_response)
+        finally:
+            _CURRENT.reset(token)
 
 
 # --- logging ------------------------------------------------------------------------
@@ -192,7 +243,7 @@ class _RequestIdFilter(logging.Filter):
     sees records propagated from child loggers, which logger filters never do)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        observation = g.get(_OBSERVATION) if has_request_context() else None
+        observation = running_observation()
         request_id = NO_REQUEST_ID if observation is None else observation.request_id
         setattr(record, REQUEST_ID_ATTRIBUTE, request_id)
         return True
@@ -351,84 +402,109 @@ def trace_id_from(header_value: str | None) -> str | None:
 
 def current_trace_id() -> str | None:
     """The running request's validated ``X-Amzn-Trace-Id``, or None."""
-    if not has_request_context():
-        return None
-    return _observation().trace_id
+    observation = running_observation()
+    return None if observation is None else observation.trace_id
 
 
-def _observation() -> _RequestObservation:
-    """The running request's observation, started on first use.
-
-    Usually by the before_request hook; but an error handler, or the after_request
-    hook when an earlier before_request hook failed, can run first. The request id
-    is drawn here once: a uuid4 costs an ``os.urandom`` call.
-    """
-    observation: _RequestObservation | None = g.get(_OBSERVATION)
-    if observation is None:
-        environ = request.environ  # read there: no header object's key folding
-        observation = _RequestObservation(
-            started_at=time.perf_counter(),
-            request_id=_request_id_from(environ.get(_REQUEST_ID_KEY)),
-            trace_id=trace_id_from(environ.get(_TRACE_ID_KEY)),
-        )
-        setattr(g, _OBSERVATION, observation)
+def running_observation() -> RequestObservation | None:
+    """The running request's observation; None outside a request."""
+    observation = _CURRENT.get()
+    if observation is None and has_request_context():
+        return _observation()
     return observation
 
 
-def _start_request() -> None:
+def _observation() -> RequestObservation:
+    """The running request's observation: ObservedRequests's, or, in a request context
+    built without the app's WSGI layers (``app.test_request_context()``), one kept in
+    ``g`` from first use."""
+    observation = _CURRENT.get()
+    if observation is None:
+        observation = g.get(_OBSERVATION)
+        if observation is None:
+            observation = RequestObservation.of(request.environ)
+            setattr(g, _OBSERVATION, observation)
+    return observation
+
+
+def start_request() -> None:
     _observation()
 
 
-def _finish_request(response: Response) -> Response:
-    """Add the id header, count the request and write its one log line."""
+def finish_request(response: Response) -> Response:
+    """Add the id headers, count the request and write its one log line."""
     observation = _observation()
-    response.headers[REQUEST_ID_HEADER] = observation.request_id
-    trace_id = observation.trace_id
-    if trace_id is not None:
-        response.headers[TRACE_ID_HEADER] = trace_id
-    seconds = time.perf_counter() - observation.started_at
-    # The request object itself, not the proxy: read eight times below.
+    headers = response.headers
+    for name, value in observation.headers():
+        headers[name] = value
+    # The request object itself, not the proxy: read several times below.
     current: Request = request._get_current_object()  # type: ignore[attr-defined]
-    method = metrics.method_label(current.method)
-    route = current.url_rule.rule if current.url_rule else metrics.UNMATCHED_ROUTE
-    # Only a view that read a cache sets X-Cache; any request can hit a failing
-    # DynamoDB call (a POST's invalidation, /readyz), which its log line reports.
-    cache_header = response.headers.get(CACHE_STATUS_HEADER)
-    cache_result = (
-        CACHE_ERROR_RESULT if observation.cache_error else cache_header or NO_CACHE_RESULT
+    record_request(
+        observation,
+        method=current.method,
+        path=current.path,
+        route=current.url_rule.rule if current.url_rule else metrics.UNMATCHED_ROUTE,
+        cache_name=current.blueprint,
+        status=response.status_code,
+        cache_header=headers.get(CACHE_STATUS_HEADER),
+        remote_addr=current.remote_addr,
     )
-
-    metrics.labelled(metrics.HTTP_REQUESTS, method, route, str(response.status_code)).inc()
-    metrics.labelled(metrics.HTTP_REQUEST_DURATION, method, route).observe(seconds)
-    if cache_header is not None:
-        # The cache is named after the blueprint whose view read it ("categories").
-        metrics.labelled(metrics.CACHE_REQUESTS, current.blueprint, cache_result.lower()).inc()
-
-    if ACCESS_LOGGER.isEnabledFor(logging.INFO):  # LOG_LEVEL=WARNING: no fields to build
-        _log_access(current, response, seconds, cache_result, observation)
     return response
 
 
+def record_request(
+    observation: RequestObservation,
+    *,
+    method: str,
+    path: str,
+    route: str,
+    cache_name: str | None,
+    status: int,
+    cache_header: str | None,
+    remote_addr: str | None,
+) -> None:
+    """Count an answered request and write its one log line, whichever path answered it.
+
+    ``route`` is the URL rule (the metrics' label); ``cache_header`` the answer's
+    ``X-Cache``: only a view that read a cache sets it, and it is counted under
+    ``cache_name`` (the view's blueprint, "categories"). Any request can meet a
+    failing DynamoDB call (a POST's invalidation, /readyz): its line says ERROR.
+    """
+    seconds = time.perf_counter() - observation.started_at
+    method_label = metrics.method_label(method)
+    cache_result = (
+        CACHE_ERROR_RESULT if observation.cache_error else cache_header or NO_CACHE_RESULT
+    )
+    metrics.labelled(metrics.HTTP_REQUESTS, method_label, route, str(status)).inc()
+    metrics.labelled(metrics.HTTP_REQUEST_DURATION, method_label, route).observe(seconds)
+    if cache_header is not None:
+        metrics.labelled(metrics.CACHE_REQUESTS, str(cache_name), cache_result.lower()).inc()
+    if ACCESS_LOGGER.isEnabledFor(logging.INFO):  # LOG_LEVEL=WARNING: no fields to build
+        _log_access(method, path, status, remote_addr, seconds, cache_result, observation)
+
+
 def _log_access(
-    current: Request,
-    response: Response,
+    method: str,
+    path: str,
+    status: int,
+    remote_addr: str | None,
     seconds: float,
     cache_result: str,
-    observation: _RequestObservation,
+    observation: RequestObservation,
 ) -> None:
     trace_id = observation.trace_id
     duration_ms = round(seconds * MILLISECONDS_PER_SECOND, 2)
     fields = {
-        "method": current.method,
-        "path": current.path,  # never the query string: it can carry tokens
-        "status": response.status_code,
+        "method": method,
+        "path": path,  # never the query string: it can carry tokens
+        "status": status,
         "duration_ms": duration_ms,
-        "remote_addr": current.remote_addr,
+        "remote_addr": remote_addr,
         "cache": cache_result,
     }
     if trace_id is not None:
         fields["trace_id"] = trace_id
-    arguments = (current.method, current.path, response.status_code, duration_ms, cache_result)
+    arguments = (method, path, status, duration_ms, cache_result)
     console = _console_writing_alone(ACCESS_LOGGER)
     if console is None:
         ACCESS_LOGGER.info(ACCESS_MESSAGE, *arguments, extra={ACCESS_FIELDS: fields})
@@ -448,8 +524,9 @@ def _log_access(
 
 def record_cache_error() -> None:
     """Mark the running request's cache result as ERROR (no-op outside a request)."""
-    if has_request_context():
-        _observation().cache_error = True
+    observation = running_observation()
+    if observation is not None:
+        observation.cache_error = True
 
 
 def _observe_dynamodb_call(
@@ -534,6 +611,6 @@ def init_app(app: Flask) -> None:
     configure_logging(app.config["LOG_LEVEL"], app.config["LOG_FORMAT"])
     app.logger.removeHandler(default_handler)  # the root handler already writes them
     _subscribe_to_the_cache()
-    app.before_request(_start_request)
-    app.after_request(_finish_request)
+    app.before_request(start_request)
+    app.after_request(finish_request)
     app.add_url_rule("/metrics", "metrics", metrics_view, methods=["GET"])

@@ -23,7 +23,7 @@ NO_STORE = "no-store"
 _ALWAYS_BY_LOWER_NAME = {name.lower(): (name, value) for name, value in ALWAYS.items()}
 
 
-def _add_security_headers(response: Response) -> Response:
+def add_security_headers(response: Response) -> Response:
     """Add each of ``ALWAYS`` that the response does not set itself.
 
     One pass over the response's headers, not a ``setdefault`` per name: each of
@@ -40,4 +40,4 @@ def _add_security_headers(response: Response) -> Response:
 
 
 def init_app(app: Flask) -> None:
-    app.after_request(_add_security_headers)
+    app.after_request(add_security_headers)

@@ -11,8 +11,9 @@ settings, and on PostgreSQL the instance's change listener (``changes.py``).
 
 from __future__ import annotations
 
-from flask import Flask, current_app
+from flask import Flask, current_app, request
 
+from cache_backends.loader import Loaded
 from cache_backends.region import Region
 from ecommerce.categories import repository
 from ecommerce.categories.changes import listener_for
@@ -24,6 +25,8 @@ from ecommerce.metrics import DB_LOADS
 CATEGORIES_CACHE_KEY = "categories:all"
 #: The metrics label of this cache.
 CACHE_NAME = "categories"
+#: The WSGI environ key under which the hit path hands Flask a read that raised.
+FAILED_READ_KEY = "ecommerce.categories.failed_read"
 _EXTENSION_NAME = "categories_cache"
 
 
@@ -91,11 +94,23 @@ def categories_region(app: Flask | None = None) -> Region:
 def read_categories() -> tuple[Representation, str]:
     """The category list's representation and where it came from (HIT, MISS or STALE).
 
+    A read the list's hit path (``hit_path.py``) already tried and that raised is not
+    tried again: its error is raised here, for Flask's handlers to answer, so a failing
+    load costs the database once per request.
+    """
+    failed: Exception | None = request.environ.pop(FAILED_READ_KEY, None)
+    if failed is not None:
+        raise failed
+    return represent(categories_region().get())
+
+
+def represent(loaded: Loaded) -> tuple[Representation, str]:
+    """A region's answer as the list's representation and its cache status.
+
     During a roll-out the cache may still hold a plain list written by the
     release before this one (the same key, so that its writes' tombstones keep
     fencing us): it is encoded here, per request, until a load replaces it.
     """
-    loaded = categories_region().get()
     value = loaded.value
     if not isinstance(value, Representation):
         value = Representation.of(value)

@@ -57,7 +57,7 @@ from typing import Any
 
 from flask import Request, Response
 from werkzeug.datastructures import ETags
-from werkzeug.http import generate_etag, quote_etag
+from werkzeug.http import generate_etag, parse_etags, quote_etag
 
 #: Response headers as (name, value) pairs, hashable so that lists built from them keep.
 Headerlist = tuple[tuple[str, str], ...]
@@ -83,8 +83,10 @@ RANKINGS_KEPT = 2 * PARSED_ACCEPT_ENCODINGS_KEPT
 #: 200 header lists kept: per variant (a representation has at most two) and set of
 #: caller headers (one per cache status): a few per list; old ones cycle out.
 HEADER_LISTS_KEPT = 64
-#: Where WSGI puts the request's Accept-Encoding (read there: no header-object lookup).
+#: Where WSGI puts the request's Accept-Encoding and If-None-Match (read there: no
+#: header-object lookup).
 _ACCEPT_ENCODING_KEY = "HTTP_ACCEPT_ENCODING"
+_IF_NONE_MATCH_KEY = "HTTP_IF_NONE_MATCH"
 #: The JSON Flask's ``jsonify`` writes outside debug mode, byte for byte (trailing
 #: newline included), so the identity tag of a list is the previous release's.
 _JSON_SEPARATORS = (",", ":")
@@ -290,41 +292,78 @@ def _ranked(header: str | None, available: tuple[ContentCoding, ...]) -> tuple[C
     return tuple(coding_preferences(header).ranked(available))
 
 
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """An answer to a GET of a representation, as plain values any WSGI layer can send.
+
+    :param status: 200 or 304.
+    :param headers: every header the answer carries (a 200's ``Content-Length``
+        included; a 304 carries no entity header, as Werkzeug sends one).
+    :param body: the 200's stored bytes; empty for a 304 (a HEAD sends none either).
+    """
+
+    status: int
+    headers: Headerlist
+    body: bytes
+
+
 @functools.lru_cache(maxsize=HEADER_LISTS_KEPT)
 def _headers_of_200(
-    tag: str, coding: ContentCoding, headers: Headerlist
-) -> tuple[tuple[str, str], ...]:
-    """What a 200 of the body tagged ``tag`` in ``coding`` carries, Content-Length aside.
+    tag: str, coding: ContentCoding, length: int, headers: Headerlist
+) -> Headerlist:
+    """What a 200 of the body tagged ``tag`` in ``coding`` carries.
 
-    A pure function of its arguments, so kept: a hit hands the list to its Response
-    whole instead of setting six headers one by one, each a search of the others.
+    A pure function of its arguments, so kept: a hit hands the list over whole
+    instead of setting seven headers one by one, each a search of the others.
     """
     prebuilt = [("Content-Type", JSON_MIMETYPE)]
     if coding is ContentCoding.GZIP:
         prebuilt.append(("Content-Encoding", ContentCoding.GZIP.value))
     prebuilt += [("ETag", quote_etag(tag)), (VARY, ACCEPT_ENCODING), *headers]
+    prebuilt.append(("Content-Length", str(length)))
     return tuple(prebuilt)
+
+
+@functools.lru_cache(maxsize=HEADER_LISTS_KEPT)
+def _headers_of_304(tag: str, headers: Headerlist) -> Headerlist:
+    """What a 304 standing for the body tagged ``tag`` carries."""
+    return (("ETag", quote_etag(tag)), (VARY, ACCEPT_ENCODING), *headers)
+
+
+def negotiate(
+    representation: Representation,
+    accept_encoding: str | None,
+    if_none_match: str | None,
+    headers: Headerlist = (),
+) -> Answer:
+    """A 200 with the stored body the client accepts best, or a 304 if it holds one already.
+
+    Both carry ``Vary: Accept-Encoding``, the ETag of the variant they stand for
+    and ``headers`` (the caller's ``Cache-Control``, ``X-Cache``...: pass what never
+    changes between hits here, where an answer's headers are built once per variant).
+    ``accept_encoding`` and ``if_none_match`` are the request's headers as sent.
+    """
+    ranked = _ranked(accept_encoding, representation.codings)
+    held = None
+    if if_none_match:
+        held = _held_by_client(representation, ranked, parse_etags(if_none_match))
+    if held is None:
+        coding = ranked[0]
+        body = representation.body(coding)
+        tag = representation.tag(coding)
+        return Answer(200, _headers_of_200(tag, coding, len(body), headers), body)
+    return Answer(304, _headers_of_304(representation.tag(held), headers), b"")
 
 
 def negotiated_response(
     representation: Representation, request: Request, headers: Headerlist = ()
 ) -> Response:
-    """A 200 with the stored body the client accepts best, or a 304 if it holds one already.
-
-    Both carry ``Vary: Accept-Encoding``, the ETag of the variant they stand for
-    and ``headers`` (the caller's ``Cache-Control``, ``X-Cache``...: pass what never
-    changes between hits here, where a 200's headers are built once per variant).
-    """
-    ranked = _ranked(request.environ.get(_ACCEPT_ENCODING_KEY), representation.codings)
-    held = _held_by_client(representation, ranked, request.if_none_match)
-    if held is None:
-        coding = ranked[0]
-        tag = representation.tag(coding)
-        return Response(representation.body(coding), headers=_headers_of_200(tag, coding, headers))
-    response = Response(status=304)
-    response.set_etag(representation.tag(held))
-    # A new response has no Vary to merge with: set, not ``vary.add`` (a parse and a dump).
-    response.headers[VARY] = ACCEPT_ENCODING
-    for name, value in headers:
-        response.headers[name] = value
-    return response
+    """:func:`negotiate`'s answer to ``request`` as a Flask response."""
+    environ = request.environ
+    answer = negotiate(
+        representation,
+        environ.get(_ACCEPT_ENCODING_KEY),
+        environ.get(_IF_NONE_MATCH_KEY),
+        headers,
+    )
+    return Response(answer.body, status=answer.status, headers=answer.headers)

@@ -84,16 +84,17 @@ def _revalidated(response: Response) -> Response:
 @bp.get("/categories")
 def list_categories() -> Response:
     representation, cache_status = read_categories()
-    return negotiated_response(representation, request, _list_headers(cache_status))
+    return negotiated_response(representation, request, list_headers(cache_status))
 
 
 @functools.cache
-def _list_headers(cache_status: str) -> Headerlist:
+def list_headers(cache_status: str) -> Headerlist:
     """What every answer of the list carries besides its variant's own headers.
 
     The security headers are included, as their hook would add them, so that a
-    hit's headers are built once per variant (``negotiated_response``). One tuple
-    per cache status (HIT, MISS, STALE).
+    hit's headers are built once per variant (``negotiate``), and so that the hit
+    path (``hit_path.py``), which runs no hook, sends them too. One tuple per cache
+    status (HIT, MISS, STALE).
     """
     return ((CACHE_STATUS_HEADER, str(cache_status)), (CACHE_CONTROL, NO_CACHE), *ALWAYS.items())
 
