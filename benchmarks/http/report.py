@@ -31,7 +31,7 @@ MARKDOWN_NAME = "bench-http.md"
 CHART_NAME = "bench-http.png"
 SUSTAINED_JSON_NAME = "bench-http-sustained.json"
 SUSTAINED_MARKDOWN_NAME = "bench-http-sustained.md"
-TARGETS_HEADING = "target (near-cache issue)"
+TARGETS_HEADING = "target"
 NOT_MEASURED = "-"
 #: One fixed colour per contender so every chart reads the same way.
 CONTENDER_COLOURS = {
@@ -235,7 +235,7 @@ def markdown_page(document: dict[str, Any], chart_written: bool) -> str:
 After the rounds, each contender took {parameters["waves"]} wrk runs of
 {parameters["duration_seconds"]} s in a row, with nothing in between, as a long-lived
 server does; `python -m benchmarks.http --sustained 180` does the same for minutes
-(and recycles workers by age), into [bench-http-sustained.md]({SUSTAINED_MARKDOWN_NAME}).
+(and recycles workers by age), into `{SUSTAINED_MARKDOWN_NAME}` beside this page.
 
 {waves_table(document["waves"], markdown=True)}
 

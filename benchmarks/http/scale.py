@@ -487,6 +487,15 @@ TARGETS: tuple[Callable[[Sizes], Verdict | None], ...] = (
         0.9,
         baseline_contender=SIMPLECACHE,
     ).verdict,
+    RatioTarget(
+        "plain client, 3 categories: dynamodb-near req/s >= 1.0x cached-view (@cache.cached)",
+        DYNAMODB_NEAR,
+        PLAIN,
+        3,
+        3,
+        1.0,
+        baseline_contender=CACHED_VIEW,
+    ).verdict,
 )
 
 
