@@ -8,7 +8,7 @@ the history (its bounds, and their sources, are in its docstrings; tests/unit/
 test_chaos_checker.py proves the checks on synthetic histories). Here:
 
 - SQLite, through the command docs/chaos.md shows (``python -m scripts.chaos --seeds 1
-  --minutes 0.5 --databases sqlite``): exit status 0 (no violation) and the table's row;
+  --minutes 0.3 --databases sqlite``): exit status 0 (no violation) and the table's row;
 - PostgreSQL (the session's server, the app behind a proxy that partitions and slows it):
   no violation, faults injected, reads checked;
 - the planted faults, on the same bounds: the reconciler switched off (plain SQL then
@@ -35,7 +35,7 @@ from devtools.postgresql import LocalPostgreSQL
 pytestmark = pytest.mark.slow
 
 #: Seconds of faults per suite run: a few faults each, inside the suite's time budget.
-SUITE_RUN_SECONDS = 30
+SUITE_RUN_SECONDS = 18
 SUITE_RUN_MINUTES = SUITE_RUN_SECONDS / 60
 PLANTED_RUN_SECONDS = 10
 #: Long enough for the command's start-up, run and settling on a busy machine.
