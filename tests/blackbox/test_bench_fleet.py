@@ -20,6 +20,9 @@ pytestmark = pytest.mark.slow
 SMOKE_ARGS = [
     *("--seconds", "2", "--rate", "10", "--categories", "300"),
     *("--near-ttl-while-listening", "1"),
+    # Every read of the list throttled: an instance reads it about once a second, and a
+    # share below 1 of two reads may throttle none of them.
+    *("--throttled-share", "1"),
 ]
 
 
