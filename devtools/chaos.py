@@ -640,6 +640,7 @@ TABLE_HEADER = (
     "reads checked",
     "writes acknowledged",
     *(f"worst lag: {kind}" for kind in WRITE_KINDS),
+    "bound allowed: median / longest",
     "slowest GET (database up)",
     "violations",
 )
@@ -660,6 +661,7 @@ def table_row(outcome: RunOutcome) -> list[str]:
             f"{report.worst_lag[kind]:.2f} s" if kind in report.worst_lag else "-"
             for kind in WRITE_KINDS
         ),
+        f"{report.allowed_median:.2f} / {report.allowed_longest:.2f} s",
         f"{report.slowest_read:.2f} s",
         str(len(report.violations)),
     ]

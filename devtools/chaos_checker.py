@@ -30,6 +30,7 @@ The checks, each a promise of the README (the bounds below say which):
 
 from __future__ import annotations
 
+import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -220,10 +221,23 @@ class Report:
     #: measured, not held to a bound (speed is for benchmarks), but a GET that a cache
     #: fault held up shows here (the README: a hung DynamoDB costs a GET one timeout).
     slowest: Read | None = None
+    #: Per acknowledged write, how long after its acknowledgement the checker allowed it to
+    #: stay invisible (its deadline): how strict the run's stale check was. Faults move
+    #: deadlines (:meth:`Bounds.deadline`); a run whose faults moved every one far out
+    #: would check little, and these say so.
+    allowed: list[float] = field(default_factory=list)
 
     @property
     def slowest_read(self) -> float:
         return self.slowest.answered - self.slowest.sent if self.slowest else 0.0
+
+    @property
+    def allowed_median(self) -> float:
+        return statistics.median(self.allowed) if self.allowed else 0.0
+
+    @property
+    def allowed_longest(self) -> float:
+        return max(self.allowed, default=0.0)
 
 
 def name_histories(writes: Iterable[Write]) -> dict[str, NameHistory]:
@@ -445,10 +459,14 @@ def check(
         *unconverged(final_reads, final_rows, prefix),
     ]
     acknowledged: dict[str, int] = defaultdict(int)
+    allowed: list[float] = []
     for write in writes:
-        if write.acknowledged:
+        deadline = bounds.deadline(write, faults)
+        if deadline is not None and write.answered is not None:
             acknowledged[write.kind] += 1
+            allowed.append(deadline - write.answered)
     return Report(
+        allowed=allowed,
         violations=violations,
         reads_checked=sum(1 for read in reads if read.listed),
         worst_lag=worst_lag,

@@ -264,6 +264,29 @@ def test_a_clean_history_has_no_violation_and_counts_what_was_checked() -> None:
     assert report.acknowledged == {"api-insert": 1, "sql-insert": 1, "api-delete": 1}
     assert set(report.worst_lag) == {"api-insert", "sql-insert", "api-delete"}
     assert report.slowest_read == pytest.approx(0.01)
+    # No fault: the API writes at the quiet bound (2 s), plain SQL on SQLite at 4 s.
+    assert sorted(report.allowed) == pytest.approx([2.0, 2.0, 4.0])
+    assert (report.allowed_median, report.allowed_longest) == pytest.approx((2.0, 4.0))
+
+
+def test_the_report_says_how_far_faults_moved_the_bounds() -> None:
+    """A partition over one write moves its deadline to 3 s after the heal: the table shows
+    it, so a run whose faults moved every deadline far out is seen to check little."""
+    quiet, caught = write("api-insert", A, 0.0), write("api-insert", B, 30.0)
+    partition = FaultWindow("partition", 29.0, 40.0)
+
+    report = check(
+        writes=[quiet, caught],
+        reads=[],
+        faults=[partition],
+        bounds=SQLITE,
+        final_reads={},
+        final_rows=frozenset({A, B}),
+        prefix=PREFIX,
+    )
+
+    assert report.allowed == pytest.approx([2.0, 40.0 + 3.0 - 30.1])
+    assert report.allowed_longest == pytest.approx(12.9)
 
 
 def test_the_slowest_get_leaves_out_those_a_database_fault_held_up() -> None:
