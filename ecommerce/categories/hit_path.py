@@ -76,9 +76,9 @@ class ListHitPath:
         observation = observability.running_observation()
         if observation is None:  # called without ObservedRequests around it
             return self.flask_wsgi_app(environ, start_response)
-        for hook in self._before:
-            hook()
         try:
+            for hook in self._before:  # the region's start: idempotent, so Flask may rerun it
+                hook()
             representation, status = represent(self.region.get())
         except Exception as error:  # Flask's error handlers answer it, from the view
             environ[FAILED_READ_KEY] = error
