@@ -34,6 +34,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from ecommerce.errors import register_error_handlers
     from ecommerce.extensions import db, init_cache, migrate
     from ecommerce.flask_app import ApiFlask
+    from ecommerce.request_observation import ObservedRequests
 
     app = ApiFlask(__name__, instance_relative_config=True)
     load_config(app.config, config)
@@ -78,5 +79,5 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         x_proto=app.config["PROXY_FIX_X_PROTO"],
         x_host=app.config["PROXY_FIX_X_HOST"],
     )
-    app.wsgi_app = observability.ObservedRequests(app.wsgi_app)  # type: ignore[method-assign]
+    app.wsgi_app = ObservedRequests(app.wsgi_app)  # type: ignore[method-assign]
     return app

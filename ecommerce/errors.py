@@ -9,7 +9,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException, ServiceUnavailable
 
-from ecommerce.observability import current_trace_id
+from ecommerce.request_observation import current_trace_id
 
 PROBLEM_JSON_MIMETYPE = "application/problem+json"
 #: RFC 9457: "about:blank" says the title is just the HTTP status phrase.

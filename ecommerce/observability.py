@@ -19,8 +19,9 @@ What each request gets, in one place so views stay HTTP-only:
 
 Both paths an answer takes end the same way: Flask's ``after_request`` hook and the
 list's hit path (``ecommerce/categories/hit_path.py``) call :func:`record_request`,
-and find the request's :class:`RequestObservation` where :class:`ObservedRequests`,
-the app's outermost WSGI layer, put it.
+and find the request's id, trace id and start where
+``ecommerce.request_observation.ObservedRequests``, the app's outermost WSGI layer,
+put them.
 
 Never logged: request headers (Authorization carries the admin token), the query
 string and the body. gunicorn's own access log repeats this line without the
@@ -33,42 +34,28 @@ import functools
 import json
 import logging
 import math
-import os
-import re
 import sys
 import time
-from collections.abc import Callable, Iterable
-from contextvars import ContextVar
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
 import click
-from flask import Flask, Request, Response, g, has_request_context, request
+from flask import Flask, Request, Response, request
 from flask.logging import default_handler
 from pythonjsonlogger.json import JsonFormatter
 
 from cache_backends import signals
 from ecommerce import metrics
+from ecommerce.request_observation import (
+    RequestObservation,
+    current_observation,
+    running_observation,
+)
 
 #: Tells clients (and the curl walk-through in the README) where an answer came
 #: from; the per-request log line and the cache metrics read it back.
 CACHE_STATUS_HEADER = "X-Cache"
 
-REQUEST_ID_HEADER = "X-Request-ID"
-#: Longer ids are replaced: an id is for grepping, not a place to store data in logs.
-MAX_REQUEST_ID_LENGTH = 200
-TRACE_ID_HEADER = "X-Amzn-Trace-Id"
-#: The ALB writes ``Root=1-<8 hex>-<24 hex>`` (with ``Self=``, ``Parent=``, ``Sampled=``
-#: and custom fields after a hop or from X-Ray): ``Field=value`` pairs joined by ``;``.
-#: AWS caps the header at 256 bytes; anything longer, or with a character outside this
-#: set (a quote, a newline, a space), is not one and is dropped rather than truncated:
-#: half a trace id finds nothing.
-_TRACE_ID_PATTERN = re.compile(r"[A-Za-z0-9]+=[A-Za-z0-9._:+-]+(;[A-Za-z0-9]+=[A-Za-z0-9._:+-]+)*")
-MAX_TRACE_ID_LENGTH = 256
-#: Where WSGI puts the two headers (``HTTP_`` and the name upper-cased, ``-`` as ``_``).
-_REQUEST_ID_KEY = "HTTP_X_REQUEST_ID"
-_TRACE_ID_KEY = "HTTP_X_AMZN_TRACE_ID"
 #: Written where no request is running (start-up, CLI commands) or none was assigned.
 NO_REQUEST_ID = "-"
 #: The cache field of a request that did not read a cache (a POST, /healthz).
@@ -92,68 +79,6 @@ MICROSECONDS_PER_SECOND = 1_000_000
 #: The record attribute the request id filter sets (``%(request_id)s`` in the formats).
 REQUEST_ID_ATTRIBUTE = "request_id"
 _ACCESS_LEVEL_NAME = logging.getLevelName(logging.INFO)
-#: The ``g`` attribute holding the running request's :class:`RequestObservation`.
-_OBSERVATION = "observability"
-
-
-@dataclass(slots=True)
-class RequestObservation:
-    """What the request's hooks, its answer and the log filter know about the running request.
-
-    Started by :class:`ObservedRequests`, the app's outermost WSGI layer, and found
-    through a context variable by whichever path answers (Flask's hooks, the
-    list's hit path), the log filter and the cache's signals: one lookup, where
-    ``g`` goes through a context-local proxy per access.
-    """
-
-    started_at: float
-    request_id: str
-    trace_id: str | None
-    cache_error: bool = False
-
-    @classmethod
-    def of(cls, environ: dict[str, Any]) -> RequestObservation:
-        """The observation of the request ``environ`` describes, started now."""
-        return cls(
-            started_at=time.perf_counter(),
-            request_id=_request_id_from(environ.get(_REQUEST_ID_KEY)),
-            trace_id=trace_id_from(environ.get(_TRACE_ID_KEY)),
-        )
-
-    def headers(self) -> list[tuple[str, str]]:
-        """What every answer carries: the request id, and the trace id when there is one."""
-        if self.trace_id is None:
-            return [(REQUEST_ID_HEADER, self.request_id)]
-        return [(REQUEST_ID_HEADER, self.request_id), (TRACE_ID_HEADER, self.trace_id)]
-
-
-#: The running request's observation, for the whole of the WSGI call (ObservedRequests).
-_CURRENT: ContextVar[RequestObservation | None] = ContextVar("request_observation", default=None)
-
-WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-
-
-class ObservedRequests:
-    """The app's outermost WSGI layer: each request's observation (id, trace id, start).
-
-    Outermost so that every path an answer takes, Flask's or the list's hit path
-    (``ecommerce.categories.hit_path``), and everything they call (the cache's
-    signals, log lines) finds the same observation without a request context.
-    Greenlets and threads each have their own context variables, so concurrent
-    requests in one gevent worker never see each other's.
-    """
-
-    def __init__(self, app: WSGIApp) -> None:
-        self.app = app
-
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        token = _CURRENT.set(RequestObservation.of(environ))
-        try:
-            return self.app(environ, start_response)
-        finally:
-            _CURRENT.reset(token)
-
-
 # --- logging ------------------------------------------------------------------------
 
 
@@ -360,80 +285,13 @@ def configure_logging(level: str, log_format: str) -> None:
 # --- request hooks ------------------------------------------------------------------
 
 
-def _request_id_from(header_value: str | None) -> str:
-    """The incoming id if it is printable ASCII of sane length, else a new uuid4 hex.
-
-    Checked because it is echoed into a response header and every log line: a
-    newline or a megabyte from a client must not reach either.
-    """
-    if (
-        header_value
-        and len(header_value) <= MAX_REQUEST_ID_LENGTH
-        and header_value.isascii()
-        and header_value.isprintable()
-    ):
-        return header_value
-    return new_request_id()
-
-
-def new_request_id() -> str:
-    """A random (version 4) UUID's 32 hex digits: ``uuid.uuid4().hex``, a third of its cost.
-
-    The bits RFC 9562 (5.4) fixes are set on 16 bytes from ``os.urandom``, as
-    ``uuid4`` does, without building a ``UUID`` object (its checks and its int
-    round trip were most of the cost).
-    """
-    random = bytearray(os.urandom(16))
-    random[6] = (random[6] & 0x0F) | 0x40  # version 4
-    random[8] = (random[8] & 0x3F) | 0x80  # variant: RFC 9562
-    return random.hex()
-
-
-def trace_id_from(header_value: str | None) -> str | None:
-    """The ALB's trace header if it is well formed and short, else None (never altered)."""
-    if (
-        header_value
-        and len(header_value) <= MAX_TRACE_ID_LENGTH
-        and _TRACE_ID_PATTERN.fullmatch(header_value)
-    ):
-        return header_value
-    return None
-
-
-def current_trace_id() -> str | None:
-    """The running request's validated ``X-Amzn-Trace-Id``, or None."""
-    observation = running_observation()
-    return None if observation is None else observation.trace_id
-
-
-def running_observation() -> RequestObservation | None:
-    """The running request's observation; None outside a request."""
-    observation = _CURRENT.get()
-    if observation is None and has_request_context():
-        return _observation()
-    return observation
-
-
-def _observation() -> RequestObservation:
-    """The running request's observation: ObservedRequests's, or, in a request context
-    built without the app's WSGI layers (``app.test_request_context()``), one kept in
-    ``g`` from first use."""
-    observation = _CURRENT.get()
-    if observation is None:
-        observation = g.get(_OBSERVATION)
-        if observation is None:
-            observation = RequestObservation.of(request.environ)
-            setattr(g, _OBSERVATION, observation)
-    return observation
-
-
 def start_request() -> None:
-    _observation()
+    current_observation()
 
 
 def finish_request(response: Response) -> Response:
     """Add the id headers, count the request and write its one log line."""
-    observation = _observation()
+    observation = current_observation()
     headers = response.headers
     for name, value in observation.headers():
         headers[name] = value

@@ -48,11 +48,8 @@ from ecommerce.categories.representation import (
 )
 from ecommerce.config import MAX_REQUEST_BODY_BYTES
 from ecommerce.errors import GENERIC_PROBLEM_TYPE, PROBLEM_JSON_MIMETYPE
-from ecommerce.observability import (
-    CACHE_STATUS_HEADER,
-    MAX_REQUEST_ID_LENGTH,
-    REQUEST_ID_HEADER,
-)
+from ecommerce.observability import CACHE_STATUS_HEADER
+from ecommerce.request_observation import MAX_REQUEST_ID_LENGTH, REQUEST_ID_HEADER
 
 bp = Blueprint("openapi", __name__)
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from typing import Any
+from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 from flask import Flask, request_finished, request_started
 from werkzeug.http import HTTP_STATUS_CODES
@@ -35,10 +35,9 @@ from ecommerce import observability, security
 from ecommerce.categories import views
 from ecommerce.categories.cache_policy import FAILED_READ_KEY, represent
 from ecommerce.categories.representation import negotiate
+from ecommerce.request_observation import running_observation
 
 logger = logging.getLogger(__name__)
-
-WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 #: The view this layer answers for, by endpoint.
 LIST_ENDPOINT = "categories.list_categories"
@@ -52,10 +51,10 @@ class ListHitPath:
     """The WSGI layer; ``app.wsgi_app = ListHitPath(app, region, app.wsgi_app)``.
 
     Place it inside ProxyFix (the access line's ``remote_addr`` is the client's)
-    and inside :class:`~ecommerce.observability.ObservedRequests`.
+    and inside :class:`~ecommerce.request_observation.ObservedRequests`.
     """
 
-    def __init__(self, app: Flask, region: Region, flask_wsgi_app: WSGIApp) -> None:
+    def __init__(self, app: Flask, region: Region, flask_wsgi_app: WSGIApplication) -> None:
         self.app = app
         self.region = region
         self.flask_wsgi_app = flask_wsgi_app
@@ -66,14 +65,14 @@ class ListHitPath:
         self._cache_name = ""
         self._before: tuple[Callable[[], object], ...] = ()
 
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD")
         serving = self.serving
         if serving is None:
             serving = self.serving = self._stands_in_for_flask()
         if not serving or method not in _ANSWERED_METHODS or environ.get("PATH_INFO") != self._path:
             return self.flask_wsgi_app(environ, start_response)
-        observation = observability.running_observation()
+        observation = running_observation()
         if observation is None:  # called without ObservedRequests around it
             return self.flask_wsgi_app(environ, start_response)
         try:

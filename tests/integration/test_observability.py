@@ -24,7 +24,7 @@ from cache_backends.dynamodb.entries import BAD_SIGNATURE
 from cache_backends.dynamodb.parts import MISSING, PART_KEY_MARKER
 from devtools.dynamodb_local import DynamoDBLocal
 from devtools.ports import free_port
-from ecommerce import metrics, observability
+from ecommerce import metrics, observability, request_observation
 from ecommerce.extensions import cache
 from tests.support.app import post_category
 from tests.support.logs import json_log_lines, metric_value
@@ -320,7 +320,7 @@ def test_the_log_time_is_the_one_datetime_formats(created: float) -> None:
 
 
 def test_a_generated_request_id_is_a_random_uuid4_hex() -> None:
-    ids = {observability.new_request_id() for _ in range(100)}
+    ids = {request_observation.new_request_id() for _ in range(100)}
     assert len(ids) == 100
     for request_id in ids:
         parsed = uuid.UUID(hex=request_id)
