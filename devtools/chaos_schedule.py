@@ -5,7 +5,8 @@ Pure: the same seed, length and database give the same plan on every machine
 harness (devtools/chaos.py) carries the plan out against real processes.
 tests/unit/test_chaos_schedule.py holds the plans to their limits.
 
-Faults, one at a time with quiet gaps between (so each violation points at one):
+Faults, one at a time with quiet gaps between (so each violation points at one, and so a
+write's stale bound ends: see GAP_SECONDS):
 
     partition            the proxy in front of DynamoDB Local drops everything, both ways;
                          a quarter are longer than the deployed 10 s breaker cool-down
@@ -36,8 +37,13 @@ DATABASES = tuple(DATABASE_FAULTS_BY_DATABASE)
 #: a long partition outlasts it, so circuits open, probe and open again while writes are owed.
 DEPLOYED_BREAKER_COOLDOWN_SECONDS = DEFAULT_BREAKER_COOLDOWN
 LONG_PARTITION_SHARE = 0.25
-#: Quiet between faults: time for the reads to show what the last fault left behind.
-GAP_SECONDS = (1.0, 3.0)
+#: Quiet between faults: time for the reads to show what the last fault left behind. The
+#: checker lets a write stay invisible until 3 s (its heal bound) after the last fault that
+#: began before that bound (devtools/chaos_checker.py, Bounds.deadline): gaps all shorter
+#: than the heal bound chain every write's bound to the run's end and leave the stale check
+#: holding nothing. Most of these are longer, so a bound ends a few seconds after the
+#: fault around its write; a sixth are shorter, so repairs cut by the next fault still run.
+GAP_SECONDS = (2.0, 8.0)
 #: Writes are spaced so that a run's reads see each one alone for a moment.
 WRITE_INTERVAL_SECONDS = (0.3, 0.9)
 #: The share of writes that delete a category the run created (when one is left).

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import statistics
 from collections import Counter
 
 import pytest
 
+from devtools.chaos import bounds_for
+from devtools.chaos_checker import API, INSERT, SQL, FaultWindow, Write
 from devtools.chaos_schedule import (
     CACHE_FAULTS,
     DATABASE_FAULTS_BY_DATABASE,
@@ -52,6 +55,29 @@ def test_over_many_seeds_every_fault_happens_and_some_partitions_outlast_the_coo
 def test_an_unknown_database_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown database"):
         plan_faults(1, 60, "mysql")
+
+
+@pytest.mark.parametrize("database", DATABASES)
+def test_the_schedule_leaves_the_stale_check_seconds_not_the_whole_run(database: str) -> None:
+    """A write every 0.6 s through a two-minute plan: the checker's bound on each (how long
+    it may stay invisible) is a few seconds at the median, and even the longest ends well
+    before the run does; gaps all shorter than the heal bound would chain to the end."""
+    bounds = bounds_for(database)
+    for seed in range(1, 7):
+        faults = [
+            FaultWindow(fault.kind, fault.at, fault.at + fault.seconds)
+            for fault in plan_faults(seed, 120, database)
+        ]
+        allowed = []
+        for step in range(190):
+            sent = 1.0 + step * 0.6
+            for kind in (f"{API}-{INSERT}", f"{SQL}-{INSERT}"):
+                write = Write(kind, "name", sent, sent + 0.05, acknowledged=True)
+                deadline = bounds.deadline(write, faults)
+                assert deadline is not None
+                allowed.append(deadline - write.answered)
+        assert statistics.median(allowed) < 10, seed
+        assert max(allowed) < 45, seed
 
 
 def test_writes_keep_to_the_kinds_asked_for() -> None:
