@@ -17,17 +17,16 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from contextlib import redirect_stdout
 from pathlib import Path
 from typing import Any
+from wsgiref.types import WSGIApplication
 
 #: Calls per contender per round, and rounds (the first ones warm up and are dropped).
 DEFAULT_CALLS = 2000
 DEFAULT_ROUNDS = 7
 WARM_UP_ROUNDS = 2
-
-WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
 def environ_for(path: str) -> dict[str, Any]:
@@ -53,7 +52,7 @@ def environ_for(path: str) -> dict[str, Any]:
     }
 
 
-def call(app: WSGIApp, environ: dict[str, Any]) -> bytes:
+def call(app: WSGIApplication, environ: dict[str, Any]) -> bytes:
     """One request through ``app``; its body (read, as a server would)."""
     status: list[str] = []
 
@@ -66,7 +65,7 @@ def call(app: WSGIApp, environ: dict[str, Any]) -> bytes:
     return body
 
 
-def per_call_microseconds(app: WSGIApp, environ: dict[str, Any], calls: int) -> float:
+def per_call_microseconds(app: WSGIApplication, environ: dict[str, Any], calls: int) -> float:
     """CPU time per call: this process's, not the wall clock's. The machine may be
     shared (CI, other jobs): time spent descheduled is not the app's work, and would
     otherwise land on whichever contender was running when another process woke."""
@@ -76,7 +75,7 @@ def per_call_microseconds(app: WSGIApp, environ: dict[str, Any], calls: int) -> 
     return (time.process_time() - started) / calls * 1e6
 
 
-def the_app() -> WSGIApp:
+def the_app() -> WSGIApplication:
     """The landed app on SimpleCache and a freshly seeded SQLite catalogue."""
     from devtools.fleet import prepare
     from ecommerce import create_app
@@ -90,7 +89,7 @@ def the_app() -> WSGIApp:
     return create_app(settings)
 
 
-def the_floor(body: bytes) -> WSGIApp:
+def the_floor(body: bytes) -> WSGIApplication:
     """A bare Flask view answering ``body`` as prebuilt bytes."""
     from flask import Flask, Response
 

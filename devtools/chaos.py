@@ -524,14 +524,7 @@ def running_fleet(
         settings = app_settings(options, cache_proxy.endpoint_url, database.app_url)
         prepare(settings, REPOSITORY_ROOT, quiet=True)
         instances = tuple(
-            stack.enter_context(
-                gunicorn_instance(
-                    name,
-                    {**settings, "CATALOGUE_EVENTS_DIR": str(workdir / f"{name}-events")},
-                    workdir,
-                    WORKERS_PER_INSTANCE,
-                )
-            )
+            stack.enter_context(gunicorn_instance(name, settings, workdir, WORKERS_PER_INSTANCE))
             for name in INSTANCE_NAMES
         )
         for instance in instances:

@@ -190,9 +190,13 @@ def gunicorn_instance(
 ) -> Iterator[Instance]:
     """``gunicorn wsgi:app`` with the repository's gunicorn.conf.py on a free port.
 
-    Each instance gets its own PROMETHEUS_MULTIPROC_DIR: two masters sharing one
-    would wipe each other's files at start and mix their counts, while on EC2
-    each instance is a separate machine with a directory of its own. ``app_root``
+    Each instance gets its own PROMETHEUS_MULTIPROC_DIR and, unless ``settings`` name
+    one, its own CATALOGUE_EVENTS_DIR, as each instance on EC2 is a separate machine
+    with folders of its own: two masters sharing a metrics folder would wipe each
+    other's files at start and mix their counts, and instances sharing the events
+    folder (by default the checkout's ``instance/``, the same for every test and
+    benchmark running at once) would elect one reconciler between them and take each
+    other's shared copies, owed versions and bodies, whatever their table. ``app_root``
     runs another checkout of the app (an older commit, to compare with);
     ``wsgi_app`` another application under the same configuration (a baseline);
     ``gunicorn_arguments`` override settings of gunicorn.conf.py for this instance.
@@ -200,7 +204,8 @@ def gunicorn_instance(
     port = free_port()
     metrics_directory = workdir / f"{name}-metrics"
     metrics_directory.mkdir(parents=True)
-    environment = flask_environment(settings) | {
+    events_directory = workdir / f"{name}-instance"
+    environment = flask_environment({"CATALOGUE_EVENTS_DIR": str(events_directory), **settings}) | {
         "GUNICORN_BIND": f"127.0.0.1:{port}",
         "GUNICORN_WORKERS": str(workers),
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_directory),

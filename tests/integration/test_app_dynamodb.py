@@ -151,6 +151,9 @@ def test_a_write_through_one_process_is_what_the_other_process_reads_next(
         )
         for instance in (writes_through, invalidates):
             wait_until_healthy(instance.url, instance.process, instance.log_path)
+            # Each its own host's folder: a folder shared with the other instance, or with
+            # another test's, would mix their elections, owed versions and shared copies.
+            assert any((tmp_path / f"{instance.name}-instance").iterdir())
         writes_through, invalidates = writes_through.url, invalidates.url
 
         assert http_get_categories(invalidates) == (story.SEED_CATEGORIES, "MISS")
