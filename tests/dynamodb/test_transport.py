@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import time
+from typing import Any
+
+import botocore.loaders
+import pytest
 
 from cache_backends.dynamodb.transport import Transport
 from devtools.dynamodb_local import DynamoDBLocal
@@ -77,3 +81,24 @@ def test_the_backend_recovers_when_dynamodb_comes_back(
             time.sleep(0.1)
         assert cache.get("k") == "after"
         assert cache.health()["circuit"] == "closed"
+
+
+def test_a_process_parses_botocores_data_files_once_for_all_its_backends(
+    make_cache: MakeCache, table_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each backend has four clients; a botocore session of their own each (PynamoDB's
+    default) would parse the endpoint and DynamoDB model files again for every one, a
+    tenth of a second of CPU each in every worker at boot and in every test."""
+    make_cache()  # the process's session has read what a DynamoDB client needs
+    parsed: list[str] = []
+    load_file = botocore.loaders.JSONFileLoader.load_file
+
+    def counted(loader: botocore.loaders.JSONFileLoader, file_path: str) -> Any:
+        parsed.append(file_path)
+        return load_file(loader, file_path)
+
+    monkeypatch.setattr(botocore.loaders.JSONFileLoader, "load_file", counted)
+
+    another = make_cache(table_name=f"{table_name}-another")
+    assert another.set("k", 1) and another.get("k") == 1
+    assert parsed == []
