@@ -139,7 +139,7 @@ cluster: $(APP_INSTALLED) $(DDB_LOCAL) cluster-deps  ## DynamoDB Local + two gun
 
 # pytest-xdist workers, each with a DynamoDB Local and a PostgreSQL of its own (session
 # fixtures): one more than the cores, since a worker spends much of its time waiting on
-# servers it started (379-396 s on 2 cores, 509 s with one per core). TEST_WORKERS=
+# servers it started (about a quarter less time than one per core). TEST_WORKERS=
 # overrides; worksteal evens out the few long multi-process tests.
 TEST_WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
 test: $(DEV_INSTALLED) $(DDB_LOCAL) system-deps $(AWS_VENV)/bin/aws  ## Install everything, then run the test suite against DynamoDB Local
