@@ -244,18 +244,13 @@ def fleet_db_loads(urls: Sequence[str]) -> float:
 def fleet(
     shape: Shape, settings: dict[str, object], workdir: Path, app_root: Path
 ) -> Iterator[list[str]]:
-    """``shape.instances`` gunicorn instances, each with its own instance folder."""
+    """``shape.instances`` gunicorn instances, each with its own instance folder (as
+    devtools.fleet.gunicorn_instance gives every instance)."""
     with ExitStack() as stack:
         urls = []
         for number in range(shape.instances):
-            instance_settings = {
-                **settings,
-                "CATALOGUE_EVENTS_DIR": str(workdir / f"instance-{number}"),
-            }
             instance = stack.enter_context(
-                gunicorn_instance(
-                    f"i{number}", instance_settings, workdir, shape.workers, app_root=app_root
-                )
+                gunicorn_instance(f"i{number}", settings, workdir, shape.workers, app_root=app_root)
             )
             wait_until_healthy(instance.url, instance.process, instance.log_path)
             urls.append(instance.url)
