@@ -137,7 +137,8 @@ class Transport:
         # (1 + retries) x (connect + read) timeouts. (get_many keeps the full ones:
         # a BatchGetItem page may carry 16 MB.)
         self.hot_read_model = entry_model_for(_tried_once_within(connection, get_timeout))
-        # Build the botocore clients now (no network): ~0.1 s each that the first
+        # Build the botocore clients now (no network): the process's first parses
+        # botocore's data files (~0.1-0.2 s, once: cache_backends.models), which the first
         # get or the first invalidating delete would otherwise pay on a request.
         self.clients()
 
