@@ -286,6 +286,8 @@ def configure_logging(level: str, log_format: str) -> None:
 
 
 def start_request() -> None:
+    """Begin the observation where the app's WSGI layers did not (a test request
+    context); under them it is ObservedRequests's already, and this is a lookup."""
     current_observation()
 
 

@@ -23,7 +23,7 @@ requests.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 from flask import Flask, request_finished, request_started
@@ -121,8 +121,7 @@ class ListHitPath:
         self._cache_name = rule.endpoint.split(".", 1)[0]
         self._before = tuple(
             hook
-            for hooks in self.app.before_request_funcs.values()
-            for hook in hooks
+            for hook in _hooks(self.app.before_request_funcs)
             if hook is not observability.start_request  # ObservedRequests started it
         )
         return True
@@ -132,13 +131,15 @@ class ListHitPath:
         app = self.app
         reproduced_before = {observability.start_request, self.region.start}
         reproduced_after = {observability.finish_request, security.add_security_headers}
-        before = [hook for hooks in app.before_request_funcs.values() for hook in hooks]
-        after = [hook for hooks in app.after_request_funcs.values() for hook in hooks]
         checks = {
             "another URL rule": len(rules) != 1 or bool(rules[0].arguments),
             "another view": app.view_functions.get(LIST_ENDPOINT) is not views.list_categories,
-            "a before_request hook": any(hook not in reproduced_before for hook in before),
-            "an after_request hook": any(hook not in reproduced_after for hook in after),
+            "a before_request hook": any(
+                hook not in reproduced_before for hook in _hooks(app.before_request_funcs)
+            ),
+            "an after_request hook": any(
+                hook not in reproduced_after for hook in _hooks(app.after_request_funcs)
+            ),
             "a teardown_request hook": any(app.teardown_request_funcs.values()),
             "a URL value preprocessor": any(app.url_value_preprocessors.values()),
             "a receiver of Flask's request signals": any(
@@ -146,3 +147,11 @@ class ListHitPath:
             ),
         }
         return [name for name, differs in checks.items() if differs]
+
+
+def _hooks(
+    registry: Mapping[str | None, Iterable[Callable[..., object]]],
+) -> Iterator[Callable[..., object]]:
+    """Every hook of one of Flask's registries (the app's, then each blueprint's)."""
+    for hooks in registry.values():
+        yield from hooks

@@ -319,14 +319,14 @@ def _headers_of_200(
     prebuilt = [("Content-Type", JSON_MIMETYPE)]
     if coding is ContentCoding.GZIP:
         prebuilt.append(("Content-Encoding", ContentCoding.GZIP.value))
-    prebuilt += [("ETag", quote_etag(tag)), (VARY, ACCEPT_ENCODING), *headers]
+    prebuilt += _headers_of_variant(tag, headers)
     prebuilt.append(("Content-Length", str(length)))
     return tuple(prebuilt)
 
 
 @functools.lru_cache(maxsize=HEADER_LISTS_KEPT)
-def _headers_of_304(tag: str, headers: Headerlist) -> Headerlist:
-    """What a 304 standing for the body tagged ``tag`` carries."""
+def _headers_of_variant(tag: str, headers: Headerlist) -> Headerlist:
+    """What every answer standing for the body tagged ``tag`` carries: a 304's headers."""
     return (("ETag", quote_etag(tag)), (VARY, ACCEPT_ENCODING), *headers)
 
 
@@ -352,7 +352,7 @@ def negotiate(
         body = representation.body(coding)
         tag = representation.tag(coding)
         return Answer(200, _headers_of_200(tag, coding, len(body), headers), body)
-    return Answer(304, _headers_of_304(representation.tag(held), headers), b"")
+    return Answer(304, _headers_of_variant(representation.tag(held), headers), b"")
 
 
 def negotiated_response(
