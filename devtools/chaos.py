@@ -18,7 +18,8 @@ under continuous traffic and hands the whole history to the checker
   listed, which worker gave it, ``X-Cache`` and the ``X-Request-Id`` it sent;
 - one writer inserts and deletes categories, through the API (the admin token, on either
   instance) or with plain SQL on the database (as a back-office tool, on its own path);
-- the faults: see devtools/chaos_schedule.py. Then every fault is healed, the readers go on
+- the faults: see devtools/chaos_schedule.py (the plan) and devtools/chaos_faults.py
+  (how each is carried out). Then every fault is healed, the readers go on
   for :data:`SETTLE_SECONDS`, and each worker's last answer must list what the database holds.
 
 Every process is on 127.0.0.1 and stopped when the run ends (however it ends), the
@@ -30,23 +31,19 @@ tests/blackbox/test_chaos.py runs a short seed per database and the planted faul
 
 from __future__ import annotations
 
-import os
-import signal
-import sqlite3
 import tempfile
 import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import ExitStack, closing, contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from http.client import HTTPConnection, HTTPException
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy
-from sqlalchemy.pool import NullPool
 
 from cache_backends.dynamodb.settings import DEFAULT_BREAKER_COOLDOWN
 from devtools import REPOSITORY_ROOT
@@ -63,9 +60,9 @@ from devtools.chaos_checker import (
     check,
 )
 from devtools.chaos_evidence import describe, first_of_each, log_records
+from devtools.chaos_faults import FaultInjector, Fleet, chaos_database
 from devtools.chaos_schedule import (
     MIN_LIVE_NAMES,
-    PlannedFault,
     next_write,
     plan_faults,
     plan_writes,
@@ -85,7 +82,6 @@ from devtools.partition import PartitionProxy
 from devtools.pinned_workers import HTTP_TIMEOUT_SECONDS, PinnedWorkers, request
 from devtools.postgresql import LocalPostgreSQL
 from devtools.processes import worker_pids
-from ecommerce.categories.names import name_key
 from ecommerce.config import DEFAULTS
 
 WORKERS_PER_INSTANCE = 2
@@ -146,95 +142,6 @@ class ChaosOptions:
         return f"Chaos{self.seed}N"
 
 
-# --- the database, and the back-office path to it -------------------------------------
-
-
-class ChaosDatabase:
-    """The run's database: the app's URL (through a proxy for PostgreSQL), and a direct
-    SQLAlchemy engine without a pool for plain SQL (a back-office tool connects anew)."""
-
-    def __init__(self, kind: str, app_url: str, direct_url: str, proxy: PartitionProxy | None):
-        self.kind = kind
-        self.app_url = app_url
-        self.proxy = proxy
-        self.engine = sqlalchemy.create_engine(direct_url, poolclass=NullPool)
-
-    def insert(self, name: str) -> int:
-        with self.engine.begin() as connection:
-            return int(
-                connection.execute(
-                    sqlalchemy.text(
-                        "INSERT INTO categories (name, name_key) VALUES (:name, :key) RETURNING id"
-                    ),
-                    {"name": name, "key": name_key(name)},
-                ).scalar_one()
-            )
-
-    def delete(self, category_id: int) -> None:
-        with self.engine.begin() as connection:
-            connection.execute(
-                sqlalchemy.text("DELETE FROM categories WHERE id = :id"), {"id": category_id}
-            )
-
-    def names(self, prefix: str) -> frozenset[str]:
-        with self.engine.connect() as connection:
-            rows = connection.execute(
-                sqlalchemy.text("SELECT name FROM categories WHERE name LIKE :pattern"),
-                {"pattern": f"{prefix}%"},
-            )
-            return frozenset(row[0] for row in rows)
-
-    @contextmanager
-    def fault(self, planned: PlannedFault) -> Iterator[None]:
-        """The database fault for the block: a partition or a delay through the proxy
-        (PostgreSQL), the write lock held by another transaction (SQLite)."""
-        if planned.kind == "database-partition" and self.proxy is not None:
-            with self.proxy.partitioned():
-                yield
-        elif planned.kind == "database-slow" and self.proxy is not None:
-            with self.proxy.slowed(planned.delay):
-                yield
-        elif planned.kind == "database-locked" and self.kind == "sqlite":
-            path = sqlalchemy.engine.make_url(self.app_url).database
-            with closing(sqlite3.connect(path, isolation_level=None)) as locker:
-                locker.execute("BEGIN IMMEDIATE")  # RESERVED: writers wait, readers go on
-                try:
-                    yield
-                finally:
-                    locker.execute("ROLLBACK")
-        else:
-            raise ValueError(f"{planned.kind} does not apply to {self.kind}")
-
-    def dispose(self) -> None:
-        self.engine.dispose()
-
-
-@contextmanager
-def chaos_database(
-    kind: str, workdir: Path, postgresql: LocalPostgreSQL | None = None
-) -> Iterator[ChaosDatabase]:
-    """A SQLite file, or a fresh database on ``postgresql`` (or a server of the run's own)
-    that the app reaches through a proxy."""
-    if kind == "sqlite":
-        url = f"sqlite:///{workdir / 'chaos.sqlite'}"
-        database = ChaosDatabase(kind, url, url, None)
-        try:
-            yield database
-        finally:
-            database.dispose()
-        return
-    if kind != "postgresql":
-        raise ValueError(f"unknown database {kind!r}")
-    with ExitStack() as stack:
-        server = postgresql or stack.enter_context(LocalPostgreSQL())
-        direct_url = server.create_database()
-        proxy = stack.enter_context(PartitionProxy(server.port))
-        app_url = sqlalchemy.engine.make_url(direct_url).set(port=proxy.port)
-        database = ChaosDatabase(kind, app_url.render_as_string(False), direct_url, proxy)
-        stack.callback(database.dispose)
-        yield database
-
-
 # --- the run's recorders ---------------------------------------------------------------
 
 
@@ -248,16 +155,6 @@ class History:
     faults: list[FaultWindow] = field(default_factory=list)
     #: time.time() - time.monotonic(): turns a record's time into the logs' clock.
     wall_offset: float = field(default_factory=lambda: time.time() - time.monotonic())
-
-
-@dataclass
-class Fleet:
-    """What a run has running: the processes the faults act on."""
-
-    dynamodb: DynamoDBLocal
-    cache_proxy: PartitionProxy
-    database: ChaosDatabase
-    instances: tuple[Instance, ...]
 
 
 def read_once(connection: HTTPConnection, worker: str, request_id: str) -> tuple[Read, bool]:
@@ -398,73 +295,6 @@ class Writer:
             connection.close()
 
 
-# --- the faults --------------------------------------------------------------------------
-
-
-class FaultInjector:
-    """Carries out the plan in order; records each fault's window; heals whatever is left."""
-
-    def __init__(self, fleet: Fleet, history: History, plan: Sequence[PlannedFault]) -> None:
-        self.fleet = fleet
-        self.history = history
-        self.plan = plan
-
-    def run(self, started: float, stop: threading.Event) -> None:
-        for planned in self.plan:
-            if stop.wait(max(0.0, started + planned.at - time.monotonic())):
-                return
-            begun = time.monotonic()
-            detail = self.inject(planned, stop)
-            self.history.faults.append(FaultWindow(planned.kind, begun, time.monotonic(), detail))
-
-    def inject(self, planned: PlannedFault, stop: threading.Event) -> str:
-        """Run one fault to its end; what it did, for the report."""
-        fleet = self.fleet
-        if planned.kind == "partition":
-            with fleet.cache_proxy.partitioned():
-                stop.wait(planned.seconds)
-            return f"{planned.seconds:.1f} s"
-        if planned.kind == "flapping":
-            until = time.monotonic() + planned.seconds
-            while time.monotonic() < until and not stop.is_set():
-                with fleet.cache_proxy.partitioned():
-                    stop.wait(planned.period)
-                stop.wait(planned.period)
-            return f"{planned.seconds:.1f} s, every {planned.period:.2f} s"
-        if planned.kind == "dynamodb-hung":
-            process = fleet.dynamodb.process
-            assert process is not None
-            os.kill(process.pid, signal.SIGSTOP)
-            try:
-                stop.wait(planned.seconds)
-            finally:
-                os.kill(process.pid, signal.SIGCONT)
-            return f"{planned.seconds:.1f} s"
-        if planned.kind == "dynamodb-restarted":
-            fleet.dynamodb.restart()
-            return "empty"
-        if planned.kind == "worker-killed":
-            instance = fleet.instances[planned.instance]
-            pids = sorted(worker_pids(instance.process.pid))
-            if not pids:
-                return "no worker up"
-            pid = pids[planned.worker % len(pids)]
-            os.kill(pid, signal.SIGKILL)
-            return f"{instance.name}/{pid}"
-        with fleet.database.fault(planned):
-            stop.wait(planned.seconds)
-        return f"{planned.seconds:.1f} s" + (
-            f", +{planned.delay:.2f} s a chunk" if planned.delay else ""
-        )
-
-    def heal_everything(self) -> None:
-        """What a fault interrupted by a stop may have left: nothing, normally."""
-        self.fleet.cache_proxy.heal()
-        if self.fleet.database.proxy is not None:
-            self.fleet.database.proxy.heal()
-            self.fleet.database.proxy.delay_seconds = 0.0
-
-
 # --- one run -------------------------------------------------------------------------------
 
 
@@ -565,7 +395,7 @@ def run_chaos(
         for reader in readers:
             reader.workers.pin_all()
         writer = Writer(options, fleet, history)
-        injector = FaultInjector(fleet, history, plan)
+        injector = FaultInjector(fleet, history.faults, plan)
         traffic_stop, reads_stop = threading.Event(), threading.Event()
         # However the run ends (Ctrl-C included), the threads stop before the fleet does.
         stack.callback(reads_stop.set)
